@@ -1,0 +1,159 @@
+"""Configuration, declared once: every setting with its type, default, env name and meaning.
+
+Loaded once in `main` (defaults, then an optional YAML file, then environment
+variables) and passed down; nothing deeper reads the environment.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError
+from .secret import Secret
+
+CONFIG_FILE_ENV = "OLVM_CONFIG"
+
+
+def setting(default: Any, env: str, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str = setting("127.0.0.1:19092", "OLVM_KAFKA_BOOTSTRAP", "Kafka bootstrap servers, comma separated")
+    topic_prefix: str = setting("", "OLVM_KAFKA_TOPIC_PREFIX", "prefix for every topic name (several installs on one cluster)")
+    replication_factor: int = setting(1, "OLVM_KAFKA_REPLICATION", "replication factor of the topics we create")
+    partitions: int = setting(4, "OLVM_KAFKA_PARTITIONS", "partitions of the work topics (the readers' parallelism limit)")
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint_url: str = setting("http://127.0.0.1:19000", "OLVM_S3_ENDPOINT", "S3 endpoint URL ('' = AWS default)")
+    bucket: str = setting("olvm-backup", "OLVM_S3_BUCKET", "bucket holding packs, manifests and the catalog")
+    access_key: Secret = setting(Secret("S3RVER"), "OLVM_S3_ACCESS_KEY", "S3 access key id")
+    secret_key: Secret = setting(Secret("S3RVER"), "OLVM_S3_SECRET_KEY", "S3 secret access key")
+    region: str = setting("us-east-1", "OLVM_S3_REGION", "S3 region")
+    create_bucket: bool = setting(True, "OLVM_S3_CREATE_BUCKET", "create the bucket when it is missing")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    url: str = setting("", "OLVM_ENGINE_URL", "engine API root, https://MANAGER/ovirt-engine/api")
+    username: str = setting("admin@internal", "OLVM_ENGINE_USER", "engine user")
+    password: Secret = setting(Secret(""), "OLVM_ENGINE_PASSWORD", "engine password")
+    ca_file: str = setting("", "OLVM_ENGINE_CA_FILE", "CA certificate of the engine and imageio (PEM)")
+    insecure: bool = setting(False, "OLVM_ENGINE_INSECURE", "skip TLS verification (never in production)")
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = setting(Path("data"), "OLVM_DATA_DIR", "local state: embedded broker and object store, logs, run files")
+    log_level: str = setting("INFO", "OLVM_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR")
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    s3: S3Settings = field(default_factory=S3Settings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+
+
+def _convert(value: Any, kind: Any, name: str) -> Any:
+    """Turn a file or env value into the declared type."""
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"not a boolean: {value!r}")
+        if kind is Secret:
+            return value if isinstance(value, Secret) else Secret(str(value))
+        if kind is Path:
+            return Path(value)
+        return kind(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{name}: {e}") from None
+
+
+def _build(cls: type, file_section: Mapping[str, Any], environ: Mapping[str, str], prefix: str) -> Any:
+    values: dict[str, Any] = {}
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(file_section) - known
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(sorted(prefix + u for u in unknown))}")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            section = file_section.get(f.name) or {}
+            if not isinstance(section, Mapping):
+                raise ConfigError(f"{prefix}{f.name} must be a mapping")
+            values[f.name] = _build(kind, section, environ, f"{prefix}{f.name}.")
+            continue
+        env = f.metadata["env"]
+        if env in environ:
+            values[f.name] = _convert(environ[env], kind, env)
+        elif f.name in file_section:
+            values[f.name] = _convert(file_section[f.name], kind, prefix + f.name)
+    return cls(**values)
+
+
+def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, then the YAML file (`path` or $OLVM_CONFIG), then environment variables."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_FILE_ENV)
+    data: Mapping[str, Any] = {}
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as e:
+            raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path} must hold a mapping of settings")
+    settings = _build(Settings, data, environ, "")
+    return dataclasses.replace(settings, data_dir=settings.data_dir.expanduser().absolute())
+
+
+def to_environ(settings: Settings) -> dict[str, str]:
+    """The environment that reproduces `settings` in a child process (secrets included: for children only)."""
+    env: dict[str, str] = {}
+
+    def walk(obj: Any) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value)
+                continue
+            if isinstance(value, Secret):
+                value = value.reveal()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            env[f.metadata["env"]] = str(value)
+
+    walk(settings)
+    return env
+
+
+def describe(settings: Settings) -> list[tuple[str, str, str]]:
+    """(env name, shown value, doc) for every setting; secrets masked. For `status` and the docs."""
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(obj: Any) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value)
+            else:
+                shown = ("***" if value else "") if isinstance(value, Secret) else str(value)
+                rows.append((f.metadata["env"], shown, f.metadata["doc"]))
+
+    walk(settings)
+    return rows

@@ -1,0 +1,64 @@
+"""Topic administration: create what the contract declares, delete what a backup no longer needs."""
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from schemas import ALL_TOPICS, Topic
+
+from ..config import KafkaSettings
+from ..retry import retry
+
+log = logging.getLogger(__name__)
+
+
+async def _admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id="olvm-admin")
+    await retry(admin.start, what="connect to Kafka (admin)", attempts=10, deadline=30,
+                retriable=lambda e: isinstance(e, (KafkaError, OSError)))
+    return admin
+
+
+async def ensure_topics(kafka: KafkaSettings, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]:
+    """Create missing topics; returns the names created. Existing topics are left as they are."""
+    admin = await _admin(kafka)
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=t.full_name(kafka.topic_prefix),
+                num_partitions=kafka.partitions if t.work else 1,
+                replication_factor=kafka.replication_factor,
+                topic_configs={"retention.ms": str(t.retention_ms)},
+            )
+            for t in topics
+            if t.full_name(kafka.topic_prefix) not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race
+            log.info("created topics %s", ", ".join(t.name for t in wanted))
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()
+
+
+async def delete_topics(kafka: KafkaSettings, names: Iterable[str]) -> None:
+    admin = await _admin(kafka)
+    try:
+        await admin.delete_topics(list(names))
+    finally:
+        await admin.close()
+
+
+async def list_topics(kafka: KafkaSettings) -> list[str]:
+    admin = await _admin(kafka)
+    try:
+        return sorted(await admin.list_topics())
+    finally:
+        await admin.close()

@@ -1,0 +1,76 @@
+"""The producer side: typed records in, acknowledged writes out."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from schemas import Record, Topic, encode
+
+from ..config import KafkaSettings
+from ..errors import RetriableError
+from ..retry import retry
+
+log = logging.getLogger(__name__)
+
+MAX_RECORD_BYTES = 8 * 1024 * 1024  # a compressed chunk is at most ~4 MiB; leave room for the envelope
+
+
+class PublishError(RetriableError):
+    template = "cannot publish to {topic}: {reason}"
+
+
+class Bus:
+    """One producer per process. `publish` returns once the broker acknowledged the record (acks=all)."""
+
+    def __init__(self, kafka: KafkaSettings, client_id: str) -> None:
+        self._kafka = kafka
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> "Bus":
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._kafka.bootstrap_servers,
+                client_id=self._client_id,
+                acks="all",
+                enable_idempotence=False,  # Tansu 0.6 does not implement idempotent producers
+                max_request_size=MAX_RECORD_BYTES,
+                linger_ms=2,
+                request_timeout_ms=30_000,
+            )
+            await retry(producer.start, what="connect to Kafka", attempts=10, deadline=30,
+                        retriable=lambda e: isinstance(e, KafkaError) or isinstance(e, OSError))
+            self._producer = producer
+        return self
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def __aenter__(self) -> "Bus":
+        return await self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    def topic_name(self, topic: Topic) -> str:
+        return topic.full_name(self._kafka.topic_prefix)
+
+    async def publish(self, topic: Topic, record: Record, key: str | bytes | None = None) -> None:
+        if type(record) not in topic.records:
+            raise TypeError(f"{record.type_name} does not belong on topic {topic.name}")
+        await self.publish_raw(self.topic_name(topic), encode(record), key)
+
+    async def publish_raw(self, topic_name: str, value: bytes | None, key: str | bytes | None = None) -> None:
+        """Send bytes as they are: for dead letters and for tests that need a malformed record."""
+        if self._producer is None:
+            raise RuntimeError("Bus not started")
+        key_bytes = key.encode() if isinstance(key, str) else key
+        try:
+            await self._producer.send_and_wait(topic_name, value=value, key=key_bytes)
+        except KafkaError as e:
+            raise PublishError(str(e) or type(e).__name__, topic=topic_name) from e

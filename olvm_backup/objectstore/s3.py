@@ -1,0 +1,188 @@
+"""S3 through aioboto3: any S3 (AWS, MinIO, Ceph RGW, OCI), the embedded s3rver, moto in tests."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, AsyncIterator
+
+import aioboto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..config import S3Settings
+from ..errors import BackupError, ObjectNotFound, StoreError
+from ..retry import retry
+from .base import MIN_PART_SIZE, ObjectInfo
+
+log = logging.getLogger(__name__)
+
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+
+
+def _translate(error: Exception, key: str) -> Exception:
+    """botocore's errors to ours: missing is final, 4xx is final, everything else may pass."""
+    if isinstance(error, ClientError):
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _NOT_FOUND or status == 404:
+            return ObjectNotFound(key)
+        if 400 <= status < 500 and status not in (408, 429):
+            return BackupError(f"object store refused {key}: {code} (HTTP {status})")
+        return StoreError(f"{key}: {code} (HTTP {status})")
+    return StoreError(f"{key}: {error}")
+
+
+class _S3Multipart:
+    """Buffers writes into parts of `part_size` and uploads each as it fills."""
+
+    def __init__(self, store: "S3Store", key: str, upload_id: str, part_size: int) -> None:
+        self._store = store
+        self.key = key
+        self._upload_id = upload_id
+        self._part_size = part_size
+        self._buffer = bytearray()
+        self._parts: list[dict[str, Any]] = []
+        self.size = 0
+
+    async def write(self, data: bytes) -> None:
+        self._buffer += data
+        self.size += len(data)
+        while len(self._buffer) >= self._part_size:
+            part = bytes(self._buffer[: self._part_size])
+            del self._buffer[: self._part_size]
+            await self._upload(part)
+
+    async def _upload(self, data: bytes) -> None:
+        number = len(self._parts) + 1
+        response = await self._store._call(
+            "upload_part", self.key, Bucket=self._store.bucket, Key=self.key, UploadId=self._upload_id,
+            PartNumber=number, Body=data,
+        )
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+    async def complete(self) -> None:
+        if self._buffer or not self._parts:
+            await self._upload(bytes(self._buffer))
+            self._buffer.clear()
+        await self._store._call(
+            "complete_multipart_upload", self.key, Bucket=self._store.bucket, Key=self.key,
+            UploadId=self._upload_id, MultipartUpload={"Parts": self._parts},
+        )
+
+    async def abort(self) -> None:
+        with contextlib.suppress(BackupError):
+            await self._store._call("abort_multipart_upload", self.key, Bucket=self._store.bucket, Key=self.key,
+                                    UploadId=self._upload_id)
+
+    async def __aenter__(self) -> "_S3Multipart":
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            await self.complete()
+        else:
+            await asyncio.shield(self.abort())
+
+
+class S3Store:
+    """One client per process; every call retried with backoff when the failure may pass."""
+
+    def __init__(self, settings: S3Settings, client: Any) -> None:
+        self.bucket = settings.bucket
+        self._settings = settings
+        self._client = client
+
+    async def _call(self, method: str, key: str, **kwargs: Any) -> Any:
+        async def once() -> Any:
+            try:
+                return await getattr(self._client, method)(**kwargs)
+            except (ClientError, BotoCoreError, OSError) as e:
+                raise _translate(e, key) from e
+
+        return await retry(once, what=f"S3 {method} {key}", attempts=5, deadline=60)
+
+    async def ensure_bucket(self) -> None:
+        try:
+            await self._call("head_bucket", self.bucket, Bucket=self.bucket)
+        except ObjectNotFound:
+            if not self._settings.create_bucket:
+                raise BackupError(f"bucket {self.bucket} does not exist (and OLVM_S3_CREATE_BUCKET is off)")
+            log.info("creating bucket %s", self.bucket)
+            await self._call("create_bucket", self.bucket, Bucket=self.bucket)
+
+    async def ping(self) -> None:
+        await self._call("head_bucket", self.bucket, Bucket=self.bucket)
+
+    async def put(self, key: str, data: bytes) -> None:
+        await self._call("put_object", key, Bucket=self.bucket, Key=key, Body=data)
+
+    async def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if offset or length is not None:
+            end = "" if length is None else str(offset + length - 1)
+            kwargs["Range"] = f"bytes={offset}-{end}"
+
+        async def once() -> bytes:
+            try:
+                response = await self._client.get_object(**kwargs)
+                async with response["Body"] as body:
+                    return await body.read()
+            except (ClientError, BotoCoreError, OSError) as e:
+                raise _translate(e, key) from e
+
+        data = await retry(once, what=f"S3 get {key}", attempts=5, deadline=60)
+        if length is not None and len(data) != length:
+            raise StoreError(f"{key}: asked {length} bytes at {offset}, got {len(data)}")
+        return data
+
+    async def head(self, key: str) -> int | None:
+        try:
+            response = await self._call("head_object", key, Bucket=self.bucket, Key=key)
+        except ObjectNotFound:
+            return None
+        return int(response["ContentLength"])
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = await self._call("list_objects_v2", prefix, **kwargs)
+            for item in page.get("Contents", []):
+                yield ObjectInfo(item["Key"], int(item["Size"]))
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
+
+    async def delete(self, key: str) -> None:
+        await self._call("delete_object", key, Bucket=self.bucket, Key=key)
+
+    async def multipart(self, key: str, part_size: int = MIN_PART_SIZE) -> _S3Multipart:
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part size {part_size} is below S3's minimum {MIN_PART_SIZE}")
+        response = await self._call("create_multipart_upload", key, Bucket=self.bucket, Key=key)
+        return _S3Multipart(self, key, response["UploadId"], part_size)
+
+
+@contextlib.asynccontextmanager
+async def open_store(settings: S3Settings, *, ensure_bucket: bool = True) -> AsyncIterator[S3Store]:
+    session = aioboto3.Session()
+    config = Config(
+        retries={"max_attempts": 1},  # we retry ourselves, with our deadline
+        connect_timeout=10, read_timeout=60, max_pool_connections=32,
+        s3={"addressing_style": "path"},
+    )
+    async with session.client(
+        "s3",
+        endpoint_url=settings.endpoint_url or None,
+        aws_access_key_id=settings.access_key.reveal(),
+        aws_secret_access_key=settings.secret_key.reveal(),
+        region_name=settings.region,
+        config=config,
+    ) as client:
+        store = S3Store(settings, client)
+        if ensure_bucket:
+            await store.ensure_bucket()
+        yield store

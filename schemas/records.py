@@ -1,0 +1,138 @@
+"""Record types of every topic (format major 1). TOPICS.md says which record goes where.
+
+Times are UNIX seconds (float); sizes and offsets are bytes; digests are the
+lower-case hex SHA-256 of a chunk's uncompressed bytes.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .envelope import Record
+
+BackupMode = Literal["auto", "full", "incremental"]
+
+
+class BackupRequest(Record):
+    """Ask for a backup of one VM (from the CLI, a schedule, a policy or a tag trigger)."""
+
+    request_id: str = Field(min_length=1)
+    vm: str = Field(min_length=1, description="VM name or id")
+    mode: BackupMode = "auto"
+    exclude_disks: list[str] = Field(default_factory=list, description="disk names or ids not to back up")
+    quiesce: bool = True
+    requested_by: str = "cli"
+    requested_at: float
+    policy: str | None = None
+
+
+BackupEventKind = Literal[
+    "requested", "accepted", "started", "progress", "task_stored", "stored", "completed", "failed", "cancelled",
+]
+
+
+class BackupEvent(Record):
+    """One step of a backup: the progress feed and the audit trail."""
+
+    request_id: str
+    backup_id: str | None = None
+    vm: str
+    kind: BackupEventKind
+    message: str = ""
+    at: float
+    bytes_total: int | None = None
+    bytes_done: int | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReadTask(Record):
+    """A range of one disk for a reader: small enough to redo cheaply, many enough to share a big disk."""
+
+    backup_id: str
+    task_id: str
+    disk_id: str
+    transfer_url: str
+    proxy_url: str | None = None
+    incremental: bool
+    offset: int = Field(ge=0)
+    length: int = Field(gt=0)
+    chunk_size: int = Field(gt=0)
+
+
+class ChunkData(Record):
+    """One new chunk, compressed, on its way to a writer."""
+
+    backup_id: str
+    task_id: str
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    raw_size: int = Field(gt=0)
+    codec: Literal["zstd", "none"]
+    data: bytes
+
+
+class TaskResult(Record):
+    """What a reader found in its range: data chunks by offset and zero runs; the rest is unchanged."""
+
+    backup_id: str
+    task_id: str
+    disk_id: str
+    offset: int = Field(ge=0)
+    length: int = Field(gt=0)
+    chunks: list[tuple[int, int, str]] = Field(default_factory=list, description="(offset, length, digest)")
+    zeros: list[tuple[int, int]] = Field(default_factory=list, description="(offset, length)")
+    bytes_read: int = 0
+    bytes_new: int = 0
+
+
+class PackStored(Record):
+    """A pack object is durable in the store: where each chunk it holds lives."""
+
+    pack_key: str
+    entries: list[tuple[str, int, int, int]] = Field(description="(digest, offset in pack, stored length, raw size)")
+    writer: str
+    at: float
+
+
+class RestoreRequest(Record):
+    request_id: str = Field(min_length=1)
+    restore_point: str = Field(min_length=1, description="backup id")
+    name: str | None = Field(default=None, description="new VM name; None with replace=False means '<name>-restored'")
+    replace: bool = False
+    cluster: str | None = None
+    storage_domain: str | None = None
+    disks: list[str] = Field(default_factory=list, description="disk names or ids; empty = all")
+    target_vm: str | None = Field(default=None, description="restore the disks into this existing VM")
+    power_on: bool = False
+    keep_failed: bool = False
+    requested_by: str = "cli"
+    requested_at: float
+
+
+RestoreEventKind = Literal["requested", "accepted", "started", "progress", "completed", "failed"]
+
+
+class RestoreEvent(Record):
+    request_id: str
+    restore_point: str
+    kind: RestoreEventKind
+    message: str = ""
+    at: float
+    vm_id: str | None = None
+    bytes_total: int | None = None
+    bytes_done: int | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeadLetter(Record):
+    """A record no consumer could use, kept with the reason so nothing is lost silently."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    error_type: str
+    consumer_group: str
+    at: float

