@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 # Debian packages: qemu (the disk data plane), nbd tools, the headers the engine SDK compiles against,
-# node for the embedded object store, restic for the benchmarks.
-apt_packages=(qemu-utils nbdkit libnbd-bin libxml2-dev libcurl4-openssl-dev libssl-dev restic procps)
+# node for the embedded object store, restic for the benchmarks, docker-compose to validate docker-compose.yml.
+apt_packages=(qemu-utils nbdkit libnbd-bin libxml2-dev libcurl4-openssl-dev libssl-dev restic procps docker-compose)
 command -v python3 >/dev/null || apt_packages+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
 [ -f "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)/Python.h" ] \

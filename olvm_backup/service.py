@@ -1,0 +1,62 @@
+"""The runtime every service shares: settings, logging, signals, clean shutdown.
+
+`python -m services.<name>` calls `run_service(name, main)`; `main` gets the
+settings and runs until cancelled, which SIGTERM and SIGINT do.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Awaitable, Callable
+
+from .config import Settings, load_settings
+from .errors import BackupError
+from .logs import setup_logging
+from .secret import Secret
+
+log = logging.getLogger(__name__)
+
+ServiceMain = Callable[[Settings], Awaitable[None]]
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    values = [settings.s3.access_key, settings.s3.secret_key, settings.engine.password]
+    return [v.reveal() for v in values if isinstance(v, Secret) and v]
+
+
+async def _run(name: str, main: ServiceMain, settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    log.info("%s started", name)
+    try:
+        await main(settings)
+    except asyncio.CancelledError:
+        log.info("%s stopped", name)
+
+
+def run_service(name: str, main: ServiceMain) -> None:
+    try:
+        settings = load_settings()
+    except BackupError as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        sys.exit(2)
+    setup_logging(settings.log_level, name, secrets_of(settings))
+    try:
+        asyncio.run(_run(name, main, settings))
+    except BackupError as e:
+        log.error("%s failed: %s", name, e)
+        sys.exit(1)
+
+
+async def consume_forever(settings: Settings, group: str, topics, handler) -> None:
+    """The common service body: one bus, one consumer group member, `handler(bus, record, message)` per record."""
+    from .kafka import Bus, Consumer  # imported here so the runtime does not need Kafka to parse settings
+
+    async with Bus(settings.kafka, client_id=group) as bus:
+        async with Consumer(settings.kafka, bus, topics, group, client_id=group) as consumer:
+            await consumer.run(lambda record, where: handler(bus, record, where))

@@ -1,0 +1,158 @@
+"""`olvm-backup up`: broker, object store, topics and the four services on this machine, until Ctrl-C.
+
+Backups live in the object store's directory under the data dir, so they
+outlive the stack; the broker keeps topics in memory only (a fresh `up`
+recreates them), which is all the pipeline needs between two runs.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import Settings, to_environ
+from ..errors import BackupError
+from ..kafka import ensure_topics
+from ..objectstore import open_store
+from . import components
+from .processes import ManagedProcess, pid_alive, split_hostport
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("snapshotter", "reader", "writer", "restorer")
+MAX_RESTARTS = 5
+
+
+def stack_file(settings: Settings) -> Path:
+    return settings.data_dir / "run" / "stack.json"
+
+
+def read_stack_file(settings: Settings) -> dict | None:
+    try:
+        return json.loads(stack_file(settings).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class _Service:
+    name: str
+    process: ManagedProcess
+    restarts: list[float] = field(default_factory=list)
+
+
+async def _prepare(settings: Settings) -> None:
+    async with open_store(settings.s3):  # creates the bucket on first use
+        pass
+    await ensure_topics(settings.kafka)
+
+
+class EmbeddedStack:
+    def __init__(self, settings: Settings, *, readers: int = 1, writers: int = 1) -> None:
+        self.settings = settings
+        self.counts = {"snapshotter": 1, "reader": readers, "writer": writers, "restorer": 1}
+        self.logs = settings.data_dir / "logs"
+        self.infra: list[ManagedProcess] = []
+        self.services: list[_Service] = []
+        self._stop = threading.Event()
+        self._owns_stack_file = False
+
+    def _refuse_second_stack(self) -> None:
+        current = read_stack_file(self.settings)
+        if current and pid_alive(current.get("pid", 0)):
+            raise BackupError(f"a stack already runs from {self.settings.data_dir} (pid {current['pid']}); "
+                              "stop it first or use another OLVM_DATA_DIR")
+
+    def start(self) -> None:
+        self._refuse_second_stack()
+        s = self.settings
+        kafka_host, kafka_port = split_hostport(s.kafka.bootstrap_servers)
+        s3_host, s3_port = split_hostport(s.s3.endpoint_url)
+        self.infra.append(components.broker(kafka_host, kafka_port, self.logs / "broker.log").start())
+        self.infra.append(components.object_store(s3_host, s3_port, s.data_dir / "objects",
+                                                  self.logs / "object-store.log").start())
+        asyncio.run(_prepare(s))
+        env = {**os.environ, **to_environ(s)}
+        for name in SERVICES:
+            for i in range(1, self.counts[name] + 1):
+                process = ManagedProcess(f"{name}-{i}", [sys.executable, "-m", f"services.{name}"],
+                                         env=env, log_file=self.logs / f"{name}-{i}.log")
+                self.services.append(_Service(process.name, process.start()))
+        self._write_stack_file()
+
+    def _write_stack_file(self) -> None:
+        path = stack_file(self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "pid": os.getpid(),
+            "started_at": time.time(),
+            "data_dir": str(self.settings.data_dir),
+            "kafka": self.settings.kafka.bootstrap_servers,
+            "s3": self.settings.s3.endpoint_url,
+            "bucket": self.settings.s3.bucket,
+            "processes": {p.name: {"pid": p.pid, "log": str(p.log_file)} for p in self.infra}
+            | {svc.name: {"pid": svc.process.pid, "log": str(svc.process.log_file)} for svc in self.services},
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)
+        self._owns_stack_file = True
+
+    def stop(self) -> None:
+        """Services first (they flush and leave their groups), then the object store, then the broker."""
+        for svc in reversed(self.services):
+            svc.process.stop()
+        for process in reversed(self.infra):
+            process.stop()
+        self.services.clear()
+        self.infra.clear()
+        if self._owns_stack_file:  # a refused second `up` must not erase the running stack's file
+            stack_file(self.settings).unlink(missing_ok=True)
+            self._owns_stack_file = False
+
+    def request_stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def supervise(self) -> None:
+        """Until asked to stop: restart a crashed service (a few times), give up if the broker or store dies."""
+        while not self._stop.wait(1.0):
+            for process in self.infra:
+                if not process.running():
+                    raise BackupError(f"{process.name} exited unexpectedly; log: {process.tail()}")
+            for svc in self.services:
+                if svc.process.running():
+                    continue
+                now = time.monotonic()
+                svc.restarts = [t for t in svc.restarts if now - t < 600] + [now]
+                if len(svc.restarts) > MAX_RESTARTS:
+                    raise BackupError(f"{svc.name} keeps crashing; log: {svc.process.tail()}")
+                log.warning("%s exited with %s, restarting", svc.name, svc.process.proc.returncode)
+                svc.process.start()
+                self._write_stack_file()
+
+
+def run_stack(settings: Settings, *, readers: int = 1, writers: int = 1, out=sys.stdout) -> int:
+    stack = EmbeddedStack(settings, readers=readers, writers=writers)
+    previous = {sig: signal.signal(sig, stack.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stack.start()
+        print(f"broker        {settings.kafka.bootstrap_servers}  (Tansu, memory)", file=out)
+        print(f"object store  {settings.s3.endpoint_url}  bucket {settings.s3.bucket}  "
+              f"(files in {settings.data_dir / 'objects'})", file=out)
+        for svc in stack.services:
+            print(f"{svc.name:<13} pid {svc.process.pid}  log {svc.process.log_file}", file=out)
+        print("stack is up; Ctrl-C stops it", file=out, flush=True)
+        stack.supervise()
+        print("stopping", file=out, flush=True)
+        return 0
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

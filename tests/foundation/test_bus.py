@@ -1,0 +1,62 @@
+"""Records through the real broker between real service processes; malformed ones dead-lettered."""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+
+from aiokafka import AIOKafkaConsumer
+
+from olvm_backup.config import to_environ
+from olvm_backup.kafka import Bus, ensure_topics
+from olvm_backup.stack.processes import ManagedProcess
+from schemas import BackupEvent, BackupRequest, DeadLetter, decode
+from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, DEAD_LETTERS
+
+
+async def _collect(settings, topic, want: int, timeout: float = 60.0) -> list:
+    consumer = AIOKafkaConsumer(topic.full_name(settings.kafka.topic_prefix),
+                                bootstrap_servers=settings.kafka.bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    records = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(records) < want and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                records += [decode(m.value, topic.records) for m in messages]
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_record_crosses_processes_and_malformed_goes_to_dead_letters(settings, tmp_path):
+    await ensure_topics(settings.kafka)
+    snapshotter = ManagedProcess(
+        "snapshotter", [sys.executable, "-m", "services.snapshotter"],
+        env={**os.environ, **to_environ(settings)}, log_file=tmp_path / "snapshotter.log")
+    with snapshotter:
+        async with Bus(settings.kafka, client_id="test-cli") as bus:
+            requests_topic = bus.topic_name(BACKUP_REQUESTS)
+            await bus.publish_raw(requests_topic, b"\x93not an envelope", key="vm-x")
+            good = BackupRequest(request_id=uuid.uuid4().hex, vm="web01", mode="full", requested_at=time.time())
+            await bus.publish(BACKUP_REQUESTS, good, key=good.vm)
+
+        letters = await _collect(settings, DEAD_LETTERS, 1)
+        events = await _collect(settings, BACKUP_EVENTS, 1)
+        assert snapshotter.running(), snapshotter.tail()
+
+    assert len(letters) == 1 and isinstance(letters[0], DeadLetter)
+    letter = letters[0]
+    assert letter.source_topic == requests_topic
+    assert letter.value == b"\x93not an envelope" and letter.key == b"vm-x"
+    assert "cannot decode record" in letter.reason and letter.error_type == "DecodeError"
+    assert letter.consumer_group == "snapshotter"
+
+    # The valid record behind the malformed one was processed, by the other process, typed.
+    accepted = [e for e in events if e.kind == "accepted"]
+    assert accepted and isinstance(accepted[0], BackupEvent)
+    assert accepted[0].request_id == good.request_id and accepted[0].vm == "web01"

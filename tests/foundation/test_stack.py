@@ -1,0 +1,87 @@
+"""`olvm-backup up` / `status` / Ctrl-C as an operator runs them."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from olvm_backup.config import load_settings
+from olvm_backup.objectstore import open_store
+from olvm_backup.stack.processes import free_port, pid_alive, port_open
+
+CLI = [sys.executable, "-m", "olvm_backup.cli.main"]
+
+
+def _env(data_dir: Path, kafka_port: int, s3_port: int) -> dict[str, str]:
+    return {**os.environ, "OLVM_DATA_DIR": str(data_dir), "OLVM_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_port}",
+            "OLVM_S3_ENDPOINT": f"http://127.0.0.1:{s3_port}"}
+
+
+def _start_up(env: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(CLI + ["up"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    deadline = time.monotonic() + 60
+    while subprocess.run(CLI + ["status"], env=env, capture_output=True).returncode != 0:
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "stack did not come up:\n" + log.read_text()
+        time.sleep(1)
+    return proc
+
+
+def _ctrl_c(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does to the foreground group
+    assert proc.wait(60) == 0
+
+
+def test_up_status_ctrl_c_leaves_nothing_and_keeps_objects(tmp_path):
+    kafka_port, s3_port = free_port(), free_port()
+    env = _env(tmp_path / "data", kafka_port, s3_port)
+    settings = load_settings(environ=env)
+
+    down = subprocess.run(CLI + ["status"], env=env, capture_output=True, text=True)
+    assert down.returncode != 0 and "DOWN" in down.stdout
+
+    proc = _start_up(env, tmp_path / "up1.log")
+    try:
+        status = subprocess.run(CLI + ["status"], env=env, capture_output=True, text=True)
+        for part in ("broker", "object store", "snapshotter-1", "reader-1", "writer-1", "restorer-1"):
+            assert part in status.stdout
+        pids = [p["pid"] for p in json.loads((tmp_path / "data/run/stack.json").read_text())["processes"].values()]
+
+        async def store_marker():
+            async with open_store(settings.s3) as store:
+                await store.put("marker", b"kept across restarts")
+        asyncio.run(store_marker())
+    finally:
+        _ctrl_c(proc)
+
+    assert not any(pid_alive(pid) for pid in pids)
+    assert not port_open("127.0.0.1", kafka_port) and not port_open("127.0.0.1", s3_port)
+    assert not (tmp_path / "data/run/stack.json").exists()
+
+    proc = _start_up(env, tmp_path / "up2.log")
+    try:
+        async def read_marker():
+            async with open_store(settings.s3) as store:
+                return await store.get("marker")
+        assert asyncio.run(read_marker()) == b"kept across restarts"
+    finally:
+        _ctrl_c(proc)
+
+
+def test_second_up_on_same_data_dir_is_refused(tmp_path):
+    env = _env(tmp_path / "data", free_port(), free_port())
+    proc = _start_up(env, tmp_path / "up.log")
+    try:
+        second = subprocess.run(CLI + ["up"], env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and "already runs" in second.stderr
+        assert (tmp_path / "data/run/stack.json").exists()
+        assert subprocess.run(CLI + ["status"], env=env, capture_output=True).returncode == 0
+    finally:
+        _ctrl_c(proc)
