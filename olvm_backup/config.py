@@ -52,12 +52,23 @@ class EngineSettings:
 
 
 @dataclass(frozen=True)
+class PipelineSettings:
+    chunk_size: int = setting(1 << 20, "OLVM_CHUNK_SIZE", "bytes per chunk (aligned, fixed): the dedup unit")
+    task_size: int = setting(256 << 20, "OLVM_TASK_SIZE", "bytes of disk per read task: the unit readers share and redo")
+    stall_timeout: float = setting(300.0, "OLVM_STALL_TIMEOUT", "seconds a backup may go without any progress")
+    pack_size: int = setting(64 << 20, "OLVM_PACK_SIZE", "bytes per pack object written by a writer")
+    pre_backup_hook: str = setting("", "OLVM_PRE_BACKUP_HOOK", "command run before each backup (VM name in $OLVM_VM)")
+    post_backup_hook: str = setting("", "OLVM_POST_BACKUP_HOOK", "command run after each backup ($OLVM_RESULT too)")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = setting(Path("data"), "OLVM_DATA_DIR", "local state: embedded broker and object store, logs, run files")
     log_level: str = setting("INFO", "OLVM_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR")
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     s3: S3Settings = field(default_factory=S3Settings)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
 
 
 def _convert(value: Any, kind: Any, name: str) -> Any:
@@ -74,6 +85,8 @@ def _convert(value: Any, kind: Any, name: str) -> Any:
             raise ValueError(f"not a boolean: {value!r}")
         if kind is Secret:
             return value if isinstance(value, Secret) else Secret(str(value))
+        if kind is float and isinstance(value, str):
+            return float(value)
         if kind is Path:
             return Path(value)
         return kind(value)

@@ -89,7 +89,8 @@ class PackStored(Record):
     """A pack object is durable in the store: where each chunk it holds lives."""
 
     pack_key: str
-    entries: list[tuple[str, int, int, int]] = Field(description="(digest, offset in pack, stored length, raw size)")
+    entries: list[tuple[str, int, int, int, str]] = Field(
+        description="(digest, offset in pack, stored length, raw size, codec)")
     writer: str
     at: float
 

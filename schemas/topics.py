@@ -27,11 +27,11 @@ class Topic:
         return prefix + self.name
 
 
-BACKUP_REQUESTS = Topic("backup.requests", "VM name or id", (BackupRequest,),
-                        "CLI, schedules, tag triggers", "snapshotter", 7 * DAY_MS)
+BACKUP_REQUESTS = Topic("backup.requests", "VM name or id (one VM's requests stay in order)", (BackupRequest,),
+                        "CLI, schedules, tag triggers", "snapshotter (group)", 7 * DAY_MS, work=True)
 BACKUP_EVENTS = Topic("backup.events", "request id", (BackupEvent,),
                       "snapshotter, readers, writers", "CLI (progress), audit", -1)
-READ_TASKS = Topic("read.tasks", "disk id", (ReadTask,), "snapshotter", "readers (group)", DAY_MS, work=True)
+READ_TASKS = Topic("read.tasks", "task id", (ReadTask,), "snapshotter", "readers (group)", DAY_MS, work=True)
 READ_RESULTS = Topic("read.results", "backup id", (TaskResult,), "readers", "snapshotter", DAY_MS)
 CHUNKS = Topic("chunks", "chunk digest", (ChunkData,), "readers", "writers (group)", 6 * HOUR_MS, work=True)
 PACKS = Topic("packs", "pack key", (PackStored,), "writers", "snapshotter, readers (index)", 30 * DAY_MS)

@@ -33,6 +33,19 @@ def _config(settings, args) -> int:
     return 0
 
 
+def _backup(settings, args) -> int:
+    from .jobs import request_backup
+
+    return asyncio.run(request_backup(settings, args.vm, args.mode, args.exclude, not args.no_quiesce, args.wait,
+                                      args.timeout))
+
+
+def _backups(settings, args) -> int:
+    from .jobs import list_backups
+
+    return asyncio.run(list_backups(settings, args.vm))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="olvm-backup", description=__doc__)
     parser.add_argument("--config", help="YAML settings file (default: $OLVM_CONFIG); env variables override it")
@@ -45,6 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="show what runs and where; exit 0 only when every part answers")
     status.set_defaults(func=_status)
+
+    backup = sub.add_parser("backup", help="back a VM up (CBT: full, then incremental)")
+    backup.add_argument("vm", help="VM name or id")
+    backup.add_argument("--mode", choices=["auto", "full", "incremental"], default="auto",
+                        help="auto (default): incremental from the last restore point when possible")
+    backup.add_argument("--exclude", action="append", default=[], metavar="DISK", help="disk name or id to skip")
+    backup.add_argument("--no-quiesce", action="store_true", help="do not ask for a file-system freeze")
+    backup.add_argument("--wait", action="store_true", help="follow progress until the backup ends")
+    backup.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the end (with --wait)")
+    backup.set_defaults(func=_backup)
+
+    backups = sub.add_parser("backups", help="list restore points (from the object store: the catalog)")
+    backups.add_argument("vm", nargs="?", help="only this VM (name or id)")
+    backups.set_defaults(func=_backups)
 
     config = sub.add_parser("config", help="show the effective settings (secrets masked)")
     config.set_defaults(func=_config)

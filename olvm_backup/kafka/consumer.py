@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError
 
 from schemas import DeadLetter, Record, Topic, decode
 from schemas.topics import DEAD_LETTERS
@@ -79,6 +79,7 @@ class Consumer:
             max_partition_fetch_bytes=min(fetch_max_bytes, 16 * 1024 * 1024),
         )
         self._started = False
+        self._processed: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         if not self._started:
@@ -98,17 +99,40 @@ class Consumer:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def run(self, handler: Handler) -> None:
-        """Consume until cancelled."""
+    async def run(self, handler: Handler, *, commit_each: bool = True,
+                  after_batch: Callable[[bool], Awaitable[None]] | None = None, poll_ms: int = 1000) -> None:
+        """Consume until cancelled.
+
+        With `commit_each` an offset is committed as soon as its record is handled. Without it the caller
+        commits with `commit_processed()` when its side effect is durable (the writer, after a pack is
+        sealed); `after_batch(empty)` runs after every poll, records or not, for such time-driven work.
+        """
         await self.start()
         while True:
-            batches = await self._consumer.getmany(timeout_ms=1000, max_records=self._max_batch)
+            batches = await self._consumer.getmany(timeout_ms=poll_ms, max_records=self._max_batch)
             for tp, messages in batches.items():
                 for msg in messages:
                     await self._process(msg, handler)
-                    # Commit each record once its side effect is done: a redelivery after a crash
-                    # repeats at most the record in flight.
-                    await self._consumer.commit({tp: msg.offset + 1})
+                    self._processed[tp] = msg.offset + 1
+                    if commit_each:
+                        # A redelivery after a crash repeats at most the record in flight.
+                        await self.commit_processed()
+            if after_batch is not None:
+                await after_batch(not batches)
+
+    async def commit_processed(self) -> None:
+        """Commit everything handled so far (offsets of revoked partitions are dropped: their records
+        go to the partition's new owner, which is harmless for idempotent side effects)."""
+        if not self._processed:
+            return
+        owned = self._consumer.assignment()
+        offsets = {tp: off for tp, off in self._processed.items() if tp in owned}
+        self._processed.clear()
+        if offsets:
+            try:
+                await self._consumer.commit(offsets)
+            except CommitFailedError as e:
+                log.warning("commit lost to a rebalance, records will be redelivered: %s", e)
 
     async def _process(self, msg, handler: Handler) -> None:
         where = Message(msg.topic, msg.partition, msg.offset, msg.key, msg.timestamp)

@@ -1,19 +1,71 @@
-"""Reader wiring: read tasks in, chunks and task results out (a consumer group: run 1..N)."""
+"""Reader: read tasks in, chunks and task results out. A consumer group: run 1..N.
+
+The task's offset is committed only after its result is published, so a
+reader killed mid-task loses nothing: the task goes to another reader.
+"""
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import time
+
+from olvm_backup.chunkindex import ChunkIndex
 from olvm_backup.config import Settings
-from olvm_backup.errors import BackupError
-from olvm_backup.kafka import Bus, Message
-from olvm_backup.service import consume_forever
-from schemas import ReadTask
-from schemas.topics import READ_TASKS
+from olvm_backup.format.planning import Extent
+from olvm_backup.imageio import ImageioClient, new_session
+from olvm_backup.kafka import Bus, Consumer, Message
+from olvm_backup.kafka.follow import Follower
+from olvm_backup.objectstore import open_store
+from schemas import ChunkData, ReadTask
+from schemas.topics import CHUNKS, PACKS, READ_RESULTS, READ_TASKS
+
+from .reading import read_task
+
+log = logging.getLogger(__name__)
 
 GROUP = "readers"
+EXTENTS_TTL = 600.0
 
 
-async def handle_task(bus: Bus, task: ReadTask, where: Message) -> None:
-    raise BackupError(f"read task {task.task_id}: the reader is not built yet (issue 4)")
+class Reader:
+    def __init__(self, bus: Bus, session, index: ChunkIndex) -> None:
+        self._bus = bus
+        self._session = session
+        self._index = index
+        self._extents: dict[str, tuple[float, list[Extent]]] = {}  # per transfer URL: one query per disk
+
+    async def _extents_for(self, client: ImageioClient, task: ReadTask) -> list[Extent]:
+        key = f"{task.transfer_url}|{task.incremental}"
+        now = time.monotonic()
+        self._extents = {k: v for k, v in self._extents.items() if now - v[0] < EXTENTS_TTL}
+        if key not in self._extents:
+            self._extents[key] = (now, await client.data_extents(task.incremental))
+        return self._extents[key][1]
+
+    async def on_task(self, task: ReadTask, where: Message) -> None:
+        started = time.monotonic()
+        client = ImageioClient(self._session, task.transfer_url, task.proxy_url)
+        extents = await self._extents_for(client, task)
+
+        async def publish_chunk(chunk: ChunkData) -> None:
+            await self._bus.publish(CHUNKS, chunk, key=chunk.digest)
+
+        result = await read_task(task, client, extents, self._index, publish_chunk)
+        await self._bus.publish(READ_RESULTS, result, key=task.backup_id)
+        log.info("task %s: read %d bytes, %d chunks, %d new bytes in %.2fs", task.task_id, result.bytes_read,
+                 len(result.chunks), result.bytes_new, time.monotonic() - started)
 
 
 async def main(settings: Settings) -> None:
-    await consume_forever(settings, GROUP, [READ_TASKS], handle_task)
+    name = f"reader@{socket.gethostname()}:{os.getpid()}"
+    index = ChunkIndex()
+    async with open_store(settings.s3) as store, Bus(settings.kafka, client_id=name) as bus:
+        # Follow new packs first, then load the stored indexes: no pack falls between the two.
+        async with Follower(settings.kafka, PACKS, index.add_record, client_id=name + "/packs"):
+            await index.load(store)
+            async with new_session(settings.engine.ca_file, settings.engine.insecure) as session:
+                reader = Reader(bus, session, index)
+                async with Consumer(settings.kafka, bus, [READ_TASKS], GROUP, client_id=name,
+                                    max_batch=1) as consumer:
+                    await consumer.run(reader.on_task)

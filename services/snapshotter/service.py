@@ -1,27 +1,54 @@
-"""Snapshotter wiring: backup requests in, engine backups and read tasks out."""
+"""Snapshotter wiring: backup requests in, engine backups, read tasks and manifests out.
+
+It runs one backup at a time per process (run several for parallel VMs: the
+requests topic is partitioned by VM). Before taking requests it closes what
+an earlier, killed snapshotter left open on the engine.
+"""
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import time
 
+from olvm_backup.chunkindex import ChunkIndex
 from olvm_backup.config import Settings
-from olvm_backup.kafka import Bus, Message
-from olvm_backup.service import consume_forever
+from olvm_backup.engine import Engine
+from olvm_backup.kafka import Bus, Consumer, Message
+from olvm_backup.kafka.follow import Follower
+from olvm_backup.objectstore import open_store
 from schemas import BackupEvent, BackupRequest
-from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS
+from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, PACKS, READ_RESULTS
+
+from .job import BackupJob, Context
+from .journal import clean_leftovers
+from .tracker import Tracker
+
+log = logging.getLogger(__name__)
 
 GROUP = "snapshotter"
-
-
-async def handle_request(bus: Bus, request: BackupRequest, where: Message) -> None:
-    def event(kind: str, message: str) -> BackupEvent:
-        return BackupEvent(request_id=request.request_id, vm=request.vm, kind=kind, message=message, at=time.time(),
-                           detail={"topic": where.topic, "offset": where.offset})
-
-    await bus.publish(BACKUP_EVENTS, event("accepted", f"backup of {request.vm} ({request.mode}) accepted"),
-                      key=request.request_id)
-    # The CBT backup job itself lands with issue 4 ("CBT backup, full and incremental").
-    await bus.publish(BACKUP_EVENTS, event("failed", "the CBT backup job is not built yet"), key=request.request_id)
+MAX_JOB_MS = 24 * 3600 * 1000  # a backup runs inside the poll loop: allow it a day before the group gives up
 
 
 async def main(settings: Settings) -> None:
-    await consume_forever(settings, GROUP, [BACKUP_REQUESTS], handle_request)
+    name = f"snapshotter@{socket.gethostname()}:{os.getpid()}"
+    index = ChunkIndex()
+    tracker = Tracker(index)
+    async with open_store(settings.s3) as store, Bus(settings.kafka, client_id=name) as bus, \
+            Engine(settings.engine) as engine:
+        async with Follower(settings.kafka, PACKS, tracker.on_pack, client_id=name + "/packs"), \
+                Follower(settings.kafka, READ_RESULTS, tracker.on_result, client_id=name + "/results"):
+            await index.load(store)
+            for entry in await clean_leftovers(store, engine):
+                await bus.publish(BACKUP_EVENTS, BackupEvent(
+                    request_id=entry.request_id, backup_id=entry.backup_id, vm=entry.vm_id, kind="failed",
+                    message="interrupted (snapshotter stopped); its transfers and engine backup were closed",
+                    at=time.time()), key=entry.request_id)
+            ctx = Context(settings, engine, store, bus, tracker, index)
+
+            async def on_request(request: BackupRequest, where: Message) -> None:
+                await BackupJob(ctx, request).run()
+
+            async with Consumer(settings.kafka, bus, [BACKUP_REQUESTS], GROUP, client_id=name, max_batch=1,
+                                max_poll_interval_ms=MAX_JOB_MS) as consumer:
+                await consumer.run(on_request)

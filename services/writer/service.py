@@ -1,19 +1,72 @@
-"""Writer wiring: chunks in, pack objects (S3 multipart) and pack indexes out (a consumer group: run 1..N)."""
+"""Writer: chunks in, pack objects (S3 multipart) and pack records out. A consumer group: run 1..N.
+
+Kafka offsets are committed only after the pack holding the chunks is sealed
+and announced, so a writer killed mid-pack loses nothing: another writer
+re-reads those chunks (storing a chunk twice is harmless).
+"""
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import time
+
 from olvm_backup.config import Settings
-from olvm_backup.errors import BackupError
-from olvm_backup.kafka import Bus, Message
-from olvm_backup.service import consume_forever
-from schemas import ChunkData
-from schemas.topics import CHUNKS
+from olvm_backup.kafka import Bus, Consumer, Message
+from olvm_backup.objectstore import open_store
+from olvm_backup.packs import PackBuilder
+from schemas import ChunkData, PackStored
+from schemas.topics import CHUNKS, PACKS
+
+log = logging.getLogger(__name__)
 
 GROUP = "writers"
+FLUSH_AFTER_IDLE = 0.5   # seconds without a new chunk before a partial pack is sealed
+MAX_PACK_AGE = 10.0      # seconds a pack may stay open while chunks trickle in
 
 
-async def handle_chunk(bus: Bus, chunk: ChunkData, where: Message) -> None:
-    raise BackupError(f"chunk {chunk.digest}: the writer is not built yet (issue 4)")
+class Writer:
+    def __init__(self, bus: Bus, consumer: Consumer, packs: PackBuilder, name: str) -> None:
+        self._bus = bus
+        self._consumer = consumer
+        self._packs = packs
+        self._name = name
+        self._last_chunk = 0.0
+
+    async def on_chunk(self, chunk: ChunkData, where: Message) -> None:
+        await self._packs.add(chunk.digest, chunk.codec, chunk.raw_size, chunk.data)
+        self._last_chunk = time.monotonic()
+        if self._packs.full:
+            await self.flush()
+
+    async def after_batch(self, empty: bool) -> None:
+        if self._packs.empty:
+            await self._consumer.commit_processed()  # dead letters and nothing else: commit right away
+            return
+        now = time.monotonic()
+        if (empty and now - self._last_chunk >= FLUSH_AFTER_IDLE) or now - self._packs.opened_at >= MAX_PACK_AGE:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._packs.empty:
+            return
+        pack_key, entries = await self._packs.seal()
+        await self._bus.publish(PACKS, PackStored(pack_key=pack_key, entries=entries, writer=self._name,
+                                                  at=time.time()), key=pack_key)
+        log.info("sealed %s: %d chunks, %d bytes", pack_key, len(entries), sum(e[2] for e in entries))
+        await self._consumer.commit_processed()
 
 
 async def main(settings: Settings) -> None:
-    await consume_forever(settings, GROUP, [CHUNKS], handle_chunk)
+    name = f"writer@{socket.gethostname()}:{os.getpid()}"
+    async with open_store(settings.s3) as store, Bus(settings.kafka, client_id=name) as bus:
+        consumer = Consumer(settings.kafka, bus, [CHUNKS], GROUP, client_id=name, max_batch=64)
+        packs = PackBuilder(store)
+        writer = Writer(bus, consumer, packs, name)
+        try:
+            async with consumer:
+                await consumer.run(lambda chunk, where: writer.on_chunk(chunk, where), commit_each=False,
+                                   after_batch=writer.after_batch, poll_ms=200)
+        finally:
+            # Chunks of an unsealed pack were not committed: they will be redelivered.
+            await packs.abort()

@@ -1,0 +1,175 @@
+"""The engine's incremental backup API (CBT): backups, checkpoints and the image transfers that read them.
+
+Every resource opened here is a context manager whose exit finalizes or
+cancels it on the engine, also on error and cancellation, so no backup stays
+running, no transfer stays open and no disk stays locked.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import ovirtsdk4.types as types
+
+from .connection import Engine, EngineError, EngineNotFound
+
+log = logging.getLogger(__name__)
+
+BACKUP_READY_DEADLINE = 600.0
+BACKUP_FINAL_DEADLINE = 600.0
+TRANSFER_DEADLINE = 300.0
+INACTIVITY_TIMEOUT = 900  # seconds a transfer may sit idle while its read tasks wait in the queue
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    backup_id: str
+    vm_id: str
+    phase: str
+    to_checkpoint: str | None
+    from_checkpoint: str | None
+
+
+@dataclass(frozen=True)
+class TransferInfo:
+    transfer_id: str
+    disk_id: str
+    transfer_url: str
+    proxy_url: str | None
+
+
+def _phase(value) -> str:
+    return value.value if value is not None else "unknown"
+
+
+def _backup_info(vm_id: str, b: types.Backup) -> BackupInfo:
+    return BackupInfo(b.id, vm_id, _phase(b.phase), b.to_checkpoint_id, b.from_checkpoint_id)
+
+
+async def checkpoints(engine: Engine, vm_id: str) -> list[str]:
+    items = await engine.call(lambda: engine.system.vms_service().vm_service(vm_id).checkpoints_service().list(),
+                              what=f"list checkpoints of VM {vm_id}")
+    return [c.id for c in items if _phase(getattr(c, "state", None)) != "invalid"]
+
+
+async def get_backup(engine: Engine, vm_id: str, backup_id: str) -> BackupInfo:
+    b = await engine.call(lambda: engine.system.vms_service().vm_service(vm_id).backups_service()
+                          .backup_service(backup_id).get(), what=f"read backup {backup_id}")
+    return _backup_info(vm_id, b)
+
+
+async def backup_disk_modes(engine: Engine, vm_id: str, backup_id: str) -> dict[str, str]:
+    disks = await engine.call(lambda: engine.system.vms_service().vm_service(vm_id).backups_service()
+                              .backup_service(backup_id).disks_service().list(), what="list backup disks")
+    return {d.id: _phase(d.backup_mode) if d.backup_mode is not None else "full" for d in disks}
+
+
+async def start_backup(engine: Engine, vm_id: str, disk_ids: list[str], from_checkpoint: str | None,
+                       description: str, backup_id: str | None = None) -> BackupInfo:
+    """Start an engine backup; our own `backup_id` lets a journal name it before it exists."""
+    def add() -> types.Backup:
+        return engine.system.vms_service().vm_service(vm_id).backups_service().add(types.Backup(
+            id=backup_id, disks=[types.Disk(id=d) for d in disk_ids], from_checkpoint_id=from_checkpoint,
+            description=description))
+
+    b = await engine.call(add, what=f"start backup of VM {vm_id}", deadline=300)
+    return _backup_info(vm_id, b)
+
+
+async def wait_ready(engine: Engine, vm_id: str, backup_id: str) -> BackupInfo:
+    svc = lambda: engine.system.vms_service().vm_service(vm_id).backups_service().backup_service(backup_id)
+    b = await engine.wait_for(lambda: svc().get(), lambda b: _phase(b.phase) == "ready",
+                              failed=lambda b: f"backup {backup_id} failed" if _phase(b.phase) == "failed" else None,
+                              what=f"backup {backup_id} to become ready", deadline=BACKUP_READY_DEADLINE)
+    return _backup_info(vm_id, b)
+
+
+async def finalize_backup(engine: Engine, vm_id: str, backup_id: str) -> str:
+    """Stop the backup on the engine and wait for a final phase; returns it ("succeeded" or "failed")."""
+    svc = lambda: engine.system.vms_service().vm_service(vm_id).backups_service().backup_service(backup_id)
+    try:
+        current = _phase((await engine.call(lambda: svc().get(), what="read backup")).phase)
+    except EngineNotFound:
+        return "gone"
+    if current not in ("succeeded", "failed", "finalizing"):
+        try:
+            await engine.call(lambda: svc().finalize(), what=f"finalize backup {backup_id}")
+        except EngineError as e:
+            # Finalizing a backup that never got ready fails it on the engine, with a fault: that is fine.
+            log.info("finalize of backup %s answered: %s", backup_id, e)
+    b = await engine.wait_for(lambda: svc().get(), lambda b: _phase(b.phase) in ("succeeded", "failed"),
+                              what=f"backup {backup_id} to finish", deadline=BACKUP_FINAL_DEADLINE)
+    return _phase(b.phase)
+
+
+@contextlib.asynccontextmanager
+async def running_backup(engine: Engine, vm_id: str, disk_ids: list[str], from_checkpoint: str | None,
+                         description: str, backup_id: str | None = None) -> AsyncIterator[BackupInfo]:
+    backup = await start_backup(engine, vm_id, disk_ids, from_checkpoint, description, backup_id)
+    try:
+        yield backup
+    finally:
+        await asyncio.shield(_finalize_quietly(engine, vm_id, backup.backup_id))
+
+
+async def _finalize_quietly(engine: Engine, vm_id: str, backup_id: str) -> None:
+    try:
+        phase = await finalize_backup(engine, vm_id, backup_id)
+        log.info("backup %s finished on the engine: %s", backup_id, phase)
+    except Exception as e:  # cleanup must not hide the error that brought us here
+        log.error("could not finalize backup %s: %s", backup_id, e)
+
+
+async def open_transfer(engine: Engine, disk_id: str, backup_id: str | None, *, direction: str = "download",
+                        inactivity_timeout: int = INACTIVITY_TIMEOUT) -> TransferInfo:
+    service = lambda: engine.system.image_transfers_service()
+
+    def add() -> types.ImageTransfer:
+        return service().add(types.ImageTransfer(
+            disk=types.Disk(id=disk_id), backup=types.Backup(id=backup_id) if backup_id else None,
+            direction=types.ImageTransferDirection(direction), format=types.DiskFormat.RAW,
+            inactivity_timeout=inactivity_timeout, timeout_policy=types.ImageTransferTimeoutPolicy.CANCEL))
+
+    t = await engine.call(add, what=f"open a {direction} transfer of disk {disk_id}", deadline=300)
+    try:
+        t = await engine.wait_for(
+            lambda: service().image_transfer_service(t.id).get(),
+            lambda x: _phase(x.phase) == "transferring",
+            failed=lambda x: None if _phase(x.phase) in ("initializing", "transferring", "resuming")
+            else f"transfer went to {_phase(x.phase)}",
+            what=f"transfer {t.id} to start", deadline=TRANSFER_DEADLINE)
+    except BaseException:
+        await asyncio.shield(cancel_transfer(engine, t.id))
+        raise
+    return TransferInfo(t.id, disk_id, t.transfer_url, t.proxy_url)
+
+
+async def finalize_transfer(engine: Engine, transfer_id: str) -> str:
+    svc = lambda: engine.system.image_transfers_service().image_transfer_service(transfer_id)
+    await engine.call(lambda: svc().finalize(), what=f"finalize transfer {transfer_id}")
+    try:
+        t = await engine.wait_for(lambda: svc().get(), lambda x: _phase(x.phase).startswith("finished"),
+                                  what=f"transfer {transfer_id} to finish", deadline=TRANSFER_DEADLINE)
+    except EngineNotFound:
+        return "gone"
+    phase = _phase(t.phase)
+    if phase != "finished_success":
+        raise EngineError(f"transfer {transfer_id} ended {phase}")
+    return phase
+
+
+async def cancel_transfer(engine: Engine, transfer_id: str) -> None:
+    svc = lambda: engine.system.image_transfers_service().image_transfer_service(transfer_id)
+    try:
+        phase = _phase((await engine.call(lambda: svc().get(), what="read transfer")).phase)
+        if not phase.startswith("finished") and not phase.startswith("cancelled"):
+            await engine.call(lambda: svc().cancel(), what=f"cancel transfer {transfer_id}")
+        await engine.wait_for(lambda: svc().get(), lambda x: _phase(x.phase).startswith("finished"),
+                              what=f"transfer {transfer_id} to stop", deadline=TRANSFER_DEADLINE)
+    except EngineNotFound:
+        pass
+    except Exception as e:  # cleanup must not hide the error that brought us here
+        log.error("could not cancel transfer %s: %s", transfer_id, e)

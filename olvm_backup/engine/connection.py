@@ -1,0 +1,123 @@
+"""One SDK connection on one dedicated thread: the SDK is synchronous and not thread-safe.
+
+Every SDK failure becomes one of our typed errors: conflicts (409, locked
+disks, a backup already running), 5xx and dropped connections are retriable;
+404 is EngineNotFound; other faults are final.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import time
+from typing import Any, Callable, TypeVar
+
+import ovirtsdk4 as sdk
+
+from ..config import EngineSettings
+from ..errors import BackupError, RetriableError
+from ..retry import retry
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_CONFLICT_WORDS = ("locked", "is during backup", "another", "in progress", "being", "try again")
+
+
+class EngineError(BackupError):
+    template = "engine: {reason}"
+
+
+class EngineRetriable(RetriableError):
+    template = "engine (will retry): {reason}"
+
+
+class EngineNotFound(EngineError):
+    template = "engine: {reason} (not found)"
+
+
+class EngineDeadline(EngineError):
+    template = "engine: {reason}"
+
+
+def translate(error: Exception) -> Exception:
+    if isinstance(error, sdk.AuthError):
+        return EngineError(f"authentication failed: {error}")
+    if isinstance(error, sdk.NotFoundError):
+        return EngineNotFound(str(error))
+    if isinstance(error, sdk.Error):
+        code = getattr(error, "code", None)
+        text = str(error)
+        if code is None or code == 409 or (isinstance(code, int) and code >= 500):
+            return EngineRetriable(text)
+        if code == 400 and any(w in text.lower() for w in _CONFLICT_WORDS):
+            return EngineRetriable(text)
+        return EngineError(text)
+    return error
+
+
+class Engine:
+    def __init__(self, settings: EngineSettings) -> None:
+        self._settings = settings
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        self._connection: sdk.Connection | None = None
+
+    def _connect(self) -> sdk.Connection:
+        if self._connection is None:
+            s = self._settings
+            if not s.url:
+                raise EngineError("no engine configured: set OLVM_ENGINE_URL (and the user, password and CA file)")
+            self._connection = sdk.Connection(
+                url=s.url, username=s.username, password=s.password.reveal(),
+                ca_file=s.ca_file or None, insecure=s.insecure, timeout=120, connections=1,
+            )
+        return self._connection
+
+    @property
+    def system(self):
+        """The SDK's system service: only to be used inside functions passed to `call`."""
+        return self._connect().system_service()
+
+    async def call(self, fn: Callable[..., T], *args: Any, what: str = "engine call", attempts: int = 6,
+                   deadline: float = 120.0) -> T:
+        """Run `fn(*args)` on the engine thread, retrying conflicts and outages with backoff."""
+        loop = asyncio.get_running_loop()
+
+        async def once() -> T:
+            try:
+                return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+            except Exception as e:
+                raise translate(e) from e
+
+        return await retry(once, what=what, attempts=attempts, deadline=deadline, max_delay=5.0)
+
+    async def wait_for(self, probe: Callable[[], T], done: Callable[[T], bool], *, what: str,
+                       deadline: float, interval: float = 0.25, failed: Callable[[T], str | None] | None = None) -> T:
+        """Poll `probe` until `done`; every wait on the engine has a deadline."""
+        end = time.monotonic() + deadline
+        while True:
+            value = await self.call(probe, what=what)
+            if done(value):
+                return value
+            if failed is not None and (reason := failed(value)):
+                raise EngineError(f"{what}: {reason}")
+            if time.monotonic() > end:
+                raise EngineDeadline(f"{what}: still not done after {deadline:.0f}s")
+            await asyncio.sleep(interval)
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(self._executor, connection.close)
+            except Exception as e:  # logging out of a dead engine must not hide the real error
+                log.debug("engine logout failed: %s", e)
+        self._executor.shutdown(wait=False)
+
+    async def __aenter__(self) -> "Engine":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.shield(self.close())

@@ -1,0 +1,4 @@
+"""The backup format, as pure logic: chunk digests and compression, disk maps, manifests, task planning.
+
+Written down in schemas/FORMAT.md; nothing here does I/O.
+"""

@@ -1,0 +1,52 @@
+"""Chunks: content-addressed by the SHA-256 of their raw bytes, stored zstd-compressed."""
+from __future__ import annotations
+
+import hashlib
+
+import zstandard
+
+from ..errors import BackupError
+
+ZSTD_LEVEL = 3
+_ZERO_CACHE: dict[int, bytes] = {}
+
+
+class CorruptChunk(BackupError):
+    template = "corrupt chunk {digest}: {reason}"
+
+
+def digest(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_zero(data: bytes | memoryview) -> bool:
+    """True if every byte is zero (compared against a cached zero buffer: fast in C)."""
+    n = len(data)
+    zeros = _ZERO_CACHE.get(n)
+    if zeros is None:
+        zeros = _ZERO_CACHE.setdefault(n, bytes(n)) if n <= 8 << 20 else bytes(n)
+    return data == zeros
+
+
+def compress(data: bytes) -> tuple[str, bytes]:
+    """(codec, stored bytes): zstd unless it does not help (already compressed or random data)."""
+    packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+    if len(packed) < len(data):
+        return "zstd", packed
+    return "none", bytes(data)
+
+
+def decompress(codec: str, stored: bytes, raw_size: int, expected_digest: str) -> bytes:
+    """Stored bytes back to the raw chunk, verified against its digest: never a silently wrong chunk."""
+    if codec == "zstd":
+        try:
+            data = zstandard.ZstdDecompressor().decompress(stored, max_output_size=raw_size)
+        except zstandard.ZstdError as e:
+            raise CorruptChunk(f"does not decompress ({e})", digest=expected_digest) from None
+    elif codec == "none":
+        data = stored
+    else:
+        raise CorruptChunk(f"unknown codec {codec!r}", digest=expected_digest)
+    if len(data) != raw_size or digest(data) != expected_digest:
+        raise CorruptChunk("content does not match its digest", digest=expected_digest)
+    return data

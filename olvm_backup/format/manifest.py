@@ -1,0 +1,117 @@
+"""The manifest of one backup: the commit point of a restore point.
+
+It names the VM (and where its OVF is), every disk with its layout and its
+complete disk map, and where every chunk those maps name is stored. A restore
+needs this one object plus ranged reads of the packs it names.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import msgpack
+import zstandard
+
+from ..errors import BackupError
+from .diskmap import DiskMap
+
+MANIFEST_MAJOR = 1
+MANIFEST_MINOR = 0
+
+
+class ManifestError(BackupError):
+    template = "manifest: {reason}"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a chunk's stored bytes are: a range of a pack object."""
+
+    pack_key: str
+    offset: int
+    length: int
+    raw_size: int
+    codec: str
+
+
+@dataclass
+class DiskRecord:
+    disk_id: str
+    name: str
+    size: int
+    format: str                      # "cow" or "raw", as the engine had it
+    interface: str                   # "virtio_scsi", "virtio", "ide", "sata"...
+    bootable: bool
+    active: bool
+    sparse: bool
+    storage_domain: str | None
+    mode: str                        # "full" or "incremental": how this backup read the disk
+    reason: str                      # why full, when it was
+    map: DiskMap
+    bytes_read: int = 0
+    bytes_new: int = 0
+    logical_name: str | None = None
+
+
+@dataclass
+class Manifest:
+    backup_id: str
+    vm_id: str
+    vm_name: str
+    mode: str                        # "full" when every disk was read full, else "incremental"
+    created_at: float
+    completed_at: float
+    to_checkpoint: str | None
+    from_checkpoint: str | None
+    parent_backup: str | None
+    ovf_key: str
+    request_id: str
+    requested_by: str
+    disks: list[DiskRecord]
+    chunks: dict[str, Location]
+    excluded_disks: list[str] = field(default_factory=list)
+    vm: dict[str, Any] = field(default_factory=dict)  # cpu, memory, os, nics... as read from the engine
+
+    def disk(self, key: str) -> DiskRecord:
+        for d in self.disks:
+            if key in (d.disk_id, d.name):
+                return d
+        raise ManifestError(f"backup {self.backup_id} has no disk {key!r}")
+
+    def check_complete(self) -> None:
+        """Every chunk a map names has a location: refuse to write a manifest that could not restore."""
+        for d in self.disks:
+            missing = d.map.digests() - self.chunks.keys()
+            if missing:
+                raise ManifestError(f"disk {d.name} names {len(missing)} chunk(s) with no known location")
+
+    def stored_bytes(self) -> int:
+        return sum(d.bytes_new for d in self.disks)
+
+
+def encode_manifest(m: Manifest) -> bytes:
+    m.check_complete()
+    doc = {
+        "v": [MANIFEST_MAJOR, MANIFEST_MINOR],
+        **{k: v for k, v in asdict(m).items() if k not in ("disks", "chunks")},
+        "disks": [{**{k: v for k, v in asdict(d).items() if k != "map"}, "map": d.map.to_wire()} for d in m.disks],
+        "chunks": {dg: [loc.pack_key, loc.offset, loc.length, loc.raw_size, loc.codec] for dg, loc in m.chunks.items()},
+    }
+    return zstandard.ZstdCompressor(level=9).compress(msgpack.packb(doc, use_bin_type=True))
+
+
+def decode_manifest(raw: bytes) -> Manifest:
+    try:
+        doc = msgpack.unpackb(zstandard.ZstdDecompressor().decompress(raw, max_output_size=1 << 30), raw=False)
+    except (zstandard.ZstdError, ValueError, msgpack.UnpackException) as e:
+        raise ManifestError(f"unreadable ({e})") from None
+    if doc.get("v", [None])[0] != MANIFEST_MAJOR:
+        raise ManifestError(f"format {doc.get('v')} is not readable by this build (major {MANIFEST_MAJOR})")
+    try:
+        disks = [DiskRecord(**{**{k: v for k, v in d.items() if k != "map"}, "map": DiskMap.from_wire(d["map"])})
+                 for d in doc["disks"]]
+        chunks = {dg: Location(*loc) for dg, loc in doc["chunks"].items()}
+        fields = {k: v for k, v in doc.items() if k not in ("v", "disks", "chunks")}
+        return Manifest(**fields, disks=disks, chunks=chunks)
+    except (TypeError, KeyError, ValueError) as e:
+        raise ManifestError(f"malformed ({e})") from None

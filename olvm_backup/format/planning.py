@@ -1,0 +1,62 @@
+"""Cutting disks into read tasks and extents into chunks: aligned, fixed-size, zero-skipping."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+MIB = 1024 * 1024
+DEFAULT_CHUNK_SIZE = 1 * MIB
+DEFAULT_TASK_SIZE = 256 * MIB
+
+
+@dataclass(frozen=True)
+class Extent:
+    """An imageio extent: `data` False means the range reads as zeros (hole or zero cluster)."""
+
+    start: int
+    length: int
+    data: bool
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+
+def task_ranges(size: int, task_size: int = DEFAULT_TASK_SIZE) -> list[tuple[int, int]]:
+    """[(offset, length)] covering [0, size) in task_size steps (the last may be short)."""
+    return [(o, min(task_size, size - o)) for o in range(0, size, task_size)]
+
+
+def clip_extents(extents: Iterable[Extent], start: int, end: int) -> list[Extent]:
+    out = []
+    for e in extents:
+        lo, hi = max(start, e.start), min(end, e.end)
+        if lo < hi:
+            out.append(Extent(lo, hi - lo, e.data))
+    return out
+
+
+def merge_extents(extents: Iterable[Extent]) -> list[Extent]:
+    """Join touching extents of the same kind (imageio answers with many small ones)."""
+    out: list[Extent] = []
+    for e in extents:
+        if out and out[-1].data == e.data and out[-1].end == e.start:
+            out[-1] = Extent(out[-1].start, out[-1].length + e.length, e.data)
+        else:
+            out.append(e)
+    return out
+
+
+def chunk_ranges(extents: Iterable[Extent], chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[tuple[int, int]]:
+    """Data ranges split at absolute multiples of chunk_size, so the same disk bytes give the same chunks."""
+    for e in merge_extents(x for x in extents if x.data):
+        pos = e.start
+        while pos < e.end:
+            boundary = (pos // chunk_size + 1) * chunk_size
+            stop = min(boundary, e.end)
+            yield pos, stop - pos
+            pos = stop
+
+
+def zero_ranges(extents: Iterable[Extent]) -> list[tuple[int, int]]:
+    return [(e.start, e.length) for e in merge_extents(x for x in extents if not x.data)]

@@ -1,0 +1,107 @@
+"""An asyncio client for the ovirt-imageio data plane (host daemon, with the manager's proxy as fallback).
+
+Only what the pipeline needs: extents, ranged reads, and for restores writes,
+zeroing and flush. TLS is verified against the engine's CA.
+"""
+from __future__ import annotations
+
+import json
+import ssl
+from typing import Any
+
+import aiohttp
+
+from .errors import BackupError, RetriableError
+from .format.planning import Extent
+from .retry import retry
+
+
+class ImageioError(BackupError):
+    template = "imageio {url}: {reason}"
+
+
+class ImageioUnavailable(RetriableError):
+    template = "imageio {url}: {reason}"
+
+
+def ssl_context(ca_file: str, insecure: bool) -> ssl.SSLContext | bool:
+    if insecure:
+        return False
+    return ssl.create_default_context(cafile=ca_file or None)
+
+
+def new_session(ca_file: str, insecure: bool, *, limit: int = 16) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(ssl=ssl_context(ca_file, insecure), limit=limit)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False)
+
+
+class ImageioClient:
+    """One transfer (ticket). Tries `transfer_url` (the host), and the proxy when the host cannot be reached."""
+
+    def __init__(self, session: aiohttp.ClientSession, transfer_url: str, proxy_url: str | None = None) -> None:
+        self._session = session
+        self._urls = [u for u in (transfer_url, proxy_url) if u]
+        self.url = self._urls[0]
+        self.bytes_read = 0
+        self.bytes_written = 0
+
+    async def _request(self, method: str, suffix: str = "", *, headers: dict | None = None,
+                       data: Any = None, expect: tuple[int, ...] = (200,)) -> bytes:
+        async def once() -> bytes:
+            last: Exception | None = None
+            for url in [self.url] + [u for u in self._urls if u != self.url]:
+                try:
+                    async with self._session.request(method, url + suffix, headers=headers, data=data) as resp:
+                        body = await resp.read()
+                        if resp.status not in expect:
+                            text = body[:300].decode(errors="replace")
+                            err = ImageioUnavailable if resp.status >= 500 else ImageioError
+                            raise err(f"{method} {suffix or '/'} answered {resp.status}: {text}", url=url)
+                        self.url = url
+                        return body
+                except (aiohttp.ClientConnectionError, OSError) as e:
+                    last = ImageioUnavailable(f"{type(e).__name__}: {e}", url=url)
+            assert last is not None
+            raise last
+
+        return await retry(once, what=f"imageio {method}", attempts=4, deadline=60)
+
+    async def extents(self, context: str = "zero") -> list[dict[str, Any]]:
+        body = await self._request("GET", f"/extents?context={context}")
+        try:
+            return json.loads(body)
+        except ValueError as e:
+            raise ImageioError(f"extents answer is not JSON ({e})", url=self.url) from None
+
+    async def data_extents(self, incremental: bool) -> list[Extent]:
+        """What must be read: for a full, every non-zero extent; for an incremental, what is dirty.
+
+        Extents that must be recorded as zero (holes in a full; dirty zeroed ranges in an incremental) come
+        back with data=False; clean ranges of an incremental are left out.
+        """
+        if not incremental:
+            return [Extent(e["start"], e["length"], not e["zero"]) for e in await self.extents("zero")]
+        return [Extent(e["start"], e["length"], not e.get("zero", False))
+                for e in await self.extents("dirty") if e["dirty"]]
+
+    async def read(self, offset: int, length: int) -> bytes:
+        data = await self._request("GET", headers={"Range": f"bytes={offset}-{offset + length - 1}"},
+                                   expect=(206, 200))
+        if len(data) != length:
+            raise ImageioUnavailable(f"asked {length} bytes at {offset}, got {len(data)}", url=self.url)
+        self.bytes_read += length
+        return data
+
+    async def write(self, offset: int, data: bytes) -> None:
+        await self._request("PUT", "?flush=n", data=data, headers={
+            "Content-Range": f"bytes {offset}-{offset + len(data) - 1}/*", "Content-Length": str(len(data))})
+        self.bytes_written += len(data)
+
+    async def zero(self, offset: int, size: int) -> None:
+        await self._request("PATCH", data=json.dumps({"op": "zero", "offset": offset, "size": size,
+                                                      "flush": False}),
+                            headers={"Content-Type": "application/json"})
+
+    async def flush(self) -> None:
+        await self._request("PATCH", data=json.dumps({"op": "flush"}), headers={"Content-Type": "application/json"})

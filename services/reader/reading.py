@@ -1,0 +1,65 @@
+"""Reading one task: extents from imageio, aligned chunks, zero and dedup skipping, chunks and a result out."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from olvm_backup.chunkindex import ChunkIndex
+from olvm_backup.format import chunks as chunkfmt
+from olvm_backup.format.planning import Extent, chunk_ranges, clip_extents, zero_ranges
+from olvm_backup.imageio import ImageioClient
+from schemas import ChunkData, ReadTask, TaskResult
+
+PARALLEL_CHUNKS = 4  # chunks in flight per task: overlaps the network with hashing and compression
+
+
+@dataclass
+class TaskOutcome:
+    chunks: list[tuple[int, int, str]] = field(default_factory=list)
+    zeros: list[tuple[int, int]] = field(default_factory=list)
+    bytes_read: int = 0
+    bytes_new: int = 0
+
+
+async def read_task(
+    task: ReadTask,
+    client: ImageioClient,
+    extents: list[Extent],
+    index: ChunkIndex,
+    publish_chunk: Callable[[ChunkData], Awaitable[None]],
+) -> TaskResult:
+    end = task.offset + task.length
+    mine = clip_extents(extents, task.offset, end)
+    out = TaskOutcome(zeros=zero_ranges(mine))
+    sent: set[str] = set()
+    limit = asyncio.Semaphore(PARALLEL_CHUNKS)
+
+    async def one(offset: int, length: int) -> None:
+        try:
+            data = await client.read(offset, length)
+            out.bytes_read += length
+            if chunkfmt.is_zero(data):
+                out.zeros.append((offset, length))  # allocated but zero: never stored
+                return
+            digest = await asyncio.to_thread(chunkfmt.digest, data)
+            out.chunks.append((offset, length, digest))
+            if digest in index or digest in sent:
+                return  # the store holds it already (or this task just sent it)
+            sent.add(digest)
+            codec, stored = await asyncio.to_thread(chunkfmt.compress, data)
+            await publish_chunk(ChunkData(backup_id=task.backup_id, task_id=task.task_id, digest=digest,
+                                          raw_size=length, codec=codec, data=stored))
+            out.bytes_new += len(stored)
+        finally:
+            limit.release()
+
+    async with asyncio.TaskGroup() as group:
+        for offset, length in chunk_ranges(mine, task.chunk_size):
+            await limit.acquire()  # bounds the chunks in memory: released when a chunk is done
+            group.create_task(one(offset, length))
+    out.chunks.sort()
+    out.zeros.sort()
+    return TaskResult(backup_id=task.backup_id, task_id=task.task_id, disk_id=task.disk_id, offset=task.offset,
+                      length=task.length, chunks=out.chunks, zeros=out.zeros, bytes_read=out.bytes_read,
+                      bytes_new=out.bytes_new)

@@ -1,0 +1,228 @@
+"""One CBT backup of one VM, from request to committed manifest.
+
+Order (schemas/FORMAT.md): engine backup ready -> transfers open -> read tasks
+published -> every result in and every chunk durable -> OVF written ->
+manifest committed (the restore point exists) -> transfers finalized ->
+engine backup finalized. Whatever fails, the `finally` blocks close what was
+opened on the engine.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+
+from olvm_backup import catalog
+from olvm_backup.chunkindex import ChunkIndex
+from olvm_backup.config import Settings
+from olvm_backup.engine import Engine
+from olvm_backup.engine import cbt
+from olvm_backup.engine.vms import find_vm, vm_disks, vm_ovf
+from olvm_backup.errors import BackupError
+from olvm_backup.format.manifest import DiskRecord, Location, Manifest
+from olvm_backup.format.planning import task_ranges
+from olvm_backup.kafka import Bus
+from olvm_backup.objectstore import ObjectStore
+from schemas import BackupEvent, BackupRequest, ReadTask, TaskResult
+from schemas.topics import BACKUP_EVENTS, READ_TASKS
+
+from .chain import DiskPlan, build_map, choose_checkpoint, plan_disk, select_disks
+from .hooks import run_hook
+from .journal import Journal, JournalEntry
+from .tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    engine: Engine
+    store: ObjectStore
+    bus: Bus
+    tracker: Tracker
+    index: ChunkIndex
+
+
+class BackupJob:
+    def __init__(self, ctx: Context, request: BackupRequest) -> None:
+        self.ctx = ctx
+        self.request = request
+        self.backup_id = str(uuid.uuid4())
+        self.vm_name = request.vm
+        self.started = time.monotonic()
+        self.bytes_total = 0
+
+    async def event(self, kind: str, message: str, **fields) -> None:
+        await self.ctx.bus.publish(BACKUP_EVENTS, BackupEvent(
+            request_id=self.request.request_id, backup_id=self.backup_id, vm=self.vm_name, kind=kind,
+            message=message, at=time.time(), **fields), key=self.request.request_id)
+
+    async def run(self) -> Manifest | None:
+        """Never raises for a failed backup (it is reported as an event); re-raises cancellation."""
+        try:
+            await self.event("accepted", f"backup of {self.request.vm} ({self.request.mode}) accepted")
+            manifest = await self._run()
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.event("cancelled", "backup cancelled; engine resources released"))
+            raise
+        except Exception as e:
+            log.exception("backup %s of %s failed", self.backup_id, self.request.vm) if not isinstance(
+                e, BackupError) else log.error("backup %s of %s failed: %s", self.backup_id, self.request.vm, e)
+            await self.event("failed", str(e), detail={"error_type": type(e).__name__})
+            await self._post_hook("failed")
+            return None
+        await self._post_hook("completed")
+        return manifest
+
+    async def _post_hook(self, result: str) -> None:
+        hook = self.ctx.settings.pipeline.post_backup_hook
+        if hook:
+            try:
+                await run_hook(hook, {"OLVM_VM": self.vm_name, "OLVM_BACKUP_ID": self.backup_id,
+                                      "OLVM_RESULT": result})
+            except BackupError as e:
+                await self.event("progress", f"post-backup hook failed: {e}")
+
+    async def _run(self) -> Manifest:
+        ctx, request = self.ctx, self.request
+        vm = await find_vm(ctx.engine, request.vm)
+        self.vm_name = vm.name
+        disks, excluded = select_disks(await vm_disks(ctx.engine, vm.vm_id), request.exclude_disks)
+        if not disks:
+            raise BackupError(f"VM {vm.name} has no disk to back up (all {len(excluded)} excluded)")
+        if ctx.settings.pipeline.pre_backup_hook:
+            await run_hook(ctx.settings.pipeline.pre_backup_hook, {"OLVM_VM": vm.name, "OLVM_BACKUP_ID":
+                                                                   self.backup_id})
+        previous = None if request.mode == "full" else await catalog.latest(ctx.store, vm.vm_id)
+        engine_checkpoints = await cbt.checkpoints(ctx.engine, vm.vm_id) if previous else []
+        from_checkpoint, full_reason = choose_checkpoint(request.mode, previous, engine_checkpoints)
+        if request.mode == "incremental" and from_checkpoint is None:
+            await self.event("progress", f"incremental not possible, backing up full: {full_reason}")
+
+        journal = Journal(ctx.store, JournalEntry(self.backup_id, vm.vm_id, request.request_id,
+                                                  engine_backup=self.backup_id))
+        await journal.save()  # before the engine backup exists: a crash from here on is cleaned up
+        try:
+            manifest = await self._with_engine_backup(vm, disks, excluded, previous, from_checkpoint, full_reason,
+                                                      journal)
+        finally:
+            self.ctx.tracker.forget(self.backup_id)
+        await journal.close()
+        return manifest
+
+    async def _with_engine_backup(self, vm, disks, excluded, previous, from_checkpoint, full_reason,
+                                  journal: Journal) -> Manifest:
+        ctx = self.ctx
+        description = f"olvm-backup {self.backup_id} (request {self.request.request_id})"
+        created_at = time.time()
+        async with cbt.running_backup(ctx.engine, vm.vm_id, [d.disk_id for d in disks], from_checkpoint,
+                                      description, backup_id=self.backup_id) as started:
+            backup = await cbt.wait_ready(ctx.engine, vm.vm_id, started.backup_id)
+            modes = await cbt.backup_disk_modes(ctx.engine, vm.vm_id, backup.backup_id)
+            plans = [plan_disk(d, modes.get(d.disk_id, "full"), previous, from_checkpoint, full_reason)
+                     for d in disks]
+            await self.event("started", self._plan_summary(plans, excluded), detail={
+                "from_checkpoint": from_checkpoint, "to_checkpoint": backup.to_checkpoint,
+                "disks": {p.disk.name: ("incremental" if p.incremental else f"full: {p.reason}") for p in plans},
+                "excluded": [d.name for d in excluded]})
+            ovf = await vm_ovf(ctx.engine, vm.vm_id)
+            async with contextlib.AsyncExitStack() as transfers:
+                results = await self._read_disks(plans, backup.backup_id, transfers, journal)
+                manifest = await self._commit(vm, plans, excluded, results, ovf, backup, previous, created_at)
+                # Only now, with the restore point committed, are the transfers closed as a success.
+                for transfer_id in list(journal.entry.transfers):
+                    await cbt.finalize_transfer(ctx.engine, transfer_id)
+                    journal.entry.transfers.remove(transfer_id)
+            await journal.save()
+        return manifest
+
+    def _plan_summary(self, plans: list[DiskPlan], excluded) -> str:
+        inc = sum(p.incremental for p in plans)
+        text = f"backing up {len(plans)} disk(s) of {self.vm_name}: {inc} incremental, {len(plans) - inc} full"
+        return text + (f"; excluded: {', '.join(d.name for d in excluded)}" if excluded else "")
+
+    async def _read_disks(self, plans: list[DiskPlan], engine_backup: str, transfers: contextlib.AsyncExitStack,
+                          journal: Journal) -> dict[str, list[TaskResult]]:
+        ctx, pipeline = self.ctx, self.ctx.settings.pipeline
+        tasks: list[ReadTask] = []
+        for plan in plans:
+            transfer = await cbt.open_transfer(ctx.engine, plan.disk.disk_id, engine_backup)
+            journal.entry.transfers.append(transfer.transfer_id)
+            transfers.push_async_callback(self._cancel_if_open, journal, transfer.transfer_id)
+            await journal.save()
+            for n, (offset, length) in enumerate(task_ranges(plan.disk.size, pipeline.task_size)):
+                tasks.append(ReadTask(
+                    backup_id=self.backup_id, task_id=f"{self.backup_id}/{plan.disk.disk_id}/{n}",
+                    disk_id=plan.disk.disk_id, transfer_url=transfer.transfer_url, proxy_url=transfer.proxy_url,
+                    incremental=plan.incremental, offset=offset, length=length, chunk_size=pipeline.chunk_size))
+        self.bytes_total = sum(t.length for t in tasks)
+        ctx.tracker.expect(self.backup_id, {t.task_id for t in tasks})
+        for task in tasks:
+            await ctx.bus.publish(READ_TASKS, task, key=task.task_id)  # keyed by task: spread over partitions
+        done = {"bytes": 0}
+
+        async def progress(result: TaskResult, finished: int, total: int) -> None:
+            done["bytes"] += result.length
+            await self.event("progress", f"task {finished}/{total} stored", bytes_total=self.bytes_total,
+                             bytes_done=done["bytes"], detail={"task_id": result.task_id,
+                                                               "bytes_read": result.bytes_read,
+                                                               "bytes_new": result.bytes_new})
+
+        results = await ctx.tracker.wait(self.backup_id, stall_timeout=pipeline.stall_timeout, progress=progress)
+        by_disk: dict[str, list[TaskResult]] = {p.disk.disk_id: [] for p in plans}
+        for result in results.values():
+            by_disk[result.disk_id].append(result)
+        return by_disk
+
+    async def _cancel_if_open(self, journal: Journal, transfer_id: str) -> None:
+        if transfer_id in journal.entry.transfers:
+            await asyncio.shield(cbt.cancel_transfer(self.ctx.engine, transfer_id))
+            journal.entry.transfers.remove(transfer_id)
+
+    async def _commit(self, vm, plans, excluded, results, ovf, backup, previous, created_at) -> Manifest:
+        ctx = self.ctx
+        records = []
+        for plan in plans:
+            disk_results = results[plan.disk.disk_id]
+            d = plan.disk
+            records.append(DiskRecord(
+                disk_id=d.disk_id, name=d.name, size=d.size, format=d.format, interface=d.interface,
+                bootable=d.bootable, active=d.active, sparse=d.sparse, storage_domain=d.storage_domain,
+                mode="incremental" if plan.incremental else "full", reason=plan.reason,
+                map=build_map(plan, disk_results), bytes_read=sum(r.bytes_read for r in disk_results),
+                bytes_new=sum(r.bytes_new for r in disk_results), logical_name=d.logical_name))
+        chunks: dict[str, Location] = {}
+        for record in records:
+            for digest in record.map.digests():
+                where = ctx.index.get(digest) or (previous.chunks.get(digest) if previous else None)
+                if where is None:
+                    raise BackupError(f"chunk {digest} of disk {record.name} has no stored copy: not committing")
+                chunks[digest] = where
+        ovf_key = await catalog.write_ovf(ctx.store, vm.vm_id, self.backup_id, ovf)
+        manifest = Manifest(
+            backup_id=self.backup_id, vm_id=vm.vm_id, vm_name=vm.name,
+            mode="incremental" if any(p.incremental for p in plans) else "full",
+            created_at=created_at, completed_at=time.time(), to_checkpoint=backup.to_checkpoint,
+            from_checkpoint=backup.from_checkpoint, parent_backup=previous.backup_id if previous else None,
+            ovf_key=ovf_key, request_id=self.request.request_id, requested_by=self.request.requested_by,
+            disks=records, chunks=chunks, excluded_disks=[d.name for d in excluded], vm=vm.details)
+        await catalog.commit(ctx.store, manifest)
+        read = sum(r.bytes_read for r in records)
+        stored = manifest.stored_bytes()
+        await self.event("stored", f"restore point {self.backup_id} committed", bytes_total=self.bytes_total,
+                         bytes_done=self.bytes_total)
+        await self.event("completed", f"backup {self.backup_id} of {vm.name} completed: {manifest.mode}, "
+                         f"read {read} bytes, stored {stored} new bytes", bytes_total=self.bytes_total,
+                         bytes_done=self.bytes_total, detail={
+                             "mode": manifest.mode, "bytes_read": read, "bytes_stored": stored,
+                             "duration": round(time.monotonic() - self.started, 3),
+                             "disks": {r.name: {"mode": r.mode, "reason": r.reason, "bytes_read": r.bytes_read,
+                                                "bytes_new": r.bytes_new} for r in records},
+                             "to_checkpoint": backup.to_checkpoint, "vm_id": vm.vm_id})
+        return manifest
