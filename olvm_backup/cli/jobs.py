@@ -6,8 +6,8 @@ import sys
 import time
 import uuid
 
-from schemas import BackupEvent, BackupRequest
-from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS
+from schemas import BackupEvent, BackupRequest, RestoreEvent, RestoreRequest
+from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, RESTORE_EVENTS, RESTORE_REQUESTS
 
 from .. import catalog
 from ..config import Settings
@@ -19,26 +19,56 @@ from .progress import ProgressBar, duration, human
 FINAL = {"completed", "failed", "cancelled"}
 
 
-async def request_backup(settings: Settings, vm: str, mode: str, exclude: list[str], quiesce: bool,
-                         wait: bool, timeout: float) -> int:
-    request = BackupRequest(request_id=str(uuid.uuid4()), vm=vm, mode=mode, exclude_disks=exclude,
-                            quiesce=quiesce, requested_by="cli", requested_at=time.time())
-    events: asyncio.Queue[BackupEvent] = asyncio.Queue()
+async def _submit(settings: Settings, requests_topic, events_topic, request, key: str, wait: bool,
+                  timeout: float, summary) -> int:
+    """Publish a request; with `wait`, follow its events (subscribed before publishing) to the end."""
+    events: asyncio.Queue = asyncio.Queue()
 
-    def mine(event: BackupEvent) -> None:
+    def mine(event) -> None:
         if event.request_id == request.request_id:
             events.put_nowait(event)
 
     async with Bus(settings.kafka, client_id="olvm-backup-cli") as bus, \
-            Follower(settings.kafka, BACKUP_EVENTS, mine, client_id="olvm-backup-cli/events"):
-        await bus.publish(BACKUP_REQUESTS, request, key=vm)
-        print(f"backup requested: {request.request_id} ({vm}, {mode})", file=sys.stderr)
+            Follower(settings.kafka, events_topic, mine, client_id="olvm-backup-cli/events"):
+        await bus.publish(requests_topic, request, key=key)
+        print(f"requested: {request.request_id}", file=sys.stderr)
         if not wait:
             return 0
-        return await _follow(events, timeout)
+        return await _follow(events, timeout, summary)
 
 
-async def _follow(events: asyncio.Queue, timeout: float) -> int:
+async def request_backup(settings: Settings, vm: str, mode: str, exclude: list[str], quiesce: bool,
+                         wait: bool, timeout: float) -> int:
+    request = BackupRequest(request_id=str(uuid.uuid4()), vm=vm, mode=mode, exclude_disks=exclude,
+                            quiesce=quiesce, requested_by="cli", requested_at=time.time())
+    return await _submit(settings, BACKUP_REQUESTS, BACKUP_EVENTS, request, vm, wait, timeout, _summary)
+
+
+async def request_restore(settings: Settings, restore_point: str, *, name: str | None, replace: bool,
+                          cluster: str | None, storage_domain: str | None, disks: list[str],
+                          target_vm: str | None, power_on: bool, keep_failed: bool, wait: bool,
+                          timeout: float) -> int:
+    request = RestoreRequest(request_id=str(uuid.uuid4()), restore_point=restore_point, name=name,
+                             replace=replace, cluster=cluster, storage_domain=storage_domain, disks=disks,
+                             target_vm=target_vm, power_on=power_on, keep_failed=keep_failed,
+                             requested_by="cli", requested_at=time.time())
+    return await _submit(settings, RESTORE_REQUESTS, RESTORE_EVENTS, request, restore_point, wait, timeout,
+                         _restore_summary)
+
+
+def _restore_summary(bar: ProgressBar, event: RestoreEvent) -> int:
+    if event.kind != "completed":
+        bar.message(f"{event.kind.upper()}: {event.message}")
+        return 1
+    d = event.detail
+    bar.message(f"completed: {event.message}")
+    bar.message(f"  sent {human(d.get('bytes_sent', 0))} of data in {duration(d.get('duration', 0))}; "
+                f"disks: {', '.join(d.get('disks', []))}; VM is {d.get('status')}")
+    print(event.vm_id)
+    return 0
+
+
+async def _follow(events: asyncio.Queue, timeout: float, summary) -> int:
     bar = ProgressBar()
     deadline = time.monotonic() + timeout
     while True:
@@ -52,7 +82,7 @@ async def _follow(events: asyncio.Queue, timeout: float) -> int:
         elif event.kind in ("accepted", "started", "progress", "stored"):
             bar.message(f"{event.kind}: {event.message}")
         if event.kind in FINAL:
-            return _summary(bar, event)
+            return summary(bar, event)
 
 
 def _summary(bar: ProgressBar, event: BackupEvent) -> int:

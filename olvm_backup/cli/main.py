@@ -46,6 +46,21 @@ def _backups(settings, args) -> int:
     return asyncio.run(list_backups(settings, args.vm))
 
 
+def _restore(settings, args) -> int:
+    from .jobs import request_restore
+
+    return asyncio.run(request_restore(
+        settings, args.restore_point, name=args.name, replace=args.replace, cluster=args.cluster,
+        storage_domain=args.storage_domain, disks=args.disk, target_vm=args.target_vm, power_on=args.power_on,
+        keep_failed=args.keep_failed, wait=args.wait, timeout=args.timeout))
+
+
+def _verify(settings, args) -> int:
+    from .checks import verify_restore_point
+
+    return asyncio.run(verify_restore_point(settings, args.restore_point))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="olvm-backup", description=__doc__)
     parser.add_argument("--config", help="YAML settings file (default: $OLVM_CONFIG); env variables override it")
@@ -72,6 +87,25 @@ def build_parser() -> argparse.ArgumentParser:
     backups = sub.add_parser("backups", help="list restore points (from the object store: the catalog)")
     backups.add_argument("vm", nargs="?", help="only this VM (name or id)")
     backups.set_defaults(func=_backups)
+
+    restore = sub.add_parser("restore", help="restore a VM (or some of its disks) from a restore point")
+    restore.add_argument("restore_point", help="restore point (backup) id, see `olvm-backup backups`")
+    target = restore.add_mutually_exclusive_group()
+    target.add_argument("--name", help="name of the new VM (default: <original>-restored)")
+    target.add_argument("--replace", action="store_true", help="replace the original VM (removes it first)")
+    target.add_argument("--target-vm", help="restore the disks into this existing VM instead of a new one")
+    restore.add_argument("--cluster", help="target cluster (default: the original)")
+    restore.add_argument("--storage-domain", help="target storage domain (default: each disk's original)")
+    restore.add_argument("--disk", action="append", default=[], metavar="DISK", help="only this disk (repeat)")
+    restore.add_argument("--power-on", action="store_true", help="start the VM after the restore")
+    restore.add_argument("--keep-failed", action="store_true", help="keep a half-restored VM for inspection")
+    restore.add_argument("--wait", action="store_true", help="follow progress until the restore ends")
+    restore.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (with --wait)")
+    restore.set_defaults(func=_restore)
+
+    verify = sub.add_parser("verify", help="read every chunk of a restore point and check it; exit 1 on damage")
+    verify.add_argument("restore_point", help="restore point (backup) id")
+    verify.set_defaults(func=_verify)
 
     config = sub.add_parser("config", help="show the effective settings (secrets masked)")
     config.set_defaults(func=_config)

@@ -1,23 +1,32 @@
 """Restorer wiring: restore requests in, VMs rebuilt through the engine and imageio."""
 from __future__ import annotations
 
-import time
+import os
+import socket
 
 from olvm_backup.config import Settings
-from olvm_backup.kafka import Bus, Message
-from olvm_backup.service import consume_forever
-from schemas import RestoreEvent, RestoreRequest
-from schemas.topics import RESTORE_EVENTS, RESTORE_REQUESTS
+from olvm_backup.engine import Engine
+from olvm_backup.imageio import new_session
+from olvm_backup.kafka import Consumer, Bus, Message
+from olvm_backup.objectstore import open_store
+from schemas import RestoreRequest
+from schemas.topics import RESTORE_REQUESTS
+
+from .job import RestoreJob
 
 GROUP = "restorer"
-
-
-async def handle_request(bus: Bus, request: RestoreRequest, where: Message) -> None:
-    # The restore job lands with issue 5 ("Restore a VM from any restore point").
-    await bus.publish(RESTORE_EVENTS, RestoreEvent(
-        request_id=request.request_id, restore_point=request.restore_point, kind="failed", at=time.time(),
-        message="the restore job is not built yet"), key=request.request_id)
+MAX_JOB_MS = 24 * 3600 * 1000
 
 
 async def main(settings: Settings) -> None:
-    await consume_forever(settings, GROUP, [RESTORE_REQUESTS], handle_request)
+    name = f"restorer@{socket.gethostname()}:{os.getpid()}"
+    async with open_store(settings.s3) as store, Bus(settings.kafka, client_id=name) as bus, \
+            Engine(settings.engine) as engine, \
+            new_session(settings.engine.ca_file, settings.engine.insecure) as session:
+
+        async def on_request(request: RestoreRequest, where: Message) -> None:
+            await RestoreJob(settings, engine, store, bus, session, request).run()
+
+        async with Consumer(settings.kafka, bus, [RESTORE_REQUESTS], GROUP, client_id=name, max_batch=1,
+                            max_poll_interval_ms=MAX_JOB_MS) as consumer:
+            await consumer.run(on_request)

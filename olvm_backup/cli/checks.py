@@ -1,0 +1,27 @@
+"""`olvm-backup verify`."""
+from __future__ import annotations
+
+import sys
+
+from .. import catalog
+from ..config import Settings
+from ..objectstore import open_store
+from ..verify import verify
+from .progress import human
+
+
+async def verify_restore_point(settings: Settings, backup_id: str) -> int:
+    async with open_store(settings.s3, ensure_bucket=False) as store:
+        manifest = await catalog.find(store, backup_id)
+        report = await verify(store, manifest)
+    print(f"restore point {backup_id} of {manifest.vm_name}: {report.chunks_checked} chunks, "
+          f"{human(report.bytes_checked)} verified")
+    for d in report.damage:
+        print(f"DAMAGED disk {d.disk} offset {d.offset} length {d.length}: chunk {d.digest[:16]}…: {d.problem}",
+              file=sys.stderr)
+    if report.ok:
+        print("OK: every chunk is present and matches its digest")
+        return 0
+    print(f"FAILED: {len(report.damage)} damaged range(s); this restore point cannot be restored whole",
+          file=sys.stderr)
+    return 1
