@@ -1,11 +1,13 @@
-"""`olvm-backup verify`."""
+"""`olvm-backup verify` and `export`."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from .. import catalog
 from ..config import Settings
 from ..objectstore import open_store
+from ..export import export_disk
 from ..verify import verify
 from .progress import human
 
@@ -25,3 +27,13 @@ async def verify_restore_point(settings: Settings, backup_id: str) -> int:
     print(f"FAILED: {len(report.damage)} damaged range(s); this restore point cannot be restored whole",
           file=sys.stderr)
     return 1
+
+
+async def export_restore_point_disk(settings: Settings, backup_id: str, disk: str, output: str) -> int:
+    async with open_store(settings.s3, ensure_bucket=False) as store:
+        manifest = await catalog.find(store, backup_id)
+        record = manifest.disk(disk)
+        written = await export_disk(store, manifest, record, Path(output))
+    print(f"{output}: disk {record.name} of {manifest.vm_name} at {backup_id}, {human(record.size)} "
+          f"({human(written)} of data)")
+    return 0

@@ -55,6 +55,12 @@ def _restore(settings, args) -> int:
         keep_failed=args.keep_failed, wait=args.wait, timeout=args.timeout))
 
 
+def _export(settings, args) -> int:
+    from .checks import export_restore_point_disk
+
+    return asyncio.run(export_restore_point_disk(settings, args.restore_point, args.disk, args.output))
+
+
 def _verify(settings, args) -> int:
     from .checks import verify_restore_point
 
@@ -106,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="read every chunk of a restore point and check it; exit 1 on damage")
     verify.add_argument("restore_point", help="restore point (backup) id")
     verify.set_defaults(func=_verify)
+
+    export = sub.add_parser("export", help="write one disk of a restore point to a local raw image file")
+    export.add_argument("restore_point")
+    export.add_argument("--disk", required=True, help="disk name or id")
+    export.add_argument("--output", required=True, help="file to write (sparse raw)")
+    export.set_defaults(func=_export)
 
     config = sub.add_parser("config", help="show the effective settings (secrets masked)")
     config.set_defaults(func=_config)
