@@ -1,0 +1,82 @@
+"""The simulator's own back door, for tests and rehearsals: act as the guest, read disk hashes, arm faults.
+
+It is not part of the engine API: a product never calls it. Requests carry the simulator's admin password."""
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from .engine.engine import TRANSFER_DONE, Engine
+from .engine.state import NotFound
+
+PREFIX = "/sim-admin"
+FAULTS = {"transfer-fail": "transfer_fail", "backup-stall": "backup_stall", "engine-500": "engine_500",
+          "engine-drop": "engine_drop"}
+
+
+class Admin:
+    def __init__(self, engine: Engine, password: str) -> None:
+        self.engine = engine
+        self.password = password
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_post(PREFIX + "/write", self.write)
+        app.router.add_get(PREFIX + "/checksum", self.checksum)
+        app.router.add_post(PREFIX + "/fault", self.fault)
+
+    def _check(self, request: web.Request) -> None:
+        if request.headers.get("X-Sim-Password") != self.password:
+            raise web.HTTPUnauthorized(text="wrong or missing X-Sim-Password\n")
+
+    def _disk(self, vm_ref: str, disk_ref: str) -> tuple[dict, dict]:
+        state = self.engine.state
+        try:
+            vm = state.by_name("vms", vm_ref)
+        except NotFound:
+            raise web.HTTPNotFound(text=f"no VM {vm_ref!r}\n") from None
+        for disk, _ in self.engine.vm_disks(vm["id"]):
+            if disk_ref in (disk["id"], disk["name"]):
+                return vm, disk
+        raise web.HTTPNotFound(text=f"VM {vm['name']} has no disk {disk_ref!r}\n")
+
+    async def write(self, request: web.Request) -> web.Response:
+        self._check(request)
+        body = await request.json()
+        vm, disk = self._disk(body["vm"], body["disk"])
+        if disk["status"] == "illegal":
+            raise web.HTTPConflict(text=f"disk {disk['name']} is illegal\n")
+        if any(x["disk_id"] == disk["id"] and x.get("locked_disk") and x["phase"] not in TRANSFER_DONE
+               for x in self.engine.state.table("transfers").values()):
+            raise web.HTTPConflict(text=f"disk {disk['name']} is exported by an image transfer: the guest cannot "
+                                        "write it now\n")
+        if vm["status"] != "up":
+            raise web.HTTPConflict(text=f"VM {vm['name']} is not running: no guest to write\n")
+        pattern = "zero" if body.get("zero") else body.get("pattern", "random")
+        await asyncio.to_thread(self.engine.store.guest_write, disk["id"], int(body["offset"]), int(body["length"]),
+                                body.get("seed"), pattern=pattern, text=body.get("text", ""))
+        return web.json_response({"vm": vm["name"], "disk": disk["name"], "offset": body["offset"],
+                                  "length": body["length"]})
+
+    async def checksum(self, request: web.Request) -> web.Response:
+        self._check(request)
+        vm, disk = self._disk(request.query["vm"], request.query["disk"])
+        digest = await asyncio.to_thread(self.engine.store.content_hash, disk["id"], request.query.get("snapshot"))
+        return web.json_response({"vm": vm["name"], "disk": disk["name"], "sha256": digest,
+                                  "size": disk["provisioned_size"]})
+
+    async def fault(self, request: web.Request) -> web.Response:
+        self._check(request)
+        body = await request.json()
+        kind, count = body["kind"], int(body.get("count", 1))
+        if kind == "ticket-expire":
+            await self.engine.expire_tickets()
+        elif kind == "drop-bitmaps":
+            vm, _ = self._disk(body["vm"], body["disk"]) if body.get("disk") else (
+                self.engine.state.by_name("vms", body["vm"]), None)
+            await asyncio.to_thread(self.engine.drop_bitmaps, vm["id"])
+        elif kind in FAULTS:
+            setattr(self.engine.faults, FAULTS[kind], count)
+        else:
+            raise web.HTTPBadRequest(text=f"unknown fault {kind!r}; known: {', '.join([*FAULTS, 'ticket-expire', 'drop-bitmaps'])}\n")
+        return web.json_response({"fault": kind, "count": count})

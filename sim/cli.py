@@ -1,0 +1,69 @@
+"""olvm-sim: run the OLVM simulator, act as a guest, read disk hashes, arm faults."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .client import SimAdmin, SimAdminError
+from .inventory import size
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="olvm-sim", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the engine API, imageio host daemon and proxy until Ctrl-C")
+    s.add_argument("--data", type=Path, required=True, help="state directory (kept across restarts)")
+    s.add_argument("--inventory", type=Path, help="YAML/JSON inventory seeding a fresh data directory")
+    s.add_argument("--port", type=int, default=0, help="engine HTTPS port (default: a free one)")
+    s.add_argument("--log-level", default="WARNING")
+    w = sub.add_parser("write", help="write into a running VM's disk as its guest would")
+    w.add_argument("vm")
+    w.add_argument("disk")
+    w.add_argument("--offset", type=size, required=True)
+    w.add_argument("--length", type=size, required=True)
+    w.add_argument("--seed", type=int)
+    w.add_argument("--zero", action="store_true", help="write zeros")
+    w.add_argument("--text", help="repeat this text instead of random bytes")
+    c = sub.add_parser("checksum", help="sha256 of a disk's guest-visible content")
+    c.add_argument("vm")
+    c.add_argument("disk")
+    c.add_argument("--snapshot")
+    f = sub.add_parser("fault", help="arm a fault: transfer-fail, ticket-expire, backup-stall, engine-500, "
+                                     "engine-drop, drop-bitmaps (with --vm)")
+    f.add_argument("kind")
+    f.add_argument("--count", type=int, default=1)
+    f.add_argument("--vm")
+    for cmd in (w, c, f):
+        cmd.add_argument("--data", type=Path, required=True, help="the data directory of the running simulator")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from .server import serve
+        asyncio.run(serve(args.data, args.inventory, args.port))
+        return 0
+    try:
+        admin = SimAdmin(args.data)
+        if args.command == "write":
+            out = admin.write(args.vm, args.disk, args.offset, args.length, args.seed, zero=args.zero,
+                              pattern="text" if args.text else "random", text=args.text or "")
+            print(json.dumps(out))
+        elif args.command == "checksum":
+            print(admin.checksum(args.vm, args.disk, args.snapshot))
+        else:
+            print(json.dumps(admin.fault(args.kind, args.count, **({"vm": args.vm} if args.vm else {}))))
+    except SimAdminError as e:
+        print(f"olvm-sim: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

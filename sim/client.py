@@ -1,0 +1,44 @@
+"""Python access to a running simulator's back door (the same calls as `olvm-sim write/checksum/fault`)."""
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+
+class SimAdminError(RuntimeError):
+    pass
+
+
+class SimAdmin:
+    def __init__(self, data_dir: Path | str) -> None:
+        conn_file = Path(data_dir) / "connection.json"
+        if not conn_file.exists():
+            raise SimAdminError(f"no running simulator on {data_dir} (no connection.json)")
+        self.connection = json.loads(conn_file.read_text())
+        self._ssl = ssl.create_default_context(cafile=self.connection["ca_file"])
+
+    def _call(self, method: str, path: str, body: dict | None = None, query: dict | None = None) -> dict:
+        url = self.connection["admin_url"] + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"X-Sim-Password": self.connection["password"],
+                                              "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=self._ssl, timeout=3600) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            raise SimAdminError(f"{e.code}: {e.read().decode(errors='replace').strip()}") from None
+
+    def write(self, vm: str, disk: str, offset: int, length: int, seed: int | None = None, *,
+              zero: bool = False, pattern: str = "random", text: str = "") -> dict:
+        return self._call("POST", "/write", {"vm": vm, "disk": disk, "offset": offset, "length": length, "seed": seed,
+                                             "zero": zero, "pattern": pattern, "text": text})
+
+    def checksum(self, vm: str, disk: str, snapshot: str | None = None) -> str:
+        query = {"vm": vm, "disk": disk, **({"snapshot": snapshot} if snapshot else {})}
+        return self._call("GET", "/checksum", query=query)["sha256"]
+
+    def fault(self, kind: str, count: int = 1, **target) -> dict:
+        return self._call("POST", "/fault", {"kind": kind, "count": count, **target})

@@ -1,0 +1,1 @@
+"""The simulated engine: state, phase machines and the REST API."""

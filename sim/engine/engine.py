@@ -1,0 +1,751 @@
+"""What the engine does, apart from HTTP: validations, phase machines and the calls into the data plane.
+
+Every command validates synchronously (raising ApiError as the engine would answer), records the entity, and runs
+the slow part as a background task that moves the entity through its phases, as the real engine's async commands
+do. Storage work runs in worker threads; a per-disk lock in the DiskStore serializes it.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from ..dataplane.plane import DataPlane
+from ..dataplane.storage import DiskStore
+from . import ovf
+from .errors import conflict, failed, incomplete, not_found
+from .state import NotFound, State, new_id, now
+
+log = logging.getLogger(__name__)
+
+STEP = 0.2                       # how long a phase lasts at least: clients must be able to see it
+BACKUP_RUNNING = ("initializing", "starting", "ready", "finalizing")
+TRANSFER_DONE = ("finished_success", "finished_failure", "finished_cleanup", "cancelled")
+
+
+@dataclass
+class Faults:
+    """Faults armed on demand by tests and rehearsals."""
+    transfer_fail: int = 0
+    backup_stall: int = 0
+    engine_500: int = 0
+    engine_drop: int = 0
+    stalled_backups: set = field(default_factory=set)
+
+    def take(self, name: str) -> bool:
+        if getattr(self, name) > 0:
+            setattr(self, name, getattr(self, name) - 1)
+            return True
+        return False
+
+
+class Engine:
+    def __init__(self, state: State, store: DiskStore, plane: DataPlane) -> None:
+        self.state = state
+        self.store = store
+        self.plane = plane
+        self.faults = Faults()
+        self._tasks: set[asyncio.Task] = set()
+        self._vm_locks: dict[str, asyncio.Lock] = {}
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+    def spawn(self, coro, what: str) -> None:
+        async def guarded():
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background %s failed", what)
+        task = asyncio.get_running_loop().create_task(guarded(), name=what)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Transfers still open when the engine stops end as the engine would find them after a restart: failed.
+        for x in self.state.table("transfers").values():
+            if x["phase"] not in TRANSFER_DONE:
+                with contextlib.suppress(Exception):
+                    await self.plane.close_ticket(x["ticket_id"])
+                x.update(phase="finished_failure", transfer_url=None, proxy_url=None)
+                self._unlock_disk_after_transfer(x)
+        self.state.save()
+
+    def vm_lock(self, vm_id: str) -> asyncio.Lock:
+        return self._vm_locks.setdefault(vm_id, asyncio.Lock())
+
+    def get(self, table: str, entity_id: str, what: str | None = None) -> dict:
+        try:
+            return self.state.get(table, entity_id)
+        except NotFound:
+            raise not_found(f"{what or table[:-1]} {entity_id}") from None
+
+    def vm(self, vm_id: str) -> dict:
+        return self.get("vms", vm_id, "VM")
+
+    def host_id(self) -> str:
+        return next(iter(self.state.table("hosts")))
+
+    def attachments(self, vm_id: str) -> list[dict]:
+        return [a for a in self.state.table("attachments").values() if a["vm_id"] == vm_id]
+
+    def vm_disks(self, vm_id: str) -> list[tuple[dict, dict]]:
+        return [(self.state.get("disks", a["disk_id"]), a) for a in self.attachments(vm_id)
+                if not a.get("snapshot_id")]
+
+    def running_backup(self, vm_id: str) -> dict | None:
+        return next((b for b in self.state.table("backups").values()
+                     if b["vm_id"] == vm_id and b["phase"] in BACKUP_RUNNING), None)
+
+    def event(self, *args, **kwargs) -> None:
+        self.state.event(*args, **kwargs)
+        self.state.save()
+
+    def ovf(self, vm: dict) -> str:
+        cluster = self.state.table("clusters").get(vm["cluster_id"], {"name": ""})
+        return ovf.write(vm, cluster["name"], self.vm_disks(vm["id"]))
+
+    def start_job(self, description: str, correlation_id: str | None) -> dict:
+        return self.state.put("jobs", {"id": new_id(), "description": description, "status": "started",
+                                       "start": now(), "correlation_id": correlation_id})
+
+    def end_job(self, job: dict, ok: bool) -> None:
+        job.update(status="finished" if ok else "failed", end=now())
+
+    # -- VMs ------------------------------------------------------------------------------------------------
+    def cluster_of(self, ref_id: str | None, ref_name: str | None) -> dict:
+        if not ref_id and not ref_name:
+            raise incomplete("Vm [cluster.id|name] required for add")
+        try:
+            return self.state.by_name("clusters", ref_id or ref_name)
+        except NotFound:
+            raise not_found(f"cluster {ref_id or ref_name}") from None
+
+    def add_vm(self, *, name: str | None, cluster: dict, configuration: str | None, regenerate_ids: bool,
+               memory: int | None, cpu: dict | None, os_type: str | None, description: str | None,
+               correlation_id: str | None) -> dict:
+        attach: list[dict] = []
+        fields = {"memory": 1 << 30, "cpu": {"sockets": 1, "cores": 1, "threads": 1}, "os": "other", "nics": [],
+                  "description": ""}
+        vm_id = new_id()
+        if configuration is not None:
+            try:
+                parsed = ovf.read(configuration)
+            except ovf.OvfError as e:
+                raise failed(f"Cannot import VM. Failed to parse the OVF configuration: {e}") from None
+            fields.update({k: parsed[k] for k in ("memory", "cpu", "os", "nics", "description")})
+            name = name or parsed["name"]
+            attach = [d for d in parsed["disks"] if d["disk_id"] in self.state.table("disks")]
+        if not name:
+            raise incomplete("Vm [name] required for add")
+        if any(v["name"] == name for v in self.state.table("vms").values()):
+            raise conflict(f"Cannot add VM. The VM name is already in use: {name}")
+        fields.update({k: v for k, v in (("memory", memory), ("cpu", cpu), ("os", os_type),
+                                          ("description", description)) if v})
+        for n in fields["nics"]:
+            n["id"] = new_id()
+            n.setdefault("mac", _mac())
+        vm = self.state.put("vms", dict(fields, id=vm_id, name=name, cluster_id=cluster["id"], status="down",
+                                        host_id=None, guest_agent=False, tags=[], created=now(),
+                                        active_snapshot=new_id()))
+        for d in attach:
+            self.state.put("attachments", {"id": d["disk_id"], "vm_id": vm_id, "disk_id": d["disk_id"],
+                                           "interface": d["interface"], "bootable": d["bootable"], "active": True})
+        self.event(34, f"VM {name} was created by admin@internal-authz.", vm_id=vm_id, correlation_id=correlation_id)
+        return vm
+
+    async def remove_vm(self, vm_id: str, detach_only: bool = False) -> None:
+        vm = self.vm(vm_id)
+        if vm["status"] != "down":
+            raise conflict(f"Cannot remove VM. VM {vm['name']} is running")
+        if self.running_backup(vm_id):
+            raise conflict(f"Cannot remove VM. VM {vm['name']} is during a backup operation")
+        disks = self.vm_disks(vm_id)
+        locked = [d["name"] for d, _ in disks if d["status"] == "locked"]
+        if locked:
+            raise conflict(f"Cannot remove VM. Disks {', '.join(locked)} are locked")
+        for a in self.attachments(vm_id):
+            self.state.delete("attachments", a["id"])
+        if not detach_only:
+            for disk, _ in disks:
+                self.state.delete("disks", disk["id"])
+                await asyncio.to_thread(self.store.remove, disk["id"])
+        for table in ("snapshots", "checkpoints", "backups"):
+            for e in self.state.find(table, vm_id=vm_id):
+                self.state.delete(table, e["id"])
+        self.state.delete("vms", vm_id)
+        self.event(113, f"VM {vm['name']} was successfully removed.", vm_id=vm_id)
+
+    def set_power(self, vm_id: str, action: str, correlation_id: str | None) -> None:
+        vm = self.vm(vm_id)
+        if action == "start":
+            if vm["status"] == "up":
+                raise conflict(f"Cannot run VM. VM {vm['name']} is running")
+            vm["status"] = "wait_for_launch"
+
+            async def boot():
+                await asyncio.sleep(STEP)
+                vm["status"] = "powering_up"
+                await asyncio.sleep(STEP)
+                vm.update(status="up", host_id=self.host_id())
+                self.event(32, f"VM {vm['name']} started on Host host1", vm_id=vm_id, correlation_id=correlation_id)
+            self.spawn(boot(), f"start {vm['name']}")
+        else:
+            if vm["status"] == "down":
+                raise conflict(f"Cannot {action} VM. VM {vm['name']} is not running")
+            vm.update(status="down", host_id=None)
+            self.event(33 if action == "stop" else 61, f"VM {vm['name']} is down.", vm_id=vm_id,
+                       correlation_id=correlation_id)
+        self.state.save()
+
+    # -- disks ----------------------------------------------------------------------------------------------
+    def storage_domain(self, ref_id: str | None, ref_name: str | None) -> dict:
+        if not ref_id and not ref_name:
+            raise incomplete("Disk [storage_domains] required for add")
+        try:
+            return self.state.by_name("storage_domains", ref_id or ref_name)
+        except NotFound:
+            raise not_found(f"storage domain {ref_id or ref_name}") from None
+
+    def add_disk(self, *, disk_id: str | None, name: str | None, size: int | None, fmt: str, sparse: bool,
+                 sd: dict, backup: str, content_type: str, description: str, correlation_id: str | None,
+                 seed: list | None = None) -> dict:
+        if not size:
+            raise incomplete("Disk [provisioned_size] required for add")
+        if disk_id and disk_id in self.state.table("disks"):
+            raise conflict(f"Cannot add Virtual Disk. Disk with id {disk_id} already exists")
+        if backup == "incremental" and fmt != "cow":
+            raise failed("Cannot add Virtual Disk. Incremental backup is supported only for QCOW2 disks")
+        disk = self.state.put("disks", {
+            "id": disk_id or new_id(), "image_id": new_id(), "name": name or f"disk-{uuid.uuid4().hex[:6]}",
+            "provisioned_size": size, "format": fmt, "sparse": sparse, "storage_domain_id": sd["id"],
+            "backup": backup, "content_type": content_type, "description": description, "status": "locked"})
+        self.state.save()
+
+        async def create():
+            job = self.start_job(f"Adding Disk {disk['name']}", correlation_id)
+            try:
+                await asyncio.to_thread(self.store.create, disk["id"], size, fmt)
+                if seed:
+                    await asyncio.to_thread(self.store.seed, disk["id"], seed)
+                await asyncio.sleep(STEP)
+                disk["status"] = "ok"
+                self.end_job(job, True)
+                self.event(2021, f"The disk {disk['name']} was successfully added.", correlation_id=correlation_id)
+            except Exception as e:
+                disk["status"] = "illegal"
+                self.end_job(job, False)
+                self.event(2022, f"Add-Disk operation failed to complete: {e}", severity="error")
+                raise
+        self.spawn(create(), f"create disk {disk['name']}")
+        return disk
+
+    async def remove_disk(self, disk_id: str) -> None:
+        disk = self.get("disks", disk_id, "disk")
+        if disk["status"] == "locked":
+            raise conflict(f"Cannot remove Virtual Disk. Disk {disk['name']} is locked. Please try again in a few "
+                           "minutes")
+        for a in self.state.find("attachments", disk_id=disk_id):
+            if self.vm(a["vm_id"])["status"] == "up" and a["active"] and not a.get("snapshot_id"):
+                raise conflict(f"Cannot remove Virtual Disk. Disk {disk['name']} is attached to a running VM")
+        for a in self.state.find("attachments", disk_id=disk_id):
+            self.state.delete("attachments", a["id"])
+        self.state.delete("disks", disk_id)
+        await asyncio.to_thread(self.store.remove, disk_id)
+        self.event(2014, f"Disk {disk['name']} was successfully removed.")
+
+    def attach(self, vm_id: str, *, disk_id: str | None, snapshot_id: str | None, interface: str | None,
+               bootable: bool, active: bool, read_only: bool) -> dict:
+        vm = self.vm(vm_id)
+        if not disk_id:
+            raise incomplete("DiskAttachment [disk.id] required for add")
+        disk = self.get("disks", disk_id, "disk")
+        if not interface:
+            raise incomplete("DiskAttachment [interface] required for add")
+        if snapshot_id:
+            snap = self.get("snapshots", snapshot_id, "snapshot")
+            if disk_id not in snap["disks"]:
+                raise failed(f"Cannot attach Virtual Disk. Disk {disk['name']} is not part of snapshot "
+                             f"{snap['description']}")
+            key = f"{disk_id}:{snapshot_id}"
+        else:
+            if disk["status"] == "locked":
+                raise conflict(f"Cannot attach Virtual Disk. Disk {disk['name']} is locked")
+            if any(not a.get("snapshot_id") for a in self.state.find("attachments", disk_id=disk_id)):
+                raise conflict(f"Cannot attach Virtual Disk. Disk {disk['name']} is already attached to a VM")
+            key = disk_id
+        if any(a["vm_id"] == vm_id and a["id"] == key for a in self.state.table("attachments").values()):
+            raise conflict(f"Cannot attach Virtual Disk. The disk is already attached to VM {vm['name']}")
+        att = self.state.put("attachments", {"id": key, "vm_id": vm_id, "disk_id": disk_id, "interface": interface,
+                                             "bootable": bootable, "active": active, "snapshot_id": snapshot_id,
+                                             "read_only": read_only or bool(snapshot_id)})
+        if snapshot_id:
+            self.state.get("snapshots", snapshot_id).setdefault("attached_to", []).append(vm_id)
+        self.event(2016, f"Disk {disk['name']} was successfully attached to VM {vm['name']}", vm_id=vm_id)
+        return att
+
+    def detach(self, vm_id: str, attachment_id: str) -> None:
+        att = next((a for a in self.attachments(vm_id) if a["id"] == attachment_id or
+                    (a["disk_id"] == attachment_id and a.get("snapshot_id"))), None)
+        if att is None:
+            raise not_found(f"disk attachment {attachment_id}")
+        disk = self.state.get("disks", att["disk_id"])
+        if not att.get("snapshot_id") and disk["status"] == "locked":
+            raise conflict(f"Cannot detach Virtual Disk. Disk {disk['name']} is locked")
+        self.state.delete("attachments", att["id"])
+        if att.get("snapshot_id") and att["snapshot_id"] in self.state.table("snapshots"):
+            snap = self.state.get("snapshots", att["snapshot_id"])
+            with contextlib.suppress(ValueError):
+                snap.get("attached_to", []).remove(vm_id)
+        self.event(2018, f"Disk {disk['name']} was successfully detached from VM {self.vm(vm_id)['name']}",
+                   vm_id=vm_id)
+
+    # -- snapshots ------------------------------------------------------------------------------------------
+    def add_snapshot(self, vm_id: str, *, description: str | None, disk_ids: list[str] | None,
+                     persist_memorystate: bool, correlation_id: str | None) -> dict:
+        vm = self.vm(vm_id)
+        if not description:
+            raise incomplete("Snapshot [description] required for add")
+        if self.running_backup(vm_id):
+            raise conflict(f"Cannot create Snapshot. VM {vm['name']} is during a backup operation")
+        disks = [d for d, _ in self.vm_disks(vm_id)]
+        if disk_ids is not None:
+            unknown = set(disk_ids) - {d["id"] for d in disks}
+            if unknown:
+                raise failed(f"Cannot create Snapshot. Disks {sorted(unknown)} are not attached to the VM")
+            disks = [d for d in disks if d["id"] in disk_ids]
+        locked = [d["name"] for d in disks if d["status"] != "ok"]
+        if locked:
+            raise conflict(f"Cannot create Snapshot. Disks {', '.join(locked)} are locked")
+        for d in disks:
+            d["status"] = "locked"
+        snap = self.state.put("snapshots", {
+            "id": new_id(), "vm_id": vm_id, "description": description, "status": "locked", "type": "regular",
+            "date": now(), "persist_memorystate": persist_memorystate and vm["status"] == "up",
+            "disks": [d["id"] for d in disks], "disk_snapshots": {d["id"]: new_id() for d in disks},
+            "ovf": self.ovf(vm)})
+        self.event(45, f"Snapshot '{description}' creation for VM '{vm['name']}' was initiated by "
+                       "admin@internal-authz.", vm_id=vm_id, correlation_id=correlation_id)
+        self.spawn(self._take_snapshot(vm, snap, disks, correlation_id), f"snapshot {description}")
+        return snap
+
+    async def _take_snapshot(self, vm: dict, snap: dict, disks: list[dict], correlation_id: str | None) -> None:
+        job = self.start_job(f"Creating VM Snapshot {snap['description']} for VM {vm['name']}", correlation_id)
+        quiesce = vm["status"] == "up" and vm.get("guest_agent")
+        ok = False
+        async with self.vm_lock(vm["id"]):
+            try:
+                if quiesce:
+                    self.event(10900, f"Freeze of guest filesystems on VM {vm['name']} was initiated.",
+                               vm_id=vm["id"], correlation_id=correlation_id)
+                for d in disks:
+                    await asyncio.to_thread(self.store.create_snapshot, d["id"], snap["id"])
+                ok = True
+            finally:
+                if quiesce:
+                    self.event(10902, f"Thaw of guest filesystems on VM {vm['name']} was initiated.",
+                               vm_id=vm["id"], correlation_id=correlation_id)
+                await asyncio.sleep(STEP)
+                for d in disks:
+                    d["status"] = "ok"
+                snap["status"] = "ok" if ok else "broken"
+                self.end_job(job, ok)
+                self.event(68 if ok else 69, f"Snapshot '{snap['description']}' creation for VM '{vm['name']}' "
+                           f"has been {'completed' if ok else 'failed'}.", vm_id=vm["id"],
+                           severity="normal" if ok else "error", correlation_id=correlation_id)
+
+    def remove_snapshot(self, vm_id: str, snapshot_id: str, correlation_id: str | None) -> None:
+        vm = self.vm(vm_id)
+        snap = self.get("snapshots", snapshot_id, "snapshot")
+        if snap["vm_id"] != vm_id:
+            raise not_found(f"snapshot {snapshot_id}")
+        if snap["status"] == "locked":
+            raise conflict(f"Cannot remove Snapshot. Snapshot {snap['description']} is locked")
+        if snap.get("attached_to"):
+            raise conflict(f"Cannot remove Snapshot. Its disks are attached to another VM")
+        if self.running_backup(vm_id):
+            raise conflict(f"Cannot remove Snapshot. VM {vm['name']} is during a backup operation")
+        if any(x["snapshot_id"] in snap["disk_snapshots"].values() and x["phase"] not in TRANSFER_DONE
+               for x in self.state.table("transfers").values()):
+            raise conflict("Cannot remove Snapshot. A transfer of one of its disks is running")
+        snap["status"] = "locked"
+        self.event(342, f"Snapshot '{snap['description']}' deletion for VM '{vm['name']}' was initiated.",
+                   vm_id=vm_id, correlation_id=correlation_id)
+
+        async def merge():
+            async with self.vm_lock(vm_id):
+                for disk_id in snap["disks"]:
+                    if disk_id in self.state.table("disks"):
+                        await asyncio.to_thread(self.store.remove_snapshot, disk_id, snapshot_id)
+                await asyncio.sleep(STEP)
+                self.state.delete("snapshots", snapshot_id)
+                self.event(356, f"Snapshot '{snap['description']}' deletion for VM '{vm['name']}' has been "
+                                "completed.", vm_id=vm_id, correlation_id=correlation_id)
+        self.spawn(merge(), f"remove snapshot {snap['description']}")
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+    def checkpoints(self, vm_id: str) -> list[dict]:
+        self.vm(vm_id)
+        return sorted(self.state.find("checkpoints", vm_id=vm_id), key=lambda c: c["created"])
+
+    def remove_checkpoint(self, vm_id: str, checkpoint_id: str) -> None:
+        vm = self.vm(vm_id)
+        cp = self.get("checkpoints", checkpoint_id, "checkpoint")
+        if cp["vm_id"] != vm_id:
+            raise not_found(f"checkpoint {checkpoint_id}")
+        if self.running_backup(vm_id):
+            raise conflict(f"Cannot remove checkpoint. VM {vm['name']} is during a backup operation")
+
+        async def drop():
+            async with self.vm_lock(vm_id):
+                for disk_id in cp["disks"]:
+                    if disk_id in self.state.table("disks"):
+                        await asyncio.to_thread(self.store.remove_checkpoint, disk_id, checkpoint_id)
+                for child in self.state.find("checkpoints", vm_id=vm_id, parent_id=checkpoint_id):
+                    child["parent_id"] = cp.get("parent_id")
+                self.state.delete("checkpoints", checkpoint_id)
+                self.event(10797, f"Checkpoint {checkpoint_id} for VM {vm['name']} has been deleted.", vm_id=vm_id)
+        self.spawn(drop(), f"remove checkpoint {checkpoint_id}")
+
+    def drop_bitmaps(self, vm_id: str) -> None:
+        """Fault injection: the VM's bitmaps are gone (as after a host crash); the checkpoints turn invalid."""
+        for disk, _ in self.vm_disks(vm_id):
+            self.store.drop_checkpoints(disk["id"])
+        for cp in self.state.find("checkpoints", vm_id=vm_id):
+            cp["state"] = "invalid"
+        self.state.save()
+
+    # -- backups --------------------------------------------------------------------------------------------
+    def start_backup(self, vm_id: str, *, backup_id: str | None, disk_ids: list[str] | None,
+                     from_checkpoint_id: str | None, description: str | None, correlation_id: str | None) -> dict:
+        vm = self.vm(vm_id)
+        if vm["status"] not in ("up", "down"):
+            raise conflict(f"Cannot backup VM. VM {vm['name']} status is {vm['status']}")
+        if not disk_ids:
+            raise incomplete("Backup [disks] required for add")
+        if self.running_backup(vm_id):
+            raise conflict(f"Cannot backup VM. VM {vm['name']} is during a backup operation")
+        if backup_id and backup_id in self.state.table("backups"):
+            raise conflict(f"Cannot backup VM. Backup {backup_id} already exists")
+        attached = {d["id"]: d for d, _ in self.vm_disks(vm_id)}
+        missing = [d for d in disk_ids if d not in attached]
+        if missing:
+            raise failed(f"Cannot backup VM. Disks {missing} are not attached to VM {vm['name']}")
+        disks = [attached[d] for d in disk_ids]
+        locked = [d["name"] for d in disks if d["status"] != "ok"]
+        if locked:
+            raise conflict(f"Cannot backup VM. Disks {', '.join(locked)} are locked")
+        parent = None
+        if from_checkpoint_id:
+            cp = self.state.table("checkpoints").get(from_checkpoint_id)
+            if cp is None or cp["vm_id"] != vm_id:
+                raise failed(f"Cannot backup VM. Checkpoint {from_checkpoint_id} does not exist")
+            if cp["state"] == "invalid":
+                raise failed(f"Cannot backup VM. Checkpoint {from_checkpoint_id} is invalid")
+        chain = self.checkpoints(vm_id)
+        parent = chain[-1]["id"] if chain else None
+        modes = {}
+        for d in disks:
+            incremental = (from_checkpoint_id is not None and d["format"] == "cow"
+                           and from_checkpoint_id in self.state.get("checkpoints", from_checkpoint_id)["disks"])
+            modes[d["id"]] = "incremental" if incremental else "full"
+        tracked = [d["id"] for d in disks if d["format"] == "cow" and d.get("backup") == "incremental"]
+        backup = self.state.put("backups", {
+            "id": backup_id or new_id(), "vm_id": vm_id, "phase": "initializing", "created": now(),
+            "description": description, "from_checkpoint_id": from_checkpoint_id, "host_id": self.host_id(),
+            "disks": modes, "to_checkpoint_id": new_id() if tracked else None, "tracked": tracked,
+            "snapshot_id": None})
+        for d in disks:
+            d["status"] = "locked"
+        if backup["to_checkpoint_id"]:
+            self.state.put("checkpoints", {"id": backup["to_checkpoint_id"], "vm_id": vm_id, "parent_id": parent,
+                                           "created": now(), "state": "created", "description": description,
+                                           "disks": tracked})
+        self.event(10790, f"Backup {backup['id']} for VM {vm['name']} started (User: admin@internal-authz).",
+                   vm_id=vm_id, correlation_id=correlation_id)
+        stall = self.faults.take("backup_stall")
+        self.spawn(self._prepare_backup(vm, backup, stall, correlation_id), f"backup {backup['id']}")
+        return backup
+
+    async def _prepare_backup(self, vm: dict, backup: dict, stall: bool, correlation_id: str | None) -> None:
+        await asyncio.sleep(STEP)
+        backup.update(phase="starting", modified=now())
+        self.state.save()
+        if stall:
+            self.faults.stalled_backups.add(backup["id"])
+            return
+        try:
+            async with self.vm_lock(vm["id"]):
+                for disk_id, mode in backup["disks"].items():
+                    to_cp = backup["to_checkpoint_id"] if disk_id in backup["tracked"] else None
+                    from_cp = backup["from_checkpoint_id"] if mode == "incremental" else None
+                    if from_cp and from_cp not in await asyncio.to_thread(self.store.checkpoints, disk_id):
+                        # The bitmap is gone on the host: this disk can only be read in full.
+                        backup["disks"][disk_id] = "full"
+                        from_cp = None
+                    await asyncio.to_thread(self.store.begin_backup, disk_id, backup["id"],
+                                            from_checkpoint_id=from_cp, to_checkpoint_id=to_cp)
+            await asyncio.sleep(STEP)
+            if backup["phase"] == "starting":
+                backup.update(phase="ready", modified=now())
+        except Exception as e:
+            log.exception("backup %s failed to start", backup["id"])
+            await self._fail_backup(vm, backup, str(e))
+        self.state.save()
+
+    async def _release_backup(self, backup: dict) -> None:
+        async with self.vm_lock(backup["vm_id"]):
+            for disk_id in backup["disks"]:
+                if disk_id in self.state.table("disks"):
+                    if backup["id"] in await asyncio.to_thread(self.store.backups, disk_id):
+                        await asyncio.to_thread(self.store.end_backup, disk_id, backup["id"])
+                    self.state.get("disks", disk_id)["status"] = "ok"
+
+    async def _fail_backup(self, vm: dict, backup: dict, reason: str) -> None:
+        backup.update(phase="finalizing", modified=now())
+        await self._release_backup(backup)
+        cp_id = backup.get("to_checkpoint_id")
+        if cp_id and cp_id in self.state.table("checkpoints"):
+            for disk_id in backup["tracked"]:
+                if disk_id in self.state.table("disks"):
+                    await asyncio.to_thread(self.store.remove_checkpoint, disk_id, cp_id)
+            self.state.delete("checkpoints", cp_id)
+        backup.update(phase="failed", modified=now())
+        self.event(10792, f"Backup {backup['id']} for VM {vm['name']} failed: {reason}", severity="error",
+                   vm_id=vm["id"])
+
+    def finalize_backup(self, vm_id: str, backup_id: str, correlation_id: str | None) -> None:
+        vm = self.vm(vm_id)
+        backup = self.get("backups", backup_id, "backup")
+        if backup["vm_id"] != vm_id:
+            raise not_found(f"backup {backup_id}")
+        if backup["phase"] in ("finalizing", "succeeded", "failed"):
+            raise failed(f"Cannot stop VM backup. The backup is already in '{backup['phase'].capitalize()}' phase")
+        if any(x.get("backup_id") == backup_id and x["phase"] not in TRANSFER_DONE
+               for x in self.state.table("transfers").values()):
+            raise conflict("Cannot stop VM backup. There is an active image transfer for the VM backup")
+        premature = backup["phase"] != "ready"
+        backup.update(phase="finalizing", modified=now())
+        self.faults.stalled_backups.discard(backup_id)
+
+        async def finish():
+            await asyncio.sleep(STEP)
+            if premature:
+                await self._fail_backup(vm, backup, "stopped before it was ready")
+            else:
+                await self._release_backup(backup)
+                backup.update(phase="succeeded", modified=now())
+                self.event(10793, f"Backup {backup_id} for VM {vm['name']} completed successfully "
+                                  "(User: admin@internal-authz).", vm_id=vm_id, correlation_id=correlation_id)
+            self.state.save()
+        self.spawn(finish(), f"finalize backup {backup_id}")
+        if premature:
+            # The engine answers a premature stop with a fault, after starting the cleanup.
+            raise failed("Cannot stop VM backup. The backup was stopped before it was ready and has failed")
+
+    # -- image transfers ------------------------------------------------------------------------------------
+    def add_transfer(self, *, disk_id: str | None, snapshot_id: str | None, backup_id: str | None, direction: str,
+                     fmt: str | None, inactivity_timeout: int | None, timeout_policy: str | None, shallow: bool,
+                     correlation_id: str | None) -> dict:
+        source_snapshot = None
+        if snapshot_id and not disk_id:
+            owner = next((s for s in self.state.table("snapshots").values()
+                          if snapshot_id in s["disk_snapshots"].values()), None)
+            if owner is None:
+                raise not_found(f"disk snapshot {snapshot_id}")
+            disk_id = next(d for d, ds in owner["disk_snapshots"].items() if ds == snapshot_id)
+            source_snapshot = owner
+        if not disk_id:
+            raise incomplete("ImageTransfer [disk.id|snapshot.id] required for add")
+        disk = self.get("disks", disk_id, "disk")
+        backup = None
+        if backup_id:
+            backup = self.get("backups", backup_id, "backup")
+            if backup["phase"] != "ready":
+                raise conflict(f"Cannot transfer Virtual Disk. Backup {backup_id} is not ready "
+                               f"(phase {backup['phase']})")
+            if disk_id not in backup["disks"]:
+                raise failed(f"Cannot transfer Virtual Disk. Disk {disk['name']} is not part of backup {backup_id}")
+            if direction != "download":
+                raise failed("Cannot transfer Virtual Disk. A backup can only be downloaded")
+            if any(x.get("backup_id") == backup_id and x["disk_id"] == disk_id and x["phase"] not in TRANSFER_DONE
+                   for x in self.state.table("transfers").values()):
+                raise conflict(f"Cannot transfer Virtual Disk. Disk {disk['name']} is being transferred")
+        elif source_snapshot is None:
+            if disk["status"] != "ok":
+                raise conflict(f"Cannot transfer Virtual Disk. Disk {disk['name']} is locked. Please try again in a "
+                               "few minutes")
+            for a in self.state.find("attachments", disk_id=disk_id):
+                if not a.get("snapshot_id") and self.vm(a["vm_id"])["status"] != "down":
+                    raise conflict(f"Cannot transfer Virtual Disk. Disk {disk['name']} is attached to a running VM")
+        if direction not in ("download", "upload"):
+            raise failed(f"Cannot transfer Virtual Disk. Unknown direction {direction}")
+        x = self.state.put("transfers", {
+            "id": new_id(), "disk_id": disk_id, "snapshot_id": snapshot_id if source_snapshot else None,
+            "source_snapshot": source_snapshot["id"] if source_snapshot else None, "backup_id": backup_id,
+            "direction": direction, "format": fmt or "raw", "phase": "initializing",
+            "inactivity_timeout": inactivity_timeout or 60, "timeout_policy": timeout_policy or "legacy",
+            "shallow": shallow, "host_id": self.host_id(), "ticket_id": new_id(), "created": now(),
+            "locked_disk": backup is None and source_snapshot is None})
+        if x["locked_disk"]:
+            disk["status"] = "locked"
+        self.event(1031, f"Image {direction.capitalize()} with disk {disk['name']} was initiated by "
+                         f"admin@internal-authz. Transfer {x['id']}.", correlation_id=correlation_id,
+                   vm_id=backup["vm_id"] if backup else None)
+        fail = self.faults.take("transfer_fail")
+        self.spawn(self._open_transfer(x, disk, fail), f"transfer {x['id']}")
+        return x
+
+    async def _open_transfer(self, x: dict, disk: dict, fail: bool) -> None:
+        await asyncio.sleep(STEP)
+        if fail:
+            await self._end_transfer(x, ok=False, reason="the host failed to prepare the image (injected fault)")
+            return
+        try:
+            if x["backup_id"]:
+                image, image_fmt, bitmap = await asyncio.to_thread(self.store.backup_view, x["disk_id"],
+                                                                   x["backup_id"])
+                if self.state.get("backups", x["backup_id"])["disks"][x["disk_id"]] != "incremental":
+                    bitmap = None
+            elif x["source_snapshot"]:
+                image, image_fmt = await asyncio.to_thread(self.store.volume_path, x["disk_id"],
+                                                           x["source_snapshot"])
+                bitmap = None
+            else:
+                image, image_fmt = await asyncio.to_thread(self.store.volume_path, x["disk_id"])
+                bitmap = None
+            transfer_url, proxy_url = await self.plane.open_ticket(
+                x["ticket_id"], image=image, image_format=image_fmt, direction=x["direction"],
+                size=disk["provisioned_size"], bitmap=bitmap, inactivity_timeout=x["inactivity_timeout"],
+                transfer_id=x["id"])
+        except Exception as e:
+            log.exception("transfer %s could not start", x["id"])
+            await self._end_transfer(x, ok=False, reason=str(e))
+            return
+        if x["phase"] != "initializing":        # cancelled meanwhile
+            await self.plane.close_ticket(x["ticket_id"])
+            return
+        x.update(phase="transferring", transfer_url=transfer_url, proxy_url=proxy_url, opened=now())
+        self.state.save()
+        self.spawn(self._watch_transfer(x), f"watch transfer {x['id']}")
+
+    async def _watch_transfer(self, x: dict) -> None:
+        """The engine's monitor: progress from the daemon, inactivity timeouts, vanished tickets."""
+        while x["phase"] == "transferring":
+            await asyncio.sleep(1.0)
+            if x["phase"] != "transferring":
+                return
+            try:
+                status = await self.plane.ticket_status(x["ticket_id"])
+            except Exception:
+                continue
+            if status is None:
+                await self._end_transfer(x, ok=False, reason="the ticket was removed on the host")
+                return
+            x.update(transferred=status.get("transferred", 0), active=status.get("active", False))
+            if not status.get("active") and status.get("idle_time", 0) > x["inactivity_timeout"]:
+                if x["timeout_policy"] == "pause":
+                    x["phase"] = "paused_system"
+                    self.event(1037, f"Transfer {x['id']} was paused by the system: no activity for "
+                                     f"{x['inactivity_timeout']} seconds.", severity="warning")
+                    return
+                x["phase"] = "cancelled_system"
+                await self._end_transfer(x, ok=False, reason=f"no activity for {x['inactivity_timeout']} seconds")
+                return
+
+    def _unlock_disk_after_transfer(self, x: dict) -> None:
+        if x.get("locked_disk") and x["disk_id"] in self.state.table("disks"):
+            self.state.get("disks", x["disk_id"])["status"] = "ok"
+
+    async def _end_transfer(self, x: dict, *, ok: bool, reason: str = "", cleanup: bool = False) -> None:
+        x["phase"] = "finalizing_success" if ok else ("finalizing_cleanup" if cleanup else "finalizing_failure")
+        self.state.save()
+        try:
+            await self.plane.close_ticket(x["ticket_id"])
+        except Exception as e:
+            log.warning("closing ticket of transfer %s: %s", x["id"], e)
+            ok = False
+        await asyncio.sleep(STEP)
+        x.update(phase="finished_success" if ok else ("finished_cleanup" if cleanup else "finished_failure"),
+                 transfer_url=None, proxy_url=None, active=False, ended=now())
+        self._unlock_disk_after_transfer(x)
+        disk = self.state.table("disks").get(x["disk_id"], {"name": x["disk_id"]})
+        if ok:
+            self.event(1032, f"Image {x['direction'].capitalize()} with disk {disk['name']} succeeded. "
+                             f"Transfer {x['id']}.")
+        elif cleanup:
+            self.event(1033, f"Image {x['direction'].capitalize()} with disk {disk['name']} was cancelled. "
+                             f"Transfer {x['id']}.")
+        else:
+            self.event(1034, f"Image {x['direction'].capitalize()} with disk {disk['name']} failed: {reason}. "
+                             f"Transfer {x['id']}.", severity="error")
+        self.state.save()
+
+    def finalize_transfer(self, transfer_id: str) -> None:
+        x = self.get("transfers", transfer_id, "image transfer")
+        if x["phase"] not in ("transferring", "paused_user", "paused_system"):
+            raise conflict(f"Cannot finalize transfer {transfer_id} in phase {x['phase']}")
+        x["phase"] = "finalizing_success"
+        self.spawn(self._end_transfer(x, ok=True), f"finalize transfer {transfer_id}")
+
+    def cancel_transfer(self, transfer_id: str) -> None:
+        x = self.get("transfers", transfer_id, "image transfer")
+        if x["phase"] in TRANSFER_DONE or x["phase"].startswith("finalizing"):
+            raise conflict(f"Cannot cancel transfer {transfer_id} in phase {x['phase']}")
+        x["phase"] = "cancelled_user"
+        self.spawn(self._end_transfer(x, ok=False, cleanup=True), f"cancel transfer {transfer_id}")
+
+    async def expire_tickets(self) -> None:
+        for x in self.state.table("transfers").values():
+            if x["phase"] == "transferring":
+                await self.plane.expire_ticket(x["ticket_id"])
+
+    # -- tags -----------------------------------------------------------------------------------------------
+    def add_tag(self, name: str | None, description: str | None, parent: str | None) -> dict:
+        if not name:
+            raise incomplete("Tag [name] required for add")
+        if any(g["name"] == name for g in self.state.table("tags").values()):
+            raise conflict(f"Cannot add Tag. Tag name {name} is already in use")
+        tag = self.state.put("tags", {"id": new_id(), "name": name, "description": description or "",
+                                      "parent_id": parent})
+        self.event(432, f"New Tag {name} was created by admin@internal-authz.")
+        return tag
+
+    def remove_tag(self, tag_id: str) -> None:
+        tag = self.get("tags", tag_id, "tag")
+        for vm in self.state.table("vms").values():
+            if tag_id in vm["tags"]:
+                vm["tags"].remove(tag_id)
+        self.state.delete("tags", tag_id)
+        self.event(433, f"Tag {tag['name']} was removed by admin@internal-authz.")
+
+    def assign_tag(self, vm_id: str, ref_id: str | None, ref_name: str | None) -> dict:
+        vm = self.vm(vm_id)
+        try:
+            tag = self.state.by_name("tags", ref_id or ref_name or "")
+        except NotFound:
+            raise not_found(f"tag {ref_id or ref_name}") from None
+        if tag["id"] not in vm["tags"]:
+            vm["tags"].append(tag["id"])
+            self.event(430, f"Tag {tag['name']} was attached to VM(s) {vm['name']} by admin@internal-authz.",
+                       vm_id=vm_id, tag_id=tag["id"])
+        return tag
+
+    def unassign_tag(self, vm_id: str, tag_id: str) -> None:
+        vm = self.vm(vm_id)
+        if tag_id not in vm["tags"]:
+            raise not_found(f"tag {tag_id} on VM {vm['name']}")
+        vm["tags"].remove(tag_id)
+        tag = self.state.get("tags", tag_id)
+        self.event(431, f"Tag {tag['name']} was detached from VM(s) {vm['name']} by admin@internal-authz.",
+                   vm_id=vm_id, tag_id=tag_id)
+
+
+def _mac() -> str:
+    b = uuid.uuid4().bytes
+    return "56:6f:" + ":".join(f"{x:02x}" for x in b[:4])

@@ -1,0 +1,180 @@
+"""Entities as the engine's XML, written by ovirtsdk4's own writers so the SDK's readers take them as real."""
+from __future__ import annotations
+
+import datetime
+
+import ovirtsdk4.types as t
+from ovirtsdk4.writer import Writer
+
+API = "/ovirt-engine/api"
+
+
+def _date(text: str | None) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(text) if text else None
+
+
+def _href(obj, path: str):
+    obj.href = f"{API}/{path}"
+    return obj
+
+
+def xml(obj, root: str | None = None) -> str:
+    return Writer.write(obj, root=root)
+
+
+def action(status: str = "complete", **extra) -> str:
+    return xml(t.Action(status=status, **extra))
+
+
+def fault(reason: str, detail: str) -> str:
+    return xml(t.Fault(reason=reason, detail=detail))
+
+
+def api_root(state) -> t.Api:
+    vms = state.table("vms").values()
+    up = sum(1 for v in vms if v["status"] == "up")
+    return t.Api(
+        product_info=t.ProductInfo(name="oVirt Engine", vendor="ovirt.org", version=t.Version(
+            build=7, full_version="4.5.7", major=4, minor=5, revision=0)),
+        summary=t.ApiSummary(
+            hosts=t.ApiSummaryItem(active=len(state.table("hosts")), total=len(state.table("hosts"))),
+            storage_domains=t.ApiSummaryItem(active=len(state.table("storage_domains")),
+                                             total=len(state.table("storage_domains"))),
+            users=t.ApiSummaryItem(active=1, total=1),
+            vms=t.ApiSummaryItem(active=up, total=len(state.table("vms")))),
+        time=datetime.datetime.now(datetime.timezone.utc))
+
+
+def data_center(dc: dict) -> t.DataCenter:
+    return _href(t.DataCenter(id=dc["id"], name=dc["name"], status=t.DataCenterStatus.UP, local=False),
+                 f"datacenters/{dc['id']}")
+
+
+def cluster(c: dict) -> t.Cluster:
+    return _href(t.Cluster(id=c["id"], name=c["name"], data_center=t.DataCenter(id=c["data_center_id"])),
+                 f"clusters/{c['id']}")
+
+
+def host(h: dict) -> t.Host:
+    return _href(t.Host(id=h["id"], name=h["name"], address="127.0.0.1", status=t.HostStatus.UP,
+                        cluster=t.Cluster(id=h["cluster_id"])), f"hosts/{h['id']}")
+
+
+def storage_domain(sd: dict, used: int) -> t.StorageDomain:
+    return _href(t.StorageDomain(
+        id=sd["id"], name=sd["name"], type=t.StorageDomainType.DATA, status=t.StorageDomainStatus.ACTIVE,
+        external_status=t.ExternalStatus.OK, available=sd.get("available", 1 << 40), used=used,
+        storage=t.HostStorage(type=t.StorageType.NFS),
+        data_centers=[t.DataCenter(id=sd["data_center_id"])]), f"storagedomains/{sd['id']}")
+
+
+def vm(v: dict, ovf: str | None = None) -> t.Vm:
+    obj = t.Vm(
+        id=v["id"], name=v["name"], description=v.get("description", ""), status=t.VmStatus(v["status"]),
+        memory=v["memory"], cpu=t.Cpu(topology=t.CpuTopology(**v["cpu"])), os=t.OperatingSystem(type=v["os"]),
+        cluster=t.Cluster(id=v["cluster_id"]), host=t.Host(id=v["host_id"]) if v["status"] == "up" else None,
+        creation_time=_date(v.get("created")), stateless=False, type=t.VmType.SERVER,
+        nics=[t.Nic(id=n["id"], name=n["name"], interface=t.NicInterface(n["interface"]),
+                    mac=t.Mac(address=n.get("mac", "")),
+                    vnic_profile=t.VnicProfile(name=n["network"])) for n in v.get("nics", [])],
+        guest_operating_system=t.GuestOperatingSystem(family="Linux", distribution=v["os"])
+        if v.get("guest_agent") and v["status"] == "up" else None,
+        initialization=t.Initialization(configuration=t.Configuration(type=t.ConfigurationType.OVF, data=ovf))
+        if ovf is not None else None)
+    return _href(obj, f"vms/{v['id']}")
+
+
+def nic(vm_id: str, n: dict) -> t.Nic:
+    return _href(t.Nic(id=n["id"], name=n["name"], interface=t.NicInterface(n["interface"]),
+                       mac=t.Mac(address=n.get("mac", "")), vm=t.Vm(id=vm_id),
+                       vnic_profile=t.VnicProfile(name=n["network"])), f"vms/{vm_id}/nics/{n['id']}")
+
+
+def disk(d: dict, actual_size: int = 0, *, backup_mode: str | None = None, snapshot_id: str | None = None) -> t.Disk:
+    obj = t.Disk(
+        id=d["id"], name=d["name"], alias=d["name"], description=d.get("description", ""),
+        provisioned_size=d["provisioned_size"], actual_size=actual_size, total_size=actual_size,
+        format=t.DiskFormat(d["format"]), sparse=d.get("sparse", True), status=t.DiskStatus(d["status"]),
+        content_type=t.DiskContentType(d.get("content_type", "data")), storage_type=t.DiskStorageType.IMAGE,
+        backup=t.DiskBackup(d.get("backup", "none")), image_id=d["image_id"], shareable=False,
+        backup_mode=t.DiskBackupMode(backup_mode) if backup_mode else None,
+        snapshot=t.Snapshot(id=snapshot_id) if snapshot_id else None,
+        storage_domains=[t.StorageDomain(id=d["storage_domain_id"])])
+    return _href(obj, f"disks/{d['id']}")
+
+
+def attachment(a: dict, d: dict) -> t.DiskAttachment:
+    return _href(t.DiskAttachment(
+        id=a["disk_id"], active=a["active"], bootable=a["bootable"], interface=t.DiskInterface(a["interface"]),
+        pass_discard=False, read_only=a.get("read_only", False), uses_scsi_reservation=False,
+        disk=_href(t.Disk(id=d["id"], snapshot=t.Snapshot(id=a["snapshot_id"]) if a.get("snapshot_id") else None),
+                   f"disks/{d['id']}"),
+        vm=t.Vm(id=a["vm_id"])), f"vms/{a['vm_id']}/diskattachments/{a['disk_id']}")
+
+
+def snapshot(s: dict, ovf: str | None = None) -> t.Snapshot:
+    obj = t.Snapshot(
+        id=s["id"], description=s["description"], date=_date(s["date"]),
+        snapshot_status=t.SnapshotStatus(s["status"]), snapshot_type=t.SnapshotType(s["type"]),
+        persist_memorystate=s.get("persist_memorystate", False), vm=t.Vm(id=s["vm_id"]),
+        initialization=t.Initialization(configuration=t.Configuration(type=t.ConfigurationType.OVF, data=ovf))
+        if ovf is not None else None)
+    return _href(obj, f"vms/{s['vm_id']}/snapshots/{s['id']}")
+
+
+def disk_snapshot(ds_id: str, d: dict, parent: str | None, status: str = "ok") -> t.DiskSnapshot:
+    return _href(t.DiskSnapshot(
+        id=ds_id, name=d["name"], alias=d["name"], format=t.DiskFormat(d["format"]),
+        provisioned_size=d["provisioned_size"], status=t.DiskStatus(status), disk=t.Disk(id=d["id"]),
+        parent=t.DiskSnapshot(id=parent) if parent else None,
+        storage_domains=[t.StorageDomain(id=d["storage_domain_id"])]),
+        f"storagedomains/{d['storage_domain_id']}/disksnapshots/{ds_id}")
+
+
+def checkpoint(c: dict) -> t.Checkpoint:
+    return _href(t.Checkpoint(
+        id=c["id"], parent_id=c.get("parent_id"), creation_date=_date(c["created"]), state=t.CheckpointState(c["state"]),
+        description=c.get("description"), vm=t.Vm(id=c["vm_id"]), disks=[t.Disk(id=d) for d in c["disks"]]),
+        f"vms/{c['vm_id']}/checkpoints/{c['id']}")
+
+
+def backup(b: dict) -> t.Backup:
+    return _href(t.Backup(
+        id=b["id"], phase=t.BackupPhase(b["phase"]), creation_date=_date(b["created"]),
+        modification_date=_date(b.get("modified") or b["created"]), description=b.get("description"),
+        from_checkpoint_id=b.get("from_checkpoint_id"),
+        to_checkpoint_id=b.get("to_checkpoint_id") if b["phase"] not in ("initializing",) else None,
+        vm=_href(t.Vm(id=b["vm_id"]), f"vms/{b['vm_id']}"), host=t.Host(id=b["host_id"]),
+        snapshot=t.Snapshot(id=b["snapshot_id"]) if b.get("snapshot_id") else None),
+        f"vms/{b['vm_id']}/backups/{b['id']}")
+
+
+def transfer(x: dict) -> t.ImageTransfer:
+    return _href(t.ImageTransfer(
+        id=x["id"], phase=t.ImageTransferPhase(x["phase"]), direction=t.ImageTransferDirection(x["direction"]),
+        format=t.DiskFormat(x["format"]), active=x.get("active", False), transferred=x.get("transferred", 0),
+        inactivity_timeout=x["inactivity_timeout"], timeout_policy=t.ImageTransferTimeoutPolicy(x["timeout_policy"]),
+        shallow=x.get("shallow", False), transfer_url=x.get("transfer_url"), proxy_url=x.get("proxy_url"),
+        disk=t.Disk(id=x["disk_id"]), image=t.Image(id=x["disk_id"]),
+        snapshot=t.DiskSnapshot(id=x["snapshot_id"]) if x.get("snapshot_id") else None,
+        backup=t.Backup(id=x["backup_id"]) if x.get("backup_id") else None,
+        host=_href(t.Host(id=x["host_id"]), f"hosts/{x['host_id']}")), f"imagetransfers/{x['id']}")
+
+
+def tag(g: dict) -> t.Tag:
+    return _href(t.Tag(id=g["id"], name=g["name"], description=g.get("description", ""),
+                       parent=t.Tag(id=g["parent_id"]) if g.get("parent_id") else None), f"tags/{g['id']}")
+
+
+def event(e: dict) -> t.Event:
+    return _href(t.Event(
+        id=e["id"], index=int(e["id"]), code=e["code"], description=e["description"],
+        severity=t.LogSeverity(e["severity"]), time=_date(e["time"]), origin=e.get("origin", "oVirt"),
+        custom_id=e.get("custom_id", -1), correlation_id=e.get("correlation_id"),
+        vm=t.Vm(id=e["vm_id"]) if e.get("vm_id") else None), f"events/{e['id']}")
+
+
+def job(j: dict) -> t.Job:
+    return _href(t.Job(id=j["id"], description=j["description"], status=t.JobStatus(j["status"]),
+                       start_time=_date(j["start"]), end_time=_date(j.get("end")), auto_cleared=True,
+                       external=False, last_updated=_date(j.get("end") or j["start"])), f"jobs/{j['id']}")
