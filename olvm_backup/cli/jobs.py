@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 import uuid
@@ -101,11 +102,23 @@ def _summary(bar: ProgressBar, event: BackupEvent) -> int:
     return 0
 
 
-async def list_backups(settings: Settings, vm: str | None) -> int:
+def _point(m) -> dict:
+    """A restore point for scripts: what `backups --json` prints per backup."""
+    return {"backup_id": m.backup_id, "vm_id": m.vm_id, "vm_name": m.vm_name, "mode": m.mode,
+            "completed_at": m.completed_at, "from_checkpoint": m.from_checkpoint, "to_checkpoint": m.to_checkpoint,
+            "parent_backup": m.parent_backup, "excluded_disks": m.excluded_disks, "stored_bytes": m.stored_bytes(),
+            "disks": [{"disk_id": d.disk_id, "name": d.name, "size": d.size, "mode": d.mode, "reason": d.reason,
+                       "bytes_read": d.bytes_read, "bytes_new": d.bytes_new} for d in m.disks]}
+
+
+async def list_backups(settings: Settings, vm: str | None, as_json: bool = False) -> int:
     async with open_store(settings.s3) as store:
         manifests = await catalog.list_manifests(store)
     if vm:
         manifests = [m for m in manifests if vm in (m.vm_id, m.vm_name)]
+    if as_json:
+        print(json.dumps([_point(m) for m in manifests], indent=1))
+        return 0
     if not manifests:
         print("no restore points" + (f" for {vm}" if vm else ""), file=sys.stderr)
         return 0

@@ -43,7 +43,7 @@ def _backup(settings, args) -> int:
 def _backups(settings, args) -> int:
     from .jobs import list_backups
 
-    return asyncio.run(list_backups(settings, args.vm))
+    return asyncio.run(list_backups(settings, args.vm, args.json))
 
 
 def _restore(settings, args) -> int:
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     backups = sub.add_parser("backups", help="list restore points (from the object store: the catalog)")
     backups.add_argument("vm", nargs="?", help="only this VM (name or id)")
+    backups.add_argument("--json", action="store_true", help="print the restore points as JSON")
     backups.set_defaults(func=_backups)
 
     restore = sub.add_parser("restore", help="restore a VM (or some of its disks) from a restore point")

@@ -128,6 +128,15 @@ class ManagedProcess:
             pass
         return proc.returncode
 
+    def kill(self) -> None:
+        """SIGKILL the group at once: a crash, for the tests that prove nothing is lost by one."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
     def __enter__(self) -> "ManagedProcess":
         return self.start()
 

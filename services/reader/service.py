@@ -45,6 +45,7 @@ class Reader:
 
     async def on_task(self, task: ReadTask, where: Message) -> None:
         started = time.monotonic()
+        log.info("task %s: reading disk %s [%d, %d)", task.task_id, task.disk_id, task.offset, task.offset + task.length)
         client = ImageioClient(self._session, task.transfer_url, task.proxy_url)
         extents = await self._extents_for(client, task)
 

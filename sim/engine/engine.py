@@ -452,7 +452,7 @@ class Engine:
         modes = {}
         for d in disks:
             incremental = (from_checkpoint_id is not None and d["format"] == "cow"
-                           and from_checkpoint_id in self.state.get("checkpoints", from_checkpoint_id)["disks"])
+                           and d["id"] in self.state.get("checkpoints", from_checkpoint_id)["disks"])
             modes[d["id"]] = "incremental" if incremental else "full"
         tracked = [d["id"] for d in disks if d["format"] == "cow" and d.get("backup") == "incremental"]
         backup = self.state.put("backups", {
@@ -665,6 +665,10 @@ class Engine:
     async def _end_transfer(self, x: dict, *, ok: bool, reason: str = "", cleanup: bool = False) -> None:
         x["phase"] = "finalizing_success" if ok else ("finalizing_cleanup" if cleanup else "finalizing_failure")
         self.state.save()
+        with contextlib.suppress(Exception):
+            status = await self.plane.ticket_status(x["ticket_id"])
+            if status:
+                x["transferred"] = status.get("transferred", x.get("transferred", 0))
         try:
             await self.plane.close_ticket(x["ticket_id"])
         except Exception as e:

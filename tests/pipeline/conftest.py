@@ -84,3 +84,87 @@ def pipeline_settings(broker: str, moto_endpoint: str, sim: Sim, data_dir: Path,
 
 def prepare_topics(settings: Settings) -> None:
     asyncio.run(ensure_topics(settings.kafka))
+
+
+INVENTORY = Path(__file__).with_name("inventory.yaml")
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory) -> Sim:
+    """One simulator per test module, seeded from inventory.yaml; stopped (and checked clean) at the end."""
+    data = tmp_path_factory.mktemp("sim")
+    s = start_sim(data, INVENTORY, data / "sim.log")
+    yield s
+    s.process.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(sim):
+    from sim.client import SimAdmin
+    return SimAdmin(sim.data)
+
+
+@pytest.fixture
+def pipeline(broker, moto_endpoint, sim, tmp_path) -> Pipeline:
+    """The four services against the simulator, with a fresh topic prefix and bucket."""
+    settings = pipeline_settings(broker, moto_endpoint, sim, tmp_path / "data", task_size=64 * MIB)
+    prepare_topics(settings)
+    p = Pipeline(settings, tmp_path)
+    for name in ("snapshotter", "reader", "writer", "restorer"):
+        p.start(name, name)
+    yield p
+    p.stop_all()
+
+
+class EngineView:
+    """What an admin would check on the engine, through the SDK only: transfers, backups, disk locks."""
+
+    def __init__(self, sim: Sim) -> None:
+        self.sim = sim
+
+    def _connect(self):
+        import ovirtsdk4 as sdk
+        c = self.sim.connection
+        return sdk.Connection(url=c["url"], username=c["username"], password=c["password"], ca_file=c["ca_file"])
+
+    def call(self, fn):
+        conn = self._connect()
+        try:
+            return fn(conn.system_service())
+        finally:
+            conn.close()
+
+    def leftovers(self, settle: float = 15.0) -> list[str]:
+        """Open transfers, running backups and locked disks; waits up to `settle` s for async endings."""
+        deadline = time.monotonic() + settle
+        while True:
+            def scan(system):
+                out = []
+                for t in system.image_transfers_service().list():
+                    if not t.phase.value.startswith(("finished", "cancelled")):
+                        out.append(f"transfer {t.id} in phase {t.phase.value}")
+                for vm in system.vms_service().list():
+                    vs = system.vms_service().vm_service(vm.id)
+                    for b in vs.backups_service().list():
+                        if b.phase.value not in ("succeeded", "failed"):
+                            out.append(f"backup {b.id} of {vm.name} in phase {b.phase.value}")
+                for d in system.disks_service().list():
+                    if d.status.value != "ok":
+                        out.append(f"disk {d.name} is {d.status.value}")
+                return out
+            found = self.call(scan)
+            if not found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
+
+    def transferred(self, backup_id: str) -> int:
+        """Bytes the imageio daemon served for one engine backup (the daemon's own count)."""
+        def count(system):
+            return sum(t.transferred or 0 for t in system.image_transfers_service().list()
+                       if t.backup is not None and t.backup.id == backup_id)
+        return self.call(count)
+
+
+@pytest.fixture(scope="module")
+def engine_view(sim) -> EngineView:
+    return EngineView(sim)

@@ -1,0 +1,178 @@
+"""CBT backups through the whole pipeline (snapshotter, readers, writers as processes) against the simulator:
+full, incremental, dedup, exclusions, hot-added disks, reader failover, and a clean engine whatever happens."""
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import ovirtsdk4.types as types
+
+MIB = 1024 * 1024
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(4 * MIB):
+            h.update(block)
+    return h.hexdigest()
+
+
+def backup(pipeline, vm: str, *args: str):
+    r = pipeline.cli("backup", vm, "--wait", *args)
+    assert r.returncode == 0, f"backup failed:\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def restore_points(pipeline, vm: str) -> list[dict]:
+    r = pipeline.cli("backups", vm, "--json")
+    assert r.returncode == 0, r.stderr
+    return sorted(json.loads(r.stdout), key=lambda p: p["completed_at"])
+
+
+def exported_hash(pipeline, tmp_path, backup_id: str, disk: str) -> str:
+    out = tmp_path / f"{backup_id}-{disk}.raw"
+    r = pipeline.cli("export", backup_id, "--disk", disk, "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    digest = sha256_file(out)
+    out.unlink()
+    return digest
+
+
+def disks_of(point: dict) -> dict[str, dict]:
+    return {d["name"]: d for d in point["disks"]}
+
+
+def test_full_then_incremental_then_dedup(pipeline, admin, engine_view, tmp_path):
+    backup(pipeline, "app1", "--mode", "full", "--exclude", "app1_scratch")
+    [full] = restore_points(pipeline, "app1")
+    assert set(disks_of(full)) == {"app1_os", "app1_data"}, "excluded disk must not be in the manifest"
+    assert "app1_scratch" in str(full["excluded_disks"]) or full["excluded_disks"]
+    before = {d: admin.checksum("app1", d) for d in ("app1_os", "app1_data")}
+    for disk, digest in before.items():
+        assert exported_hash(pipeline, tmp_path, full["backup_id"], disk) == digest
+    assert engine_view.leftovers() == []
+
+    # The guest writes: 8 MiB and 1 MiB on the big disk, 64 KiB on the small one.
+    writes = [("app1_os", 100 * MIB, 8 * MIB), ("app1_os", 700 * MIB, MIB), ("app1_data", 20 * MIB, 64 * 1024)]
+    for disk, offset, length in writes:
+        admin.write("app1", disk, offset, length, seed=offset)
+    backup(pipeline, "app1", "--exclude", "app1_scratch")
+    full, inc = restore_points(pipeline, "app1")
+    (tmp_path / "points.json").write_text(json.dumps([full, inc], indent=1))
+    assert inc["mode"] == "incremental" and inc["from_checkpoint"] == full["to_checkpoint"], (full, inc)
+    assert {d["mode"] for d in inc["disks"]} == {"incremental"}
+    after = {d: admin.checksum("app1", d) for d in ("app1_os", "app1_data")}
+    for disk, digest in after.items():
+        assert exported_hash(pipeline, tmp_path, inc["backup_id"], disk) == digest
+        # Each restore point stands on its own: the full still gives the old content.
+        assert exported_hash(pipeline, tmp_path, full["backup_id"], disk) == before[disk]
+    written = sum(length for _, _, length in writes)
+    # Only dirty extents were read: imageio's own count, and ours (bitmap granularity is 64 KiB).
+    assert engine_view.transferred(inc["backup_id"]) <= written + 2 * MIB
+    assert sum(d["bytes_read"] for d in inc["disks"]) <= written + 2 * MIB
+    assert sum(d["bytes_new"] for d in inc["disks"]) <= written + 2 * MIB
+    assert engine_view.transferred(full["backup_id"]) >= 100 * MIB
+
+    # A second full of the unchanged VM reads everything and stores (almost) nothing new.
+    backup(pipeline, "app1", "--mode", "full", "--exclude", "app1_scratch")
+    full2 = restore_points(pipeline, "app1")[-1]
+    assert full2["mode"] == "full"
+    assert sum(d["bytes_read"] for d in full2["disks"]) >= 100 * MIB
+    assert sum(d["bytes_new"] for d in full2["disks"]) <= MIB
+    assert engine_view.leftovers() == []
+
+
+def test_hot_added_disk_is_backed_up_full(pipeline, admin, engine_view, tmp_path):
+    backup(pipeline, "app1", "--exclude", "app1_scratch")
+
+    def add_disk(system):
+        disk = system.disks_service().add(types.Disk(
+            name="app1_hot", provisioned_size=16 * MIB, format=types.DiskFormat.COW, sparse=True,
+            backup=types.DiskBackup.INCREMENTAL, storage_domains=[types.StorageDomain(name="data1")]))
+        deadline = time.monotonic() + 60
+        while system.disks_service().disk_service(disk.id).get().status != types.DiskStatus.OK:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        vm = system.vms_service().list(search="name=app1")[0]
+        system.vms_service().vm_service(vm.id).disk_attachments_service().add(types.DiskAttachment(
+            disk=types.Disk(id=disk.id), interface=types.DiskInterface.VIRTIO, bootable=False, active=True))
+    engine_view.call(add_disk)
+    admin.write("app1", "app1_hot", 0, 2 * MIB, seed=99)
+    admin.write("app1", "app1_data", 0, 64 * 1024, seed=98)
+    backup(pipeline, "app1", "--exclude", "app1_scratch")
+    second = restore_points(pipeline, "app1")[-1]
+    modes = {name: d["mode"] for name, d in disks_of(second).items()}
+    assert modes == {"app1_os": "incremental", "app1_data": "incremental", "app1_hot": "full"}
+    assert disks_of(second)["app1_hot"]["reason"], "a full disk in an incremental backup says why"
+    for disk in ("app1_hot", "app1_data", "app1_os"):
+        assert exported_hash(pipeline, tmp_path, second["backup_id"], disk) == admin.checksum("app1", disk)
+    assert engine_view.leftovers() == []
+
+
+def test_two_readers_share_a_disk_and_survive_a_kill(pipeline, admin, engine_view, tmp_path):
+    pipeline.stop("reader")
+    pipeline.env["OLVM_TASK_SIZE"] = str(16 * MIB)
+    pipeline.stop("snapshotter")
+    pipeline.start("snapshotter", "snapshotter")
+    first, second = pipeline.start("reader-1", "reader"), pipeline.start("reader-2", "reader")
+    log2 = pipeline.logs / "reader-2.log"
+    proc = subprocess.Popen([sys.executable, "-m", "olvm_backup.cli.main", "backup", "big1", "--wait"],
+                            env=pipeline.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while "reading disk" not in (log2.read_text() if log2.exists() else ""):
+        assert time.monotonic() < deadline and proc.poll() is None, "reader-2 never got a task"
+        time.sleep(0.05)
+    second.kill()          # SIGKILL mid-task
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, f"{out}\n{err}"
+    [point] = restore_points(pipeline, "big1")
+    assert exported_hash(pipeline, tmp_path, point["backup_id"], "big1_disk") == admin.checksum("big1", "big1_disk")
+    log1 = (pipeline.logs / "reader-1.log").read_text()
+    assert log1.count("reading disk") >= 2, "reader-1 took over the remaining tasks"
+    assert engine_view.leftovers() == []
+
+
+def test_failures_and_cancellation_leave_the_engine_clean(pipeline, admin, engine_view, tmp_path):
+    # The engine fails the next transfer: the backup fails with a reason, nothing stays open.
+    admin.fault("transfer-fail")
+    r = pipeline.cli("backup", "app1", "--wait", "--exclude", "app1_scratch")
+    assert r.returncode != 0
+    assert "fail" in (r.stdout + r.stderr).lower()
+    assert engine_view.leftovers() == []
+    assert restore_points(pipeline, "app1") == [], "a failed backup is no restore point"
+
+    # The snapshotter is stopped mid-backup (SIGTERM): it cancels and closes what it opened.
+    proc = subprocess.Popen([sys.executable, "-m", "olvm_backup.cli.main", "backup", "big1", "--wait"],
+                            env=pipeline.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_log(pipeline.logs / "reader.log", "reading disk")
+    pipeline.stop("snapshotter")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert engine_view.leftovers() == []
+
+    # Killed (SIGKILL) mid-backup: the next snapshotter finds what it left and closes it.
+    snap = pipeline.start("snapshotter", "snapshotter")
+    seen = (pipeline.logs / "reader.log").read_text().count("reading disk")
+    proc = subprocess.Popen([sys.executable, "-m", "olvm_backup.cli.main", "backup", "big1", "--wait",
+                             "--timeout", "60"], env=pipeline.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    _wait_for_log(pipeline.logs / "reader.log", "reading disk", after=seen + 1)
+    snap.kill()
+    assert engine_view.leftovers(settle=1.0) != [], "the killed snapshotter left its backup open"
+    pipeline.processes.pop("snapshotter")
+    pipeline.start("snapshotter", "snapshotter")
+    assert engine_view.leftovers(settle=60) == []
+    proc.kill()
+    proc.communicate()
+
+
+def _wait_for_log(path, text: str, after: int = 1, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while (path.read_text() if path.exists() else "").count(text) < after:
+        assert time.monotonic() < deadline, f"{path.name} never logged {text!r}"
+        time.sleep(0.05)
