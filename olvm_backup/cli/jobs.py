@@ -20,9 +20,10 @@ from .progress import ProgressBar, duration, human
 FINAL = {"completed", "failed", "cancelled"}
 
 
-async def _submit(settings: Settings, requests_topic, events_topic, request, key: str, wait: bool,
-                  timeout: float, summary) -> int:
-    """Publish a request; with `wait`, follow its events (subscribed before publishing) to the end."""
+async def submit(settings: Settings, requests_topic, events_topic, request, key: str, wait: bool,
+                 timeout: float, summary) -> tuple[int, object | None]:
+    """Publish a request; with `wait`, follow its events (subscribed before publishing) to the end.
+    Returns the exit code and the final event (None without `wait` or when none came in time)."""
     events: asyncio.Queue = asyncio.Queue()
 
     def mine(event) -> None:
@@ -34,27 +35,29 @@ async def _submit(settings: Settings, requests_topic, events_topic, request, key
         await bus.publish(requests_topic, request, key=key)
         print(f"requested: {request.request_id}", file=sys.stderr)
         if not wait:
-            return 0
+            return 0, None
         return await _follow(events, timeout, summary)
 
 
 async def request_backup(settings: Settings, vm: str, mode: str, exclude: list[str], quiesce: bool,
-                         wait: bool, timeout: float) -> int:
+                         wait: bool, timeout: float) -> tuple[int, BackupEvent | None]:
+    """Exit code and, with `wait`, the backup's final event."""
     request = BackupRequest(request_id=str(uuid.uuid4()), vm=vm, mode=mode, exclude_disks=exclude,
                             quiesce=quiesce, requested_by="cli", requested_at=time.time())
-    return await _submit(settings, BACKUP_REQUESTS, BACKUP_EVENTS, request, vm, wait, timeout, _summary)
+    return await submit(settings, BACKUP_REQUESTS, BACKUP_EVENTS, request, vm, wait, timeout, _summary)
 
 
 async def request_restore(settings: Settings, restore_point: str, *, name: str | None, replace: bool,
                           cluster: str | None, storage_domain: str | None, disks: list[str],
                           target_vm: str | None, power_on: bool, keep_failed: bool, wait: bool,
-                          timeout: float) -> int:
+                          timeout: float) -> tuple[int, RestoreEvent | None]:
+    """Exit code and, with `wait`, the restore's final event."""
     request = RestoreRequest(request_id=str(uuid.uuid4()), restore_point=restore_point, name=name,
                              replace=replace, cluster=cluster, storage_domain=storage_domain, disks=disks,
                              target_vm=target_vm, power_on=power_on, keep_failed=keep_failed,
                              requested_by="cli", requested_at=time.time())
-    return await _submit(settings, RESTORE_REQUESTS, RESTORE_EVENTS, request, restore_point, wait, timeout,
-                         _restore_summary)
+    return await submit(settings, RESTORE_REQUESTS, RESTORE_EVENTS, request, restore_point, wait, timeout,
+                        _restore_summary)
 
 
 def _restore_summary(bar: ProgressBar, event: RestoreEvent) -> int:
@@ -69,7 +72,7 @@ def _restore_summary(bar: ProgressBar, event: RestoreEvent) -> int:
     return 0
 
 
-async def _follow(events: asyncio.Queue, timeout: float, summary) -> int:
+async def _follow(events: asyncio.Queue, timeout: float, summary) -> tuple[int, object | None]:
     bar = ProgressBar()
     deadline = time.monotonic() + timeout
     while True:
@@ -77,13 +80,13 @@ async def _follow(events: asyncio.Queue, timeout: float, summary) -> int:
             event = await asyncio.wait_for(events.get(), max(0.1, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             bar.message(f"no answer within {timeout:.0f}s: is the stack up? (olvm-backup status)")
-            return 2
+            return 2, None
         if event.kind == "progress" and event.bytes_total:
             bar.update(event.bytes_done or 0, event.bytes_total)
         elif event.kind in ("accepted", "started", "progress", "stored"):
             bar.message(f"{event.kind}: {event.message}")
         if event.kind in FINAL:
-            return summary(bar, event)
+            return summary(bar, event), event
 
 
 def _summary(bar: ProgressBar, event: BackupEvent) -> int:

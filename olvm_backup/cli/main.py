@@ -17,6 +17,12 @@ def _up(settings, args) -> int:
     return run_stack(settings, readers=args.readers, writers=args.writers)
 
 
+def _demo(settings, args) -> int:
+    from .demo import run_demo
+
+    return run_demo(settings)
+
+
 def _status(settings, args) -> int:
     from ..stack.status import collect
 
@@ -36,8 +42,9 @@ def _config(settings, args) -> int:
 def _backup(settings, args) -> int:
     from .jobs import request_backup
 
-    return asyncio.run(request_backup(settings, args.vm, args.mode, args.exclude, not args.no_quiesce, args.wait,
-                                      args.timeout))
+    rc, _ = asyncio.run(request_backup(settings, args.vm, args.mode, args.exclude, not args.no_quiesce, args.wait,
+                                       args.timeout))
+    return rc
 
 
 def _backups(settings, args) -> int:
@@ -49,10 +56,11 @@ def _backups(settings, args) -> int:
 def _restore(settings, args) -> int:
     from .jobs import request_restore
 
-    return asyncio.run(request_restore(
+    rc, _ = asyncio.run(request_restore(
         settings, args.restore_point, name=args.name, replace=args.replace, cluster=args.cluster,
         storage_domain=args.storage_domain, disks=args.disk, target_vm=args.target_vm, power_on=args.power_on,
         keep_failed=args.keep_failed, wait=args.wait, timeout=args.timeout))
+    return rc
 
 
 def _export(settings, args) -> int:
@@ -76,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--readers", type=int, default=1, help="reader processes (default 1)")
     up.add_argument("--writers", type=int, default=1, help="writer processes (default 1)")
     up.set_defaults(func=_up)
+
+    demo = sub.add_parser("demo", help="start the embedded stack and the simulator, back up, write, back up "
+                          "incrementally, restore, compare; stop everything")
+    demo.set_defaults(func=_demo)
 
     status = sub.add_parser("status", help="show what runs and where; exit 0 only when every part answers")
     status.set_defaults(func=_status)

@@ -51,7 +51,9 @@ async def create_disk(engine: Engine, *, name: str, size: int, fmt: str, sparse:
     def add() -> str:
         disk = engine.system.disks_service().add(types.Disk(
             id=disk_id, name=name, alias=name, provisioned_size=size, format=types.DiskFormat(fmt),
-            sparse=sparse, content_type=types.DiskContentType.DATA, backup=types.DiskBackup.INCREMENTAL,
+            sparse=sparse, content_type=types.DiskContentType.DATA,
+            # The engine tracks changed blocks (CBT) only for qcow2 disks and refuses it for raw ones.
+            backup=types.DiskBackup.INCREMENTAL if fmt == "cow" else types.DiskBackup.NONE,
             storage_domains=[types.StorageDomain(id=storage_domain)]))
         return disk.id
     new_id = await engine.call(add, what=f"create disk {name}", attempts=3)

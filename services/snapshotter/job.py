@@ -56,6 +56,7 @@ class BackupJob:
         self.vm_name = request.vm
         self.started = time.monotonic()
         self.bytes_total = 0
+        self.completion: tuple[str, dict] = ("", {})  # the "completed" event's message and detail
 
     async def event(self, kind: str, message: str, **fields) -> None:
         await self.ctx.bus.publish(BACKUP_EVENTS, BackupEvent(
@@ -77,6 +78,9 @@ class BackupJob:
             await self.event("failed", str(e), detail={"error_type": type(e).__name__})
             await self._post_hook("failed")
             return None
+        message, detail = self.completion
+        await self.event("completed", message, bytes_total=self.bytes_total, bytes_done=self.bytes_total,
+                         detail={**detail, "duration": round(time.monotonic() - self.started, 3)})
         await self._post_hook("completed")
         return manifest
 
@@ -217,12 +221,11 @@ class BackupJob:
         stored = manifest.stored_bytes()
         await self.event("stored", f"restore point {self.backup_id} committed", bytes_total=self.bytes_total,
                          bytes_done=self.bytes_total)
-        await self.event("completed", f"backup {self.backup_id} of {vm.name} completed: {manifest.mode}, "
-                         f"read {read} bytes, stored {stored} new bytes", bytes_total=self.bytes_total,
-                         bytes_done=self.bytes_total, detail={
-                             "mode": manifest.mode, "bytes_read": read, "bytes_stored": stored,
-                             "duration": round(time.monotonic() - self.started, 3),
-                             "disks": {r.name: {"mode": r.mode, "reason": r.reason, "bytes_read": r.bytes_read,
-                                                "bytes_new": r.bytes_new} for r in records},
-                             "to_checkpoint": backup.to_checkpoint, "vm_id": vm.vm_id})
+        # "completed" is sent by run(), once the transfers and the engine backup are closed too.
+        self.completion = (f"backup {self.backup_id} of {vm.name} completed: {manifest.mode}, read {read} bytes, "
+                           f"stored {stored} new bytes", {
+                               "mode": manifest.mode, "bytes_read": read, "bytes_stored": stored,
+                               "disks": {r.name: {"mode": r.mode, "reason": r.reason, "bytes_read": r.bytes_read,
+                                                  "bytes_new": r.bytes_new} for r in records},
+                               "to_checkpoint": backup.to_checkpoint, "vm_id": vm.vm_id})
         return manifest

@@ -155,13 +155,15 @@ class DiskStore:
 
     def content_hash(self, disk_id: str, snapshot_id: str | None = None) -> str:
         """sha256 of every guest-visible byte (at a snapshot, or now)."""
-        path, fmt = self.volume_path(disk_id, snapshot_id)
-        h = hashlib.sha256()
-        proc = self._stream(path, fmt)
-        assert proc.stdout is not None
-        while block := proc.stdout.read(4 << 20):
-            h.update(block)
-        _, err = proc.communicate()
+        # Under the disk's lock: the read-only export's image lock would make a concurrent commit fail.
+        with self._lock(disk_id):
+            path, fmt = self.volume_path(disk_id, snapshot_id)
+            h = hashlib.sha256()
+            proc = self._stream(path, fmt)
+            assert proc.stdout is not None
+            while block := proc.stdout.read(4 << 20):
+                h.update(block)
+            _, err = proc.communicate()
         if proc.returncode != 0:
             raise StorageError(f"reading disk {disk_id} failed: {err.decode(errors='replace')}")
         return h.hexdigest()

@@ -140,7 +140,11 @@ class Engine:
                 raise failed(f"Cannot import VM. Failed to parse the OVF configuration: {e}") from None
             fields.update({k: parsed[k] for k in ("memory", "cpu", "os", "nics", "description")})
             name = name or parsed["name"]
-            attach = [d for d in parsed["disks"] if d["disk_id"] in self.state.table("disks")]
+            # Like the engine: disks the OVF names that exist and are floating get attached; a disk another VM
+            # holds stays where it is (the new VM is created without it).
+            attach = [d for d in parsed["disks"] if d["disk_id"] in self.state.table("disks")
+                      and not any(not a.get("snapshot_id")
+                                  for a in self.state.find("attachments", disk_id=d["disk_id"]))]
         if not name:
             raise incomplete("Vm [name] required for add")
         if any(v["name"] == name for v in self.state.table("vms").values()):
@@ -538,7 +542,15 @@ class Engine:
             if premature:
                 await self._fail_backup(vm, backup, "stopped before it was ready")
             else:
-                await self._release_backup(backup)
+                try:
+                    await self._release_backup(backup)
+                except Exception as e:  # the engine reports a backup it could not close as failed, never hangs
+                    log.exception("closing backup %s failed", backup_id)
+                    backup.update(phase="failed", modified=now())
+                    self.event(10792, f"Backup {backup_id} for VM {vm['name']} failed: {e}", severity="error",
+                               vm_id=vm_id)
+                    self.state.save()
+                    return
                 backup.update(phase="succeeded", modified=now())
                 self.event(10793, f"Backup {backup_id} for VM {vm['name']} completed successfully "
                                   "(User: admin@internal-authz).", vm_id=vm_id, correlation_id=correlation_id)

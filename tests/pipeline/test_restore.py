@@ -1,0 +1,119 @@
+"""Restores through the restorer service against the simulator: every restore point of a chain, configuration
+kept, power state as asked, other cluster and storage domain, a single disk into an existing VM, and a corrupt
+pack that verify reports and restore refuses."""
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+import ovirtsdk4.types as types
+
+from .test_cbt_backup import backup, restore_points
+
+MIB = 1024 * 1024
+DISKS = ("app1_os", "app1_data", "app1_scratch")
+
+
+def restore(pipeline, point: str, *args: str):
+    return pipeline.cli("restore", point, "--wait", *args)
+
+
+def vm_config(engine_view, name: str) -> dict:
+    """What an admin compares after a restore: CPU, memory, OS, NICs, disk layout, status, placement."""
+    def read(system):
+        [vm] = system.vms_service().list(search=f"name={name}", case_sensitive=True)
+        vs = system.vms_service().vm_service(vm.id)
+        disks = {}
+        for a in vs.disk_attachments_service().list():
+            d = system.disks_service().disk_service(a.disk.id).get()
+            disks[d.alias] = {"size": d.provisioned_size, "format": d.format.value, "interface": a.interface.value,
+                              "bootable": a.bootable, "active": a.active, "sd": d.storage_domains[0].id,
+                              "id": d.id}
+        cluster = system.clusters_service().cluster_service(vm.cluster.id).get().name
+        nics = sorted((n.name, n.interface.value) for n in vs.nics_service().list())
+        t = vm.cpu.topology
+        return {"id": vm.id, "status": vm.status.value, "memory": vm.memory, "os": vm.os.type,
+                "cpu": (t.sockets, t.cores, t.threads), "nics": nics, "disks": disks, "cluster": cluster}
+    return engine_view.call(read)
+
+
+def storage_domain_id(engine_view, name: str) -> str:
+    return engine_view.call(lambda s: s.storage_domains_service().list(search=f"name={name}")[0].id)
+
+
+def test_every_restore_point_restores_as_it_was(pipeline, admin, engine_view):
+    expected = []
+    for step in range(3):
+        if step:
+            admin.write("app1", "app1_os", (200 + step * 50) * MIB, 4 * MIB, seed=step)
+            admin.write("app1", "app1_scratch", step * MIB, 512 * 1024, seed=step + 10)
+        backup(pipeline, "app1")
+        expected.append({d: admin.checksum("app1", d) for d in DISKS})
+    points = restore_points(pipeline, "app1")
+    assert [p["mode"] for p in points] == ["full", "incremental", "incremental"]
+    source = vm_config(engine_view, "app1")
+    for i, point in enumerate(points):
+        name = f"app1-r{i}"
+        extra = ["--power-on"] if i == 2 else []
+        r = restore(pipeline, point["backup_id"], "--name", name, *extra)
+        assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
+        for disk in DISKS:
+            assert admin.checksum(name, disk) == expected[i][disk], f"{name}/{disk} differs from restore point {i}"
+        restored = vm_config(engine_view, name)
+        assert restored["id"] != source["id"]
+        for key in ("memory", "os", "cpu", "nics", "cluster"):
+            assert restored[key] == source[key], key
+        layout = lambda c: {k: {f: v[f] for f in ("size", "format", "interface", "bootable", "active", "sd")}
+                            for k, v in c["disks"].items()}
+        assert layout(restored) == layout(source)
+        assert restored["status"] == ("up" if i == 2 else "down")
+    assert engine_view.leftovers() == []
+
+
+def test_restore_to_another_cluster_and_storage_domain(pipeline, admin, engine_view):
+    backup(pipeline, "app1", "--exclude", "app1_scratch")
+    [point] = restore_points(pipeline, "app1")
+    r = restore(pipeline, point["backup_id"], "--name", "app1-moved", "--cluster", "Other",
+                "--storage-domain", "data2")
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
+    moved = vm_config(engine_view, "app1-moved")
+    assert moved["cluster"] == "Other"
+    assert {d["sd"] for d in moved["disks"].values()} == {storage_domain_id(engine_view, "data2")}
+    for disk in ("app1_os", "app1_data"):
+        assert admin.checksum("app1-moved", disk) == admin.checksum("app1", disk)
+
+    # One disk into an existing VM.
+    r = restore(pipeline, point["backup_id"], "--target-vm", "proxy1", "--disk", "app1_data")
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
+    assert list(vm_config(engine_view, "proxy1")["disks"]) == ["app1_data"]
+    assert admin.checksum("proxy1", "app1_data") == admin.checksum("app1", "app1_data")
+    assert engine_view.leftovers() == []
+
+
+def _corrupt_one_byte(settings) -> str:
+    s3 = boto3.client("s3", endpoint_url=settings.s3.endpoint_url, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    packs = [o["Key"] for o in s3.list_objects_v2(Bucket=settings.s3.bucket, Prefix="packs/")["Contents"]]
+    key = max(packs, key=lambda k: s3.head_object(Bucket=settings.s3.bucket, Key=k)["ContentLength"])
+    body = bytearray(s3.get_object(Bucket=settings.s3.bucket, Key=key)["Body"].read())
+    body[len(body) // 2] ^= 0xFF
+    s3.put_object(Bucket=settings.s3.bucket, Key=key, Body=bytes(body))
+    return key
+
+
+def test_a_corrupt_pack_is_reported_and_never_restored(pipeline, admin, engine_view):
+    backup(pipeline, "app1", "--exclude", "app1_scratch")
+    [point] = restore_points(pipeline, "app1")
+    assert pipeline.cli("verify", point["backup_id"]).returncode == 0
+    _corrupt_one_byte(pipeline.settings)
+    r = pipeline.cli("verify", point["backup_id"])
+    assert r.returncode != 0
+    report = r.stdout + r.stderr
+    assert "corrupt" in report.lower() and "app1_os" in report and "offset" in report.lower(), report
+    r = restore(pipeline, point["backup_id"], "--name", "app1-bad")
+    assert r.returncode != 0
+    assert "corrupt" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
+    vms = engine_view.call(lambda s: [v.name for v in s.vms_service().list()])
+    assert "app1-bad" not in vms, "a failed restore leaves no half-restored VM"
+    assert engine_view.leftovers() == []
