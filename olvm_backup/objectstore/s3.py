@@ -34,7 +34,10 @@ def _translate(error: Exception, key: str) -> Exception:
 
 
 class _S3Multipart:
-    """Buffers writes into parts of `part_size` and uploads each as it fills."""
+    """Buffers writes into parts of `part_size` and uploads each as it fills, up to PARTS_IN_FLIGHT at once, so
+    the caller goes on producing while parts travel; memory stays bounded by that many parts plus the buffer."""
+
+    PARTS_IN_FLIGHT = 2
 
     def __init__(self, store: "S3Store", key: str, upload_id: str, part_size: int) -> None:
         self._store = store
@@ -43,6 +46,8 @@ class _S3Multipart:
         self._part_size = part_size
         self._buffer = bytearray()
         self._parts: list[dict[str, Any]] = []
+        self._numbers = 0
+        self._in_flight: set[asyncio.Task] = set()
         self.size = 0
 
     async def write(self, data: bytes) -> None:
@@ -51,10 +56,21 @@ class _S3Multipart:
         while len(self._buffer) >= self._part_size:
             part = bytes(self._buffer[: self._part_size])
             del self._buffer[: self._part_size]
-            await self._upload(part)
+            await self._start_part(part)
 
-    async def _upload(self, data: bytes) -> None:
-        number = len(self._parts) + 1
+    async def _start_part(self, data: bytes) -> None:
+        while len(self._in_flight) >= self.PARTS_IN_FLIGHT:
+            await self._wait_one()
+        self._numbers += 1
+        self._in_flight.add(asyncio.ensure_future(self._upload(self._numbers, data)))
+
+    async def _wait_one(self) -> None:
+        done, _ = await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            self._in_flight.discard(task)
+            task.result()  # a failed part fails the pack (the caller aborts the upload)
+
+    async def _upload(self, number: int, data: bytes) -> None:
         response = await self._store._call(
             "upload_part", self.key, Bucket=self._store.bucket, Key=self.key, UploadId=self._upload_id,
             PartNumber=number, Body=data,
@@ -62,15 +78,21 @@ class _S3Multipart:
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
     async def complete(self) -> None:
-        if self._buffer or not self._parts:
-            await self._upload(bytes(self._buffer))
+        if self._buffer or not self._numbers:
+            await self._start_part(bytes(self._buffer))
             self._buffer.clear()
+        while self._in_flight:
+            await self._wait_one()
         await self._store._call(
             "complete_multipart_upload", self.key, Bucket=self._store.bucket, Key=self.key,
-            UploadId=self._upload_id, MultipartUpload={"Parts": self._parts},
+            UploadId=self._upload_id, MultipartUpload={"Parts": sorted(self._parts, key=lambda p: p["PartNumber"])},
         )
 
     async def abort(self) -> None:
+        for task in self._in_flight:
+            task.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        self._in_flight.clear()
         with contextlib.suppress(BackupError):
             await self._store._call("abort_multipart_upload", self.key, Bucket=self._store.bucket, Key=self.key,
                                     UploadId=self._upload_id)

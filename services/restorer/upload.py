@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 from typing import Awaitable, Callable
 
 from olvm_backup.chunkfetch import ChunkFetcher
@@ -11,8 +12,10 @@ from olvm_backup.format.manifest import DiskRecord, Manifest
 from olvm_backup.imageio import ImageioClient
 
 MIB = 1024 * 1024
-WINDOW = 64 * MIB      # disk bytes planned and fetched per round
+WINDOW = 32 * MIB      # disk bytes planned and fetched per round
+PREFETCH = 3           # rounds fetched ahead: PREFETCH + 1 windows in memory at most
 MAX_PUT = 8 * MIB      # contiguous data sent per request
+PARALLEL_PUTS = 4      # requests in flight to imageio, as its own client does
 
 
 class RestoreDataError(BackupError):
@@ -52,13 +55,42 @@ async def upload_disk(manifest: Manifest, disk: DiskRecord, fetcher: ChunkFetche
 
     sent = 0
     starts = list(range(0, disk.size, WINDOW))
-    next_round = asyncio.ensure_future(fetch(starts[0])) if starts else None
+    # Windows are fetched from the store PREFETCH rounds ahead of the one going to imageio.
+    ahead: collections.deque[asyncio.Future] = collections.deque(
+        asyncio.ensure_future(fetch(start)) for start in starts[:PREFETCH])
+    queued = len(ahead)
     try:
-        for i, start in enumerate(starts):
-            plan, chunks = await next_round
-            # Fetch the next window from the store while this one goes to imageio.
-            next_round = asyncio.ensure_future(fetch(starts[i + 1])) if i + 1 < len(starts) else None
-            window_sent = 0
+        while ahead:
+            plan, chunks = await ahead.popleft()
+            if queued < len(starts):
+                ahead.append(asyncio.ensure_future(fetch(starts[queued])))
+                queued += 1
+            window_sent = await _send_window(disk, plan, chunks, client)
+            sent += window_sent
+            await progress(window_sent)
+        await client.flush()
+    finally:
+        for future in ahead:
+            future.cancel()
+        await asyncio.gather(*ahead, return_exceptions=True)
+    return sent
+
+
+async def _send_window(disk: DiskRecord, plan, chunks: dict, client: ImageioClient) -> int:
+    """PUT a window's data runs, PARALLEL_PUTS at a time; the first failure stops the window and is raised."""
+    limit = asyncio.Semaphore(PARALLEL_PUTS)
+    sent = 0
+
+    async def put(offset: int, data: bytes) -> None:
+        nonlocal sent
+        try:
+            await client.write(offset, data)
+            sent += len(data)
+        finally:
+            limit.release()
+
+    try:
+        async with asyncio.TaskGroup() as group:
             for run in put_runs(plan):
                 parts = []
                 for seg in run:
@@ -66,14 +98,9 @@ async def upload_disk(manifest: Manifest, disk: DiskRecord, fetcher: ChunkFetche
                     if isinstance(chunk, BaseException):
                         raise RestoreDataError(str(chunk), disk=disk.name, offset=seg.offset)
                     parts.append(chunk[seg.skip:seg.skip + seg.length])
-                data = b"".join(parts)
-                await client.write(run[0].offset, data)
-                window_sent += len(data)
-            sent += window_sent
-            await progress(window_sent)
-        await client.flush()
-    finally:
-        if next_round is not None and not next_round.done():
-            next_round.cancel()
-            await asyncio.gather(next_round, return_exceptions=True)
+                await limit.acquire()  # bounds the joined requests in memory
+                group.create_task(put(run[0].offset, b"".join(parts)))
+    except BaseExceptionGroup as group_error:  # report the first real failure, as a sequential loop would
+        raise next((e for e in group_error.exceptions if not isinstance(e, asyncio.CancelledError)),
+                   group_error) from None
     return sent

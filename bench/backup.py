@@ -1,0 +1,121 @@
+"""Backup benchmark (not a test): a 4 GiB disk with 2 GiB of mixed data, measured in one run against baselines.
+
+    .venv/bin/python bench/backup.py [--work DIR] [--readers N] [--writers N]
+
+Prints, all measured here and now:
+- full backup through the pipeline vs a plain ovirt_imageio.client.download of the same disk, and vs
+  `restic backup` of that downloaded image into a local repository;
+- incremental backup after 1% of the disk changed vs restic's second backup of the changed image;
+- bytes stored in the object store vs restic's repository growth;
+- peak RSS of every process of the stack, and of restic.
+Targets (issue 4): full no slower than restic; incremental >= 10x faster than restic's second run; stored bytes
+<= restic's; every service < 300 MiB RSS.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from site_setup import DISK, DISK_SIZE, MIB, VM, Restic, Site, human, plain_download, say
+
+CHANGED = DISK_SIZE // 100  # 1% of the disk, in 1 MiB writes spread over it
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, help="scratch directory (default: a new one under /var/tmp)")
+    parser.add_argument("--readers", type=int, default=2)
+    parser.add_argument("--writers", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="olvm-bench-", dir="/var/tmp"))
+    figures: dict[str, float] = {}
+    try:
+        with Site(work, readers=args.readers, writers=args.writers) as site:
+            image = work / "image.raw"
+            restic = Restic(work / "restic-repo")
+
+            say("baseline: plain ovirt_imageio.client.download of the disk (raw)")
+            figures["download_s"] = plain_download(site, image)
+            say("baseline: restic backup of the downloaded image")
+            figures["restic_full_s"], figures["restic_rss"] = restic.backup(image)
+            figures["restic_full_bytes"] = restic.size()
+
+            say("olvm-backup: full backup")
+            before = site.bucket_bytes()
+            figures["full_s"], _ = site.cli("backup", VM, "--mode", "full", "--wait")
+            figures["full_bytes"] = site.bucket_bytes() - before
+
+            say(f"guest: changing {human(CHANGED)} (1%) in 1 MiB writes spread over the disk")
+            rnd = random.Random(42)
+            slots = rnd.sample(range(DISK_SIZE // MIB), CHANGED // MIB)
+            for i, slot in enumerate(slots):
+                site.guest_write(slot * MIB, MIB, seed=1000 + i)
+
+            say("olvm-backup: incremental backup")
+            before = site.bucket_bytes()
+            figures["inc_s"], _ = site.cli("backup", VM, "--mode", "incremental", "--wait")
+            figures["inc_bytes"] = site.bucket_bytes() - before
+            points = site.restore_points()
+            inc = next(p for p in points if p["mode"] == "incremental")
+            figures["inc_read"] = sum(d["bytes_read"] for d in inc["disks"])
+
+            say("baseline: download the changed disk, then restic's second backup")
+            plain_download(site, image)
+            size_before = restic.size()
+            figures["restic_inc_s"], rss = restic.backup(image)
+            figures["restic_rss"] = max(figures["restic_rss"], rss)
+            figures["restic_inc_bytes"] = restic.size() - size_before
+            rss_by_process = site.service_rss()
+        report(figures, rss_by_process)
+        return 0
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def report(f: dict[str, float], rss: dict[str, int]) -> None:
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}x" if b else "n/a"
+
+    print(f"\nbackup benchmark: {human(DISK_SIZE)} disk {DISK}, 2 GiB written (random, text, zeros), "
+          f"plus a 64 MiB disk; {Restic.version()}")
+    print(f"{'':34}{'olvm-backup':>14}{'baseline':>14}{'ratio':>10}")
+    rows = [
+        ("full backup vs imageio download", f["full_s"], f["download_s"], "s"),
+        ("full backup vs restic backup", f["full_s"], f["restic_full_s"], "s"),
+        ("incremental (1%) vs restic 2nd run", f["inc_s"], f["restic_inc_s"], "s"),
+        ("stored, full vs restic repo", f["full_bytes"], f["restic_full_bytes"], "B"),
+        ("stored, incremental vs restic growth", f["inc_bytes"], f["restic_inc_bytes"], "B"),
+    ]
+    for name, ours, base, unit in rows:
+        show = (lambda v: f"{v:.1f} s") if unit == "s" else human
+        print(f"{name:<34}{show(ours):>14}{show(base):>14}{ratio(ours, base):>10}")
+    print(f"incremental read {human(f['inc_read'])} from imageio for {human(CHANGED)} changed; "
+          f"restic second run is {ratio(f['restic_inc_s'], f['inc_s'])} the incremental's time")
+    print("peak RSS:")
+    for name, value in sorted(rss.items()):
+        flag = "" if name in ("broker", "object-store") or value < 300 * MIB else "  (over 300 MiB)"
+        print(f"  {name:<16}{human(value):>12}{flag}")
+    print(f"  {'restic':<16}{human(f['restic_rss']):>12}")
+    targets = [
+        ("full no slower than restic", f["full_s"] <= f["restic_full_s"]),
+        ("incremental >= 10x faster than restic's 2nd run", f["restic_inc_s"] >= 10 * f["inc_s"]),
+        ("stored bytes <= restic's (full + incremental)",
+         f["full_bytes"] + f["inc_bytes"] <= f["restic_full_bytes"] + f["restic_inc_bytes"]),
+        ("every service < 300 MiB RSS", all(v < 300 * MIB for n, v in rss.items()
+                                            if n not in ("broker", "object-store"))),
+    ]
+    for name, ok in targets:
+        print(f"target {'met   ' if ok else 'MISSED'}  {name}")
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    code = main()
+    say(f"done in {time.monotonic() - started:.0f}s")
+    raise SystemExit(code)

@@ -1,0 +1,92 @@
+"""Restore benchmark (not a test): restoring the 4 GiB disk (2 GiB of mixed data) from a restore point, against a
+plain ovirt_imageio.client.upload of the same image into a new disk, measured in the same run.
+
+    .venv/bin/python bench/restore.py [--work DIR]
+
+Target (issue 5): the restore takes at most 1.5x the plain upload. Both end with a disk equal to the source
+(checked by checksum, not timed).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import ovirtsdk4.types as types
+
+from site_setup import DISK, DISK_SIZE, VM, Site, _wait, human, plain_download, say
+
+TARGET = 1.5
+
+
+def plain_upload(site: Site, image: Path) -> tuple[float, str]:
+    """Create a 4 GiB qcow2 disk and upload the raw image into it with ovirt_imageio.client.upload; returns the
+    upload's seconds (disk creation and transfer setup not counted) and the new disk's name."""
+    from ovirt_imageio import client
+    name = "bench1_upload"
+    conn = site.connect()
+    try:
+        system = conn.system_service()
+        [sd] = system.storage_domains_service().list(search="name=data1")
+        disks = system.disks_service()
+        disk = disks.add(types.Disk(name=name, provisioned_size=DISK_SIZE, format=types.DiskFormat.COW,
+                                    sparse=True, storage_domains=[types.StorageDomain(id=sd.id)]))
+        _wait(disks.disk_service(disk.id).get, lambda d: d.status == types.DiskStatus.OK, "new disk ok")
+        transfers = system.image_transfers_service()
+        transfer = transfers.add(types.ImageTransfer(disk=types.Disk(id=disk.id),
+                                                     direction=types.ImageTransferDirection.UPLOAD,
+                                                     format=types.DiskFormat.RAW, inactivity_timeout=300))
+        ts = transfers.image_transfer_service(transfer.id)
+        transfer = _wait(ts.get, lambda t: t.phase == types.ImageTransferPhase.TRANSFERRING, "upload transfer")
+        start = time.monotonic()
+        client.upload(str(image), transfer.transfer_url, site.connection["ca_file"])
+        elapsed = time.monotonic() - start
+        ts.finalize()
+        _wait(ts.get, lambda t: t.phase in (types.ImageTransferPhase.FINISHED_SUCCESS,
+                                            types.ImageTransferPhase.FINISHED_FAILURE), "upload end")
+        return elapsed, name
+    finally:
+        conn.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, help="scratch directory (default: a new one under /var/tmp)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="olvm-bench-", dir="/var/tmp"))
+    try:
+        with Site(work) as site:
+            say("olvm-backup: full backup (the restore point to restore)")
+            site.cli("backup", VM, "--mode", "full", "--wait")
+            [point] = [p for p in site.restore_points() if p["mode"] == "full"]
+            source = site.checksum(VM, DISK)
+
+            say("baseline: download the disk as a raw image, then a plain ovirt_imageio.client.upload of it")
+            image = work / "image.raw"
+            plain_download(site, image)
+            upload_s, upload_disk = plain_upload(site, image)
+            image.unlink()
+
+            say("olvm-backup: restore of the disk as a new VM")
+            restore_s, _ = site.cli("restore", point["backup_id"], "--name", "bench1-restored", "--disk", DISK,
+                                    "--wait")
+            rss = site.service_rss()
+            restored_ok = site.checksum("bench1-restored", DISK) == source
+        ratio = restore_s / upload_s
+        print(f"\nrestore benchmark: {human(DISK_SIZE)} disk {DISK}, 2 GiB written (random, text, zeros)")
+        print(f"  olvm-backup restore (whole job: VM, disk, upload, attach) {restore_s:8.1f} s")
+        print(f"  plain ovirt_imageio.client.upload (upload only)            {upload_s:8.1f} s")
+        print(f"  ratio {ratio:.2f}x (target <= {TARGET}x): {'met' if ratio <= TARGET else 'MISSED'}")
+        print(f"  restored disk equals the source: {'yes' if restored_ok else 'NO'}")
+        print(f"  restorer peak RSS {human(rss.get('restorer-1', 0))}")
+        return 0 if restored_ok else 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
