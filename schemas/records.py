@@ -58,6 +58,7 @@ class ReadTask(Record):
     offset: int = Field(ge=0)
     length: int = Field(gt=0)
     chunk_size: int = Field(gt=0)
+    chunk_topic: str  # where this task's chunks go: the topic of its wave, deleted once the wave is stored
 
 
 class ChunkData(Record):

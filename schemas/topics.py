@@ -22,9 +22,21 @@ class Topic:
     consumers: str
     retention_ms: int  # -1 = forever
     work: bool = False  # partitioned for parallel consumers
+    family: bool = False  # a name pattern: one topic per backup wave, created and deleted by the snapshotter
 
     def full_name(self, prefix: str = "") -> str:
         return prefix + self.name
+
+    def member(self, prefix: str, *parts: str) -> str:
+        """The concrete topic of a family: `chunks.<backup>.<wave>` -> `chunks.b1.0` (with the prefix)."""
+        return prefix + self.stem + ".".join(parts)
+
+    def is_member(self, prefix: str, name: str) -> bool:
+        return self.family and name.startswith(prefix + self.stem)
+
+    @property
+    def stem(self) -> str:
+        return self.name.split("<", 1)[0]
 
 
 BACKUP_REQUESTS = Topic("backup.requests", "VM name or id (one VM's requests stay in order)", (BackupRequest,),
@@ -33,14 +45,17 @@ BACKUP_EVENTS = Topic("backup.events", "request id", (BackupEvent,),
                       "snapshotter, readers, writers", "CLI (progress), audit", -1)
 READ_TASKS = Topic("read.tasks", "task id", (ReadTask,), "snapshotter", "readers (group)", DAY_MS, work=True)
 READ_RESULTS = Topic("read.results", "backup id", (TaskResult,), "readers", "snapshotter", DAY_MS)
-CHUNKS = Topic("chunks", "chunk digest", (ChunkData,), "readers", "writers (group)", 6 * HOUR_MS, work=True)
+CHUNKS = Topic("chunks.<backup>.<wave>", "chunk digest", (ChunkData,), "readers", "writers (leases)", 6 * HOUR_MS,
+               work=True, family=True)
+WRITER_LEASES = Topic("writer.leases", "none: never written", (), "nobody",
+                      "writers (group): partition p leased = partition p of every chunk topic", DAY_MS, work=True)
 PACKS = Topic("packs", "pack key", (PackStored,), "writers", "snapshotter, readers (index)", 30 * DAY_MS)
 RESTORE_REQUESTS = Topic("restore.requests", "restore point id", (RestoreRequest,), "CLI", "restorer", 7 * DAY_MS)
 RESTORE_EVENTS = Topic("restore.events", "request id", (RestoreEvent,), "restorer", "CLI (progress), audit", -1)
 DEAD_LETTERS = Topic("dead.letters", "source topic", (DeadLetter,), "every consumer", "operators", 30 * DAY_MS)
 
 ALL_TOPICS: tuple[Topic, ...] = (
-    BACKUP_REQUESTS, BACKUP_EVENTS, READ_TASKS, READ_RESULTS, CHUNKS, PACKS,
+    BACKUP_REQUESTS, BACKUP_EVENTS, READ_TASKS, READ_RESULTS, CHUNKS, WRITER_LEASES, PACKS,
     RESTORE_REQUESTS, RESTORE_EVENTS, DEAD_LETTERS,
 )
 
@@ -51,6 +66,6 @@ def topic_table() -> str:
     for t in ALL_TOPICS:
         retention = "forever (audit)" if t.retention_ms < 0 else (
             f"{t.retention_ms // DAY_MS} d" if t.retention_ms >= DAY_MS else f"{t.retention_ms // HOUR_MS} h")
-        records = ", ".join(r.type_name for r in t.records)
+        records = ", ".join(r.type_name for r in t.records) or "none"
         rows.append(f"| `{t.name}` | {t.key} | {records} | {t.producers} | {t.consumers} | {retention} |")
     return "\n".join(rows)

@@ -6,7 +6,7 @@ from typing import Iterable, Iterator
 
 MIB = 1024 * 1024
 DEFAULT_CHUNK_SIZE = 1 * MIB
-DEFAULT_TASK_SIZE = 256 * MIB
+DEFAULT_TASK_SIZE = 128 * MIB
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,19 @@ class Extent:
 def task_ranges(size: int, task_size: int = DEFAULT_TASK_SIZE) -> list[tuple[int, int]]:
     """[(offset, length)] covering [0, size) in task_size steps (the last may be short)."""
     return [(o, min(task_size, size - o)) for o in range(0, size, task_size)]
+
+
+def group_waves(lengths: list[int], wave_bytes: int) -> list[list[int]]:
+    """Consecutive task indexes grouped into waves of about wave_bytes of disk each (at least one task)."""
+    waves: list[list[int]] = []
+    size = wave_bytes
+    for i, length in enumerate(lengths):
+        if size >= wave_bytes:
+            waves.append([])
+            size = 0
+        waves[-1].append(i)
+        size += length
+    return waves
 
 
 def clip_extents(extents: Iterable[Extent], start: int, end: int) -> list[Extent]:

@@ -35,7 +35,7 @@ async def ensure_topics(kafka: KafkaSettings, topics: Iterable[Topic] = ALL_TOPI
                 topic_configs={"retention.ms": str(t.retention_ms)},
             )
             for t in topics
-            if t.full_name(kafka.topic_prefix) not in existing
+            if not t.family and t.full_name(kafka.topic_prefix) not in existing
         ]
         if wanted:
             try:
@@ -48,10 +48,31 @@ async def ensure_topics(kafka: KafkaSettings, topics: Iterable[Topic] = ALL_TOPI
         await admin.close()
 
 
-async def delete_topics(kafka: KafkaSettings, names: Iterable[str]) -> None:
+async def create_topic(kafka: KafkaSettings, topic: Topic, name: str) -> None:
+    """Create one member of a family topic (a wave's chunk topic), partitioned like the work topics."""
     admin = await _admin(kafka)
     try:
-        await admin.delete_topics(list(names))
+        await admin.create_topics([NewTopic(name=name, num_partitions=kafka.partitions,
+                                            replication_factor=kafka.replication_factor,
+                                            topic_configs={"retention.ms": str(topic.retention_ms)})])
+    except TopicAlreadyExistsError:
+        pass  # a retried call: the first one made it
+    finally:
+        await admin.close()
+
+
+async def delete_topics(kafka: KafkaSettings, names: Iterable[str]) -> None:
+    """Delete topics; names that do not exist (any more) are not an error."""
+    names = list(names)
+    if not names:
+        return
+    admin = await _admin(kafka)
+    try:
+        existing = set(await admin.list_topics())
+        gone = [n for n in names if n in existing]
+        if gone:
+            await admin.delete_topics(gone)
+            log.info("deleted topics %s", ", ".join(gone))
     finally:
         await admin.close()
 

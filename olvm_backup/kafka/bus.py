@@ -60,10 +60,20 @@ class Bus:
     def topic_name(self, topic: Topic) -> str:
         return topic.full_name(self._kafka.topic_prefix)
 
-    async def publish(self, topic: Topic, record: Record, key: str | bytes | None = None) -> None:
+    async def publish(self, topic: Topic, record: Record, key: str | bytes | None = None, *,
+                      member: str | None = None) -> None:
+        """`member`: the concrete topic, for a family topic (a backup wave's chunk topic)."""
         if type(record) not in topic.records:
             raise TypeError(f"{record.type_name} does not belong on topic {topic.name}")
-        await self.publish_raw(self.topic_name(topic), encode(record), key)
+        if topic.family and (member is None or not topic.is_member(self._kafka.topic_prefix, member)):
+            raise ValueError(f"{topic.name} is a family of topics: name the member ({member!r} is not one)")
+        await self.publish_raw(member or self.topic_name(topic), encode(record), key)
+
+    async def topics(self) -> set[str]:
+        """The topics the cluster has now (a fresh metadata request, which creates nothing)."""
+        if self._producer is None:
+            raise RuntimeError("Bus not started")
+        return set((await self._producer.client.fetch_all_metadata()).topics())
 
     async def publish_raw(self, topic_name: str, value: bytes | None, key: str | bytes | None = None) -> None:
         """Send bytes as they are: for dead letters and for tests that need a malformed record."""

@@ -41,63 +41,34 @@ class Message:
 Handler = Callable[[Record, Message], Awaitable[None]]
 
 
-class Consumer:
-    """A member of consumer group `group` reading `topics`, calling `handler` for each valid record."""
+class RecordLoop:
+    """Decode, validate, handle, dead-letter, commit: the part every consumer shares.
 
-    def __init__(
-        self,
-        kafka: KafkaSettings,
-        bus: Bus,
-        topics: Sequence[Topic],
-        group: str,
-        *,
-        client_id: str,
-        handler_attempts: int = 3,
-        max_poll_interval_ms: int = 300_000,
-        session_timeout_ms: int = 10_000,
-        max_batch: int = 16,
-        fetch_max_bytes: int = 16 * 1024 * 1024,
-    ) -> None:
-        self._kafka = kafka
+    Subclasses say where records come from (`_poll`), which partitions are still theirs (`_owned`) and
+    how offsets are committed (`_commit`).
+    """
+
+    def __init__(self, bus: Bus, group: str, *, handler_attempts: int, max_batch: int) -> None:
         self._bus = bus
-        self._topics = {t.full_name(kafka.topic_prefix): t for t in topics}
         self._group = group
-        self._client_id = client_id
         self._attempts = handler_attempts
         self._max_batch = max_batch
-        self._consumer = AIOKafkaConsumer(
-            *self._topics,
-            bootstrap_servers=kafka.bootstrap_servers,
-            group_id=group,
-            client_id=client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_interval_ms=max_poll_interval_ms,
-            session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
-            fetch_max_bytes=fetch_max_bytes,
-            max_partition_fetch_bytes=min(fetch_max_bytes, 16 * 1024 * 1024),
-        )
-        self._started = False
         self._processed: dict[TopicPartition, int] = {}
 
+    async def _poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list]:
+        raise NotImplementedError
+
+    def _owned(self) -> set[TopicPartition]:
+        raise NotImplementedError
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        raise NotImplementedError
+
+    def _topic_of(self, name: str) -> Topic:
+        raise NotImplementedError
+
     async def start(self) -> None:
-        if not self._started:
-            await retry(self._consumer.start, what="join consumer group " + self._group, attempts=10, deadline=60,
-                        retriable=lambda e: isinstance(e, (KafkaError, OSError)))
-            self._started = True
-
-    async def stop(self) -> None:
-        if self._started:
-            self._started = False
-            await self._consumer.stop()
-
-    async def __aenter__(self) -> "Consumer":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        raise NotImplementedError
 
     async def run(self, handler: Handler, *, commit_each: bool = True,
                   after_batch: Callable[[bool], Awaitable[None]] | None = None, poll_ms: int = 1000) -> None:
@@ -109,7 +80,7 @@ class Consumer:
         """
         await self.start()
         while True:
-            batches = await self._consumer.getmany(timeout_ms=poll_ms, max_records=self._max_batch)
+            batches = await self._poll(poll_ms, self._max_batch)
             for tp, messages in batches.items():
                 for msg in messages:
                     await self._process(msg, handler)
@@ -125,18 +96,18 @@ class Consumer:
         go to the partition's new owner, which is harmless for idempotent side effects)."""
         if not self._processed:
             return
-        owned = self._consumer.assignment()
+        owned = self._owned()
         offsets = {tp: off for tp, off in self._processed.items() if tp in owned}
         self._processed.clear()
         if offsets:
             try:
-                await self._consumer.commit(offsets)
+                await self._commit(offsets)
             except CommitFailedError as e:
                 log.warning("commit lost to a rebalance, records will be redelivered: %s", e)
 
     async def _process(self, msg, handler: Handler) -> None:
         where = Message(msg.topic, msg.partition, msg.offset, msg.key, msg.timestamp)
-        topic = self._topics[msg.topic]
+        topic = self._topic_of(msg.topic)
         try:
             record = decode(msg.value, topic.records)
         except DecodeError as e:
@@ -163,6 +134,75 @@ class Consumer:
         )
         await retry(lambda: self._bus.publish(DEAD_LETTERS, letter, key=msg.topic), what="publish dead letter",
                     attempts=10, deadline=120)
+
+
+def kafka_consumer(kafka: KafkaSettings, *topics: str, group: str, client_id: str, fetch_max_bytes: int,
+                   **options) -> AIOKafkaConsumer:
+    """An aiokafka consumer as every service configures it: manual commits, from the earliest record."""
+    return AIOKafkaConsumer(
+        *topics, bootstrap_servers=kafka.bootstrap_servers, group_id=group, client_id=client_id,
+        enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_bytes=fetch_max_bytes,
+        max_partition_fetch_bytes=min(fetch_max_bytes, 16 * 1024 * 1024), **options)
+
+
+async def start_consumer(consumer: AIOKafkaConsumer, what: str) -> None:
+    await retry(consumer.start, what=what, attempts=10, deadline=60,
+                retriable=lambda e: isinstance(e, (KafkaError, OSError)))
+
+
+class Consumer(RecordLoop):
+    """A member of consumer group `group` reading `topics`, calling `handler` for each valid record."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        bus: Bus,
+        topics: Sequence[Topic],
+        group: str,
+        *,
+        client_id: str,
+        handler_attempts: int = 3,
+        max_poll_interval_ms: int = 300_000,
+        session_timeout_ms: int = 10_000,
+        max_batch: int = 16,
+        fetch_max_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        super().__init__(bus, group, handler_attempts=handler_attempts, max_batch=max_batch)
+        self._topics = {t.full_name(kafka.topic_prefix): t for t in topics}
+        self._consumer = kafka_consumer(
+            kafka, *self._topics, group=group, client_id=client_id, fetch_max_bytes=fetch_max_bytes,
+            max_poll_interval_ms=max_poll_interval_ms, session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(1000, session_timeout_ms // 4))
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            await start_consumer(self._consumer, "join consumer group " + self._group)
+            self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._consumer.stop()
+
+    async def __aenter__(self) -> "Consumer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list]:
+        return await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+
+    def _owned(self) -> set[TopicPartition]:
+        return self._consumer.assignment()
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        await self._consumer.commit(offsets)
+
+    def _topic_of(self, name: str) -> Topic:
+        return self._topics[name]
 
     async def seek_to_end(self) -> None:
         """Skip history: for consumers that only care about what happens from now on."""

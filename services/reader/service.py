@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 GROUP = "readers"
 EXTENTS_TTL = 600.0
+CHECK_WAVE_EVERY = 16  # chunks published between two checks that the task's wave is still going
+
+
+class WaveOver(Exception):
+    """The task's chunk topic was deleted: its backup failed or was cancelled, nobody needs the rest."""
 
 
 class Reader:
@@ -45,12 +50,32 @@ class Reader:
 
     async def on_task(self, task: ReadTask, where: Message) -> None:
         started = time.monotonic()
+        if task.chunk_topic not in await self._bus.topics():
+            # The snapshotter deletes a wave's topic once the wave is stored or the backup is over: this task
+            # is a late redelivery or belongs to a failed backup, and nobody waits for its result.
+            log.info("task %s: skipped, its backup wave is over (topic %s is gone)", task.task_id, task.chunk_topic)
+            return
+        try:
+            await self._read(task, started)
+        except* WaveOver:  # raised by one of the task's parallel chunks
+            log.info("task %s: abandoned, its backup wave ended meanwhile (topic %s is gone)", task.task_id,
+                     task.chunk_topic)
+
+    async def _read(self, task: ReadTask, started: float) -> None:
         log.info("task %s: reading disk %s [%d, %d)", task.task_id, task.disk_id, task.offset, task.offset + task.length)
         client = ImageioClient(self._session, task.transfer_url, task.proxy_url)
         extents = await self._extents_for(client, task)
 
+        published = 0
+
         async def publish_chunk(chunk: ChunkData) -> None:
-            await self._bus.publish(CHUNKS, chunk, key=chunk.digest)
+            nonlocal published
+            # Now and then: is anybody still waiting? (A broker that creates topics on produce would
+            # otherwise bring a deleted wave topic back.)
+            if published and published % CHECK_WAVE_EVERY == 0 and task.chunk_topic not in await self._bus.topics():
+                raise WaveOver(task.chunk_topic)
+            await self._bus.publish(CHUNKS, chunk, key=chunk.digest, member=task.chunk_topic)
+            published += 1
 
         result = await read_task(task, client, extents, self._index, publish_chunk)
         await self._bus.publish(READ_RESULTS, result, key=task.backup_id)

@@ -14,6 +14,7 @@ import logging
 import os
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 
 from olvm_backup import catalog
@@ -24,7 +25,7 @@ from olvm_backup.engine import cbt
 from olvm_backup.engine.vms import find_vm, vm_disks, vm_ovf
 from olvm_backup.errors import BackupError
 from olvm_backup.format.manifest import DiskRecord, Location, Manifest
-from olvm_backup.format.planning import task_ranges
+from olvm_backup.format.planning import group_waves, task_ranges
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
 from schemas import BackupEvent, BackupRequest, ReadTask, TaskResult
@@ -34,6 +35,7 @@ from .chain import DiskPlan, build_map, choose_checkpoint, plan_disk, select_dis
 from .hooks import run_hook
 from .journal import Journal, JournalEntry
 from .tracker import Tracker
+from .waves import ChunkTopics
 
 log = logging.getLogger(__name__)
 
@@ -154,21 +156,19 @@ class BackupJob:
     async def _read_disks(self, plans: list[DiskPlan], engine_backup: str, transfers: contextlib.AsyncExitStack,
                           journal: Journal) -> dict[str, list[TaskResult]]:
         ctx, pipeline = self.ctx, self.ctx.settings.pipeline
-        tasks: list[ReadTask] = []
+        # Entered before the transfers, so left after them: on failure readers lose their transfer first
+        # and stop, then the topics go (a reader still publishing would bring one back on Tansu).
+        topics = await transfers.enter_async_context(ChunkTopics(ctx.settings.kafka, self.backup_id))
+        ranges: list[tuple[DiskPlan, cbt.TransferInfo, int, int, int]] = []
         for plan in plans:
             transfer = await cbt.open_transfer(ctx.engine, plan.disk.disk_id, engine_backup)
             journal.entry.transfers.append(transfer.transfer_id)
             transfers.push_async_callback(self._cancel_if_open, journal, transfer.transfer_id)
             await journal.save()
             for n, (offset, length) in enumerate(task_ranges(plan.disk.size, pipeline.task_size)):
-                tasks.append(ReadTask(
-                    backup_id=self.backup_id, task_id=f"{self.backup_id}/{plan.disk.disk_id}/{n}",
-                    disk_id=plan.disk.disk_id, transfer_url=transfer.transfer_url, proxy_url=transfer.proxy_url,
-                    incremental=plan.incremental, offset=offset, length=length, chunk_size=pipeline.chunk_size))
-        self.bytes_total = sum(t.length for t in tasks)
-        ctx.tracker.expect(self.backup_id, {t.task_id for t in tasks})
-        for task in tasks:
-            await ctx.bus.publish(READ_TASKS, task, key=task.task_id)  # keyed by task: spread over partitions
+                ranges.append((plan, transfer, n, offset, length))
+        self.bytes_total = sum(r[4] for r in ranges)
+        ctx.tracker.expect(self.backup_id, {self._task_id(plan, n) for plan, _, n, _, _ in ranges})
         done = {"bytes": 0}
 
         async def progress(result: TaskResult, finished: int, total: int) -> None:
@@ -178,11 +178,36 @@ class BackupJob:
                                                                "bytes_read": result.bytes_read,
                                                                "bytes_new": result.bytes_new})
 
-        results = await ctx.tracker.wait(self.backup_id, stall_timeout=pipeline.stall_timeout, progress=progress)
+        async def finish(wave: tuple[str, set[str]]) -> None:
+            topic, task_ids = wave
+            await ctx.tracker.wait(self.backup_id, task_ids, stall_timeout=pipeline.stall_timeout, progress=progress)
+            await topics.close(topic)
+
+        # Waves bound the chunks the broker holds: the next wave is published once an earlier one is stored.
+        in_flight: deque[tuple[str, set[str]]] = deque()
+        for w, members in enumerate(group_waves([r[4] for r in ranges], pipeline.wave_bytes)):
+            if len(in_flight) >= max(1, pipeline.waves_in_flight):
+                await finish(in_flight.popleft())
+            topic = await topics.open(w)
+            task_ids = set()
+            for plan, transfer, n, offset, length in (ranges[i] for i in members):
+                task = ReadTask(
+                    backup_id=self.backup_id, task_id=self._task_id(plan, n), disk_id=plan.disk.disk_id,
+                    transfer_url=transfer.transfer_url, proxy_url=transfer.proxy_url,
+                    incremental=plan.incremental, offset=offset, length=length,
+                    chunk_size=pipeline.chunk_size, chunk_topic=topic)
+                await ctx.bus.publish(READ_TASKS, task, key=task.task_id)  # keyed by task: spread over partitions
+                task_ids.add(task.task_id)
+            in_flight.append((topic, task_ids))
+        while in_flight:
+            await finish(in_flight.popleft())
         by_disk: dict[str, list[TaskResult]] = {p.disk.disk_id: [] for p in plans}
-        for result in results.values():
+        for result in ctx.tracker.results(self.backup_id).values():
             by_disk[result.disk_id].append(result)
         return by_disk
+
+    def _task_id(self, plan: DiskPlan, n: int) -> str:
+        return f"{self.backup_id}/{plan.disk.disk_id}/{n}"
 
     async def _cancel_if_open(self, journal: Journal, transfer_id: str) -> None:
         if transfer_id in journal.entry.transfers:

@@ -46,6 +46,11 @@ class Journal:
         await self._store.delete(self.key)
 
 
+async def running_backups(store: ObjectStore) -> list[str]:
+    """Backups some snapshotter is running now (or was, when it was killed): the ones with a journal."""
+    return [info.key[len(PREFIX):].removesuffix(".json") async for info in store.list(PREFIX)]
+
+
 async def clean_leftovers(store: ObjectStore, engine: Engine) -> list[JournalEntry]:
     """Close everything earlier snapshotters left open; returns what was cleaned."""
     cleaned = []

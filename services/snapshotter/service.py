@@ -6,6 +6,7 @@ an earlier, killed snapshotter left open on the engine.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -21,13 +22,15 @@ from schemas import BackupEvent, BackupRequest
 from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, PACKS, READ_RESULTS
 
 from .job import BackupJob, Context
-from .journal import clean_leftovers
+from .journal import clean_leftovers, running_backups
 from .tracker import Tracker
+from .waves import sweep
 
 log = logging.getLogger(__name__)
 
 GROUP = "snapshotter"
 MAX_JOB_MS = 24 * 3600 * 1000  # a backup runs inside the poll loop: allow it a day before the group gives up
+SWEEP_EVERY = 30.0
 
 
 async def main(settings: Settings) -> None:
@@ -48,7 +51,20 @@ async def main(settings: Settings) -> None:
 
             async def on_request(request: BackupRequest, where: Message) -> None:
                 await BackupJob(ctx, request).run()
+                await sweep(settings.kafka, bus, await running_backups(store))
 
-            async with Consumer(settings.kafka, bus, [BACKUP_REQUESTS], GROUP, client_id=name, max_batch=1,
-                                max_poll_interval_ms=MAX_JOB_MS) as consumer:
-                await consumer.run(on_request)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(sweep_chunk_topics(settings, bus, store))
+                async with Consumer(settings.kafka, bus, [BACKUP_REQUESTS], GROUP, client_id=name, max_batch=1,
+                                    max_poll_interval_ms=MAX_JOB_MS) as consumer:
+                    await consumer.run(on_request)
+
+
+async def sweep_chunk_topics(settings: Settings, bus, store) -> None:
+    """Now and every SWEEP_EVERY seconds: chunk topics of backups that are over go (see waves.sweep)."""
+    while True:
+        try:
+            await sweep(settings.kafka, bus, await running_backups(store))
+        except Exception as e:  # the broker or the store is away for a moment: try again next round
+            log.warning("could not sweep chunk topics: %s", e)
+        await asyncio.sleep(SWEEP_EVERY)

@@ -20,6 +20,7 @@ class _Job:
     expected: set[str]
     results: dict[str, TaskResult] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    reported: set[str] = field(default_factory=set)
     last_progress: float = field(default_factory=time.monotonic)
 
 
@@ -47,28 +48,31 @@ class Tracker:
         for job in self._jobs.values():
             job.changed.set()
 
-    def _missing_chunks(self, job: _Job) -> int:
-        return sum(1 for r in job.results.values() for _, _, d in r.chunks if d not in self._index)
+    def _missing_chunks(self, job: _Job, tasks: set[str]) -> int:
+        return sum(1 for t in tasks if t in job.results for _, _, d in job.results[t].chunks if d not in self._index)
 
-    async def wait(self, backup_id: str, *, stall_timeout: float,
-                   progress: Callable[[TaskResult, int, int], Awaitable[None]]) -> dict[str, TaskResult]:
-        """Until every task has a result and every chunk they name is durable; fails when nothing moves."""
+    def results(self, backup_id: str) -> dict[str, TaskResult]:
+        return dict(self._jobs[backup_id].results)
+
+    async def wait(self, backup_id: str, tasks: set[str], *, stall_timeout: float,
+                   progress: Callable[[TaskResult, int, int], Awaitable[None]]) -> None:
+        """Until each of `tasks` has a result and every chunk they name is durable; fails when nothing moves.
+        `progress` is called once per result of the backup, whichever wait sees it first."""
         job = self._jobs[backup_id]
-        reported: set[str] = set()
         while True:
-            for task_id in list(job.results.keys() - reported):
-                reported.add(task_id)
-                await progress(job.results[task_id], len(reported), len(job.expected))
-            if job.results.keys() >= job.expected and self._missing_chunks(job) == 0:
-                return dict(job.results)
+            for task_id in list(job.results.keys() - job.reported):
+                job.reported.add(task_id)
+                await progress(job.results[task_id], len(job.reported), len(job.expected))
+            if job.results.keys() >= tasks and self._missing_chunks(job, tasks) == 0:
+                return
             job.changed.clear()
             idle = time.monotonic() - job.last_progress
             if idle > stall_timeout:
-                waiting = len(job.expected - job.results.keys())
+                waiting = len(tasks - job.results.keys())
                 raise ReadersStalled(
                     f"no progress for {stall_timeout:.0f}s: {waiting} task(s) without a result, "
-                    f"{self._missing_chunks(job)} chunk(s) not yet in a stored pack (are readers and writers up?)",
-                    backup_id=backup_id)
+                    f"{self._missing_chunks(job, tasks)} chunk(s) not yet in a stored pack "
+                    "(are readers and writers up?)", backup_id=backup_id)
             try:
                 await asyncio.wait_for(job.changed.wait(), timeout=min(5.0, stall_timeout - idle + 0.1))
             except asyncio.TimeoutError:

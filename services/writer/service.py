@@ -1,8 +1,10 @@
 """Writer: chunks in, pack objects (S3 multipart) and pack records out. A consumer group: run 1..N.
 
-Kafka offsets are committed only after the pack holding the chunks is sealed
-and announced, so a writer killed mid-pack loses nothing: another writer
-re-reads those chunks (storing a chunk twice is harmless).
+Chunks arrive on the chunk topics of running backup waves; the writers share
+them through leases (olvm_backup/kafka/leased.py). Kafka offsets are committed
+only after the pack holding the chunks is sealed and announced, so a writer
+killed mid-pack loses nothing: another writer re-reads those chunks (storing a
+chunk twice is harmless).
 """
 from __future__ import annotations
 
@@ -12,11 +14,11 @@ import socket
 import time
 
 from olvm_backup.config import Settings
-from olvm_backup.kafka import Bus, Consumer, Message
+from olvm_backup.kafka import Bus, LeasedConsumer, Message
 from olvm_backup.objectstore import open_store
 from olvm_backup.packs import PackBuilder
 from schemas import ChunkData, PackStored
-from schemas.topics import CHUNKS, PACKS
+from schemas.topics import CHUNKS, PACKS, WRITER_LEASES
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ MAX_PACK_AGE = 10.0      # seconds a pack may stay open while chunks trickle in
 
 
 class Writer:
-    def __init__(self, bus: Bus, consumer: Consumer, packs: PackBuilder, name: str) -> None:
+    def __init__(self, bus: Bus, consumer: LeasedConsumer, packs: PackBuilder, name: str) -> None:
         self._bus = bus
         self._consumer = consumer
         self._packs = packs
@@ -60,7 +62,7 @@ class Writer:
 async def main(settings: Settings) -> None:
     name = f"writer@{socket.gethostname()}:{os.getpid()}"
     async with open_store(settings.s3) as store, Bus(settings.kafka, client_id=name) as bus:
-        consumer = Consumer(settings.kafka, bus, [CHUNKS], GROUP, client_id=name, max_batch=64)
+        consumer = LeasedConsumer(settings.kafka, bus, CHUNKS, WRITER_LEASES, GROUP, client_id=name, max_batch=64)
         packs = PackBuilder(store)
         writer = Writer(bus, consumer, packs, name)
         try:

@@ -57,7 +57,7 @@ def test_newer_minor_version_with_extra_fields_is_read():
 
 def test_record_on_wrong_topic_is_refused():
     task = ReadTask(backup_id="b", task_id="t", disk_id="d", transfer_url="https://h/images/t", incremental=False,
-                    offset=0, length=1, chunk_size=1)
+                    offset=0, length=1, chunk_size=1, chunk_topic="chunks.b.0")
     with pytest.raises(DecodeError, match="does not belong on this topic"):
         decode(encode(task), (BackupRequest,))
 

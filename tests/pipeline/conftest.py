@@ -63,6 +63,18 @@ class Pipeline:
         for name in list(self.processes):
             self.stop(name)
 
+    def chunk_topics(self, settle: float = 0.0) -> list[str]:
+        """Chunk topics still on the broker (waiting up to `settle` seconds for them to go)."""
+        from olvm_backup.kafka.admin import list_topics
+        from schemas.topics import CHUNKS
+        deadline = time.monotonic() + settle
+        while True:
+            left = [t for t in asyncio.run(list_topics(self.settings.kafka))
+                    if CHUNKS.is_member(self.settings.kafka.topic_prefix, t)]
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(1.0)
+
     def cli(self, *args: str, timeout: float = 600):
         import subprocess
         return subprocess.run([sys.executable, "-m", "olvm_backup.cli.main", *args], env=self.env,
@@ -107,7 +119,9 @@ def admin(sim):
 @pytest.fixture
 def pipeline(broker, moto_endpoint, sim, tmp_path) -> Pipeline:
     """The four services against the simulator, with a fresh topic prefix and bucket."""
-    settings = pipeline_settings(broker, moto_endpoint, sim, tmp_path / "data", task_size=64 * MIB)
+    # Small tasks and waves: a 1 GiB disk makes several of each, two waves in flight.
+    settings = pipeline_settings(broker, moto_endpoint, sim, tmp_path / "data", task_size=64 * MIB,
+                                 wave_bytes=128 * MIB, waves_in_flight=2)
     prepare_topics(settings)
     p = Pipeline(settings, tmp_path)
     for name in ("snapshotter", "reader", "writer", "restorer"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -85,6 +86,10 @@ def test_full_then_incremental_then_dedup(pipeline, admin, engine_view, tmp_path
     assert sum(d["bytes_read"] for d in full2["disks"]) >= 100 * MIB
     assert sum(d["bytes_new"] for d in full2["disks"]) <= MIB
     assert engine_view.leftovers() == []
+    # Chunks went through one topic per wave, each deleted once stored: the broker keeps none of them.
+    waves = set(re.findall(r"deleted topics (\S+)", (pipeline.logs / "snapshotter.log").read_text()))
+    assert len(waves) >= 3 * 3, f"expected several waves per backup, saw {sorted(waves)}"
+    assert pipeline.chunk_topics() == []
 
 
 def test_hot_added_disk_is_backed_up_full(pipeline, admin, engine_view, tmp_path):
@@ -167,6 +172,9 @@ def test_failures_and_cancellation_leave_the_engine_clean(pipeline, admin, engin
     pipeline.processes.pop("snapshotter")
     pipeline.start("snapshotter", "snapshotter")
     assert engine_view.leftovers(settle=60) == []
+    # The stopped and the killed backup's chunk topics: deleted when it stopped, or by the next snapshotter
+    # (which also sweeps away one that a reader, still publishing, brought back on a create-on-produce broker).
+    assert pipeline.chunk_topics(settle=60) == [], "the chunk topics of stopped backups were not deleted"
     proc.kill()
     proc.communicate()
 

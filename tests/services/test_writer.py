@@ -11,7 +11,7 @@ import time
 from olvm_backup.chunkindex import ChunkIndex
 from olvm_backup.config import to_environ
 from olvm_backup.format.chunks import compress, decompress, digest
-from olvm_backup.kafka import Bus, ensure_topics
+from olvm_backup.kafka import Bus, create_topic, delete_topics, ensure_topics
 from olvm_backup.kafka.follow import Follower
 from olvm_backup.objectstore import open_store
 from olvm_backup.stack.processes import ManagedProcess
@@ -32,12 +32,16 @@ def make_chunks(count: int, seed: int) -> dict[str, bytes]:
     return out
 
 
-async def publish(settings, chunks: dict[str, bytes]) -> None:
+async def publish(settings, chunks: dict[str, bytes], wave: str = "0") -> str:
+    """Into a wave's chunk topic, created as the snapshotter does; returns the topic."""
+    topic = CHUNKS.member(settings.kafka.topic_prefix, "b", wave)
+    await create_topic(settings.kafka, CHUNKS, topic)
     async with Bus(settings.kafka, client_id="test") as bus:
         for d, raw in chunks.items():
             codec, stored = compress(raw)
             await bus.publish(CHUNKS, ChunkData(backup_id="b", task_id="t", digest=d, raw_size=len(raw),
-                                                codec=codec, data=stored), key=d)
+                                                codec=codec, data=stored), key=d, member=topic)
+    return topic
 
 
 async def wait_index(index: ChunkIndex, digests, timeout=60.0) -> None:
@@ -89,3 +93,33 @@ async def test_writer_killed_mid_pack_loses_nothing(settings, tmp_path):
         with writer_process(settings, tmp_path, 2):
             await wait_index(seen, second, timeout=90)
     await check_restorable(settings, {**first, **second})
+
+
+def pack_writers(index_records) -> set[str]:
+    return {r.writer for r in index_records}
+
+
+async def test_two_writers_share_the_waves_of_new_chunk_topics(settings, tmp_path):
+    """Chunk topics come and go with backup waves: writers started before a topic exists pick it up
+    without a rebalance, split its partitions between them, and a deleted topic is simply dropped."""
+    await ensure_topics(settings.kafka)
+    records = []
+    seen = ChunkIndex()
+
+    def on_pack(record):
+        records.append(record)
+        seen.add_record(record)
+
+    async with Follower(settings.kafka, PACKS, on_pack, client_id="test-packs"):
+        with writer_process(settings, tmp_path, 1) as w1, writer_process(settings, tmp_path, 2) as w2:
+            await asyncio.sleep(8)  # both in the group: the lease topic's partitions are split
+            waves = [make_chunks(24, seed=10 + n) for n in range(3)]
+            for n, chunks in enumerate(waves):
+                started = time.monotonic()
+                topic = await publish(settings, chunks, wave=str(n))
+                await wait_index(seen, chunks, timeout=30)
+                print(f"wave {n}: stored {time.monotonic() - started:.2f}s after its topic was created")
+                await delete_topics(settings.kafka, [topic])
+            assert w1.running() and w2.running(), w1.tail() + w2.tail()
+    assert len(pack_writers(records)) == 2, f"one writer did all the work: {pack_writers(records)}"
+    await check_restorable(settings, {d: raw for chunks in waves for d, raw in chunks.items()})

@@ -1,0 +1,109 @@
+"""Consuming a family of short-lived topics (one chunk topic per backup wave) as a group, without rebalances.
+
+Tansu frees a topic's bytes only when the topic is deleted, so chunks travel in
+topics that live for one wave of one backup. A group subscription that picks up
+each new topic would cost a rebalance per topic (5-9 s on Tansu), so instead
+the group subscribes once, to the fixed lease topic: holding partition p of it
+means consuming partition p of every topic of the family. Members list the
+topics every REFRESH seconds and assign those partitions to a second consumer,
+assigned by hand, whose offsets are committed under `<group>.offsets`.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import TopicPartition
+
+from schemas import Topic
+
+from ..config import KafkaSettings
+from .bus import Bus
+from .consumer import RecordLoop, kafka_consumer, start_consumer
+
+REFRESH = 0.5  # seconds between looks for new or deleted topics of the family
+
+
+class LeasedConsumer(RecordLoop):
+    def __init__(self, kafka: KafkaSettings, bus: Bus, family: Topic, leases: Topic, group: str, *,
+                 client_id: str, handler_attempts: int = 3, max_batch: int = 16,
+                 fetch_max_bytes: int = 16 * 1024 * 1024, session_timeout_ms: int = 10_000) -> None:
+        super().__init__(bus, group, handler_attempts=handler_attempts, max_batch=max_batch)
+        self._prefix = kafka.topic_prefix
+        self._family = family
+        self._leases = kafka_consumer(
+            kafka, leases.full_name(kafka.topic_prefix), group=group, client_id=client_id + "/leases",
+            fetch_max_bytes=1 << 20, session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(1000, session_timeout_ms // 4))
+        self._data = kafka_consumer(kafka, group=group + ".offsets", client_id=client_id,
+                                    fetch_max_bytes=fetch_max_bytes)
+        self._positions: dict[TopicPartition, int] = {}  # next offset of partitions held since the last assign
+        self._refreshed = 0.0
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            await start_consumer(self._data, "connect to Kafka")
+            try:
+                await start_consumer(self._leases, "join consumer group " + self._group)
+            except BaseException:
+                await self._data.stop()
+                raise
+            self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            try:
+                await self._leases.stop()
+            finally:
+                await self._data.stop()
+
+    async def __aenter__(self) -> "LeasedConsumer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list]:
+        await self._leases.getmany(timeout_ms=0)  # nothing arrives there: this keeps the membership alive
+        if time.monotonic() - self._refreshed >= REFRESH:
+            await self._reassign()
+        wait_ms = min(timeout_ms, int(REFRESH * 1000))
+        if not self._data.assignment():
+            await asyncio.sleep(wait_ms / 1000)
+            return {}
+        batches = await self._data.getmany(timeout_ms=wait_ms, max_records=max_records)
+        for tp, messages in batches.items():
+            if messages:
+                self._positions[tp] = messages[-1].offset + 1
+        return batches
+
+    async def _reassign(self) -> None:
+        self._refreshed = time.monotonic()
+        names = {n for n in await self._data.topics() if self._family.is_member(self._prefix, n)}
+        leased = {tp.partition for tp in self._leases.assignment()}
+        wanted = {TopicPartition(n, p) for n in names for p in leased}
+        current = self._data.assignment()
+        if wanted == current:
+            return
+        # assign() forgets every position; partitions held all along go on where they were instead of
+        # re-reading from the last commit (which would put their chunks twice into the open pack).
+        kept = {tp: off for tp, off in self._positions.items() if tp in current and tp in wanted}
+        self._data.assign(list(wanted))
+        for tp, offset in kept.items():
+            self._data.seek(tp, offset)
+        self._positions = kept
+
+    def _owned(self) -> set[TopicPartition]:
+        return set(self._data.assignment())
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        await self._data.commit(offsets)
+
+    def _topic_of(self, name: str) -> Topic:
+        return self._family
+
+    def leased_partitions(self) -> set[int]:
+        return {tp.partition for tp in self._leases.assignment()}
