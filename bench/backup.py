@@ -22,7 +22,7 @@ from pathlib import Path
 
 from site_setup import DISK, DISK_SIZE, MIB, VM, Restic, Site, human, plain_download, say
 
-CHANGED = DISK_SIZE // 100  # 1% of the disk, in 1 MiB writes spread over it
+CHANGED = DISK_SIZE // 100 // MIB * MIB  # 1% of the disk (40 MiB of 4 GiB), in 1 MiB writes spread over it
 
 
 def main() -> int:

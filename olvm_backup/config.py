@@ -55,8 +55,8 @@ class EngineSettings:
 class PipelineSettings:
     chunk_size: int = setting(1 << 20, "OLVM_CHUNK_SIZE", "bytes per chunk (aligned, fixed): the dedup unit")
     task_size: int = setting(128 << 20, "OLVM_TASK_SIZE", "bytes of disk per read task: the unit readers share and redo")
-    wave_bytes: int = setting(256 << 20, "OLVM_WAVE_BYTES",
-                              "bytes of disk per wave: a wave's chunks share one Kafka topic, deleted once stored")
+    wave_bytes: int = setting(128 << 20, "OLVM_WAVE_BYTES",
+                              "bytes of data to read per wave: a wave's chunks share one Kafka topic, deleted once stored")
     waves_in_flight: int = setting(3, "OLVM_WAVES_IN_FLIGHT",
                                    "waves read at once: with wave_bytes, bounds what the broker holds")
     stall_timeout: float = setting(300.0, "OLVM_STALL_TIMEOUT", "seconds a backup may go without any progress")

@@ -27,11 +27,12 @@ def task_ranges(size: int, task_size: int = DEFAULT_TASK_SIZE) -> list[tuple[int
     return [(o, min(task_size, size - o)) for o in range(0, size, task_size)]
 
 
-def group_waves(lengths: list[int], wave_bytes: int) -> list[list[int]]:
-    """Consecutive task indexes grouped into waves of about wave_bytes of disk each (at least one task)."""
+def group_waves(sizes: list[int], wave_bytes: int) -> list[list[int]]:
+    """Consecutive task indexes grouped into waves of about wave_bytes each (at least one task per wave;
+    tasks of size 0 join the wave at hand)."""
     waves: list[list[int]] = []
     size = wave_bytes
-    for i, length in enumerate(lengths):
+    for i, length in enumerate(sizes):
         if size >= wave_bytes:
             waves.append([])
             size = 0
@@ -69,6 +70,11 @@ def chunk_ranges(extents: Iterable[Extent], chunk_size: int = DEFAULT_CHUNK_SIZE
             stop = min(boundary, e.end)
             yield pos, stop - pos
             pos = stop
+
+
+def data_bytes(extents: Iterable[Extent], start: int, end: int) -> int:
+    """Bytes of [start, end) that hold data (what a reader will read there)."""
+    return sum(e.length for e in clip_extents(extents, start, end) if e.data)
 
 
 def zero_ranges(extents: Iterable[Extent]) -> list[tuple[int, int]]:

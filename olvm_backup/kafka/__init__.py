@@ -1,7 +1,11 @@
 """Kafka plumbing shared by every service: the bus (producer), the consumer loop, topic admin."""
-from .bus import Bus
-from .consumer import Consumer, Message
-from .admin import create_topic, delete_topics, ensure_topics
-from .leased import LeasedConsumer
+from . import no_auto_create
+
+no_auto_create.install()
+
+from .bus import Bus  # noqa: E402  (after the patch: nothing may create topics by asking about them)
+from .consumer import Consumer, Message  # noqa: E402
+from .admin import create_topic, delete_topics, ensure_topics  # noqa: E402
+from .leased import LeasedConsumer  # noqa: E402
 
 __all__ = ["Bus", "Consumer", "LeasedConsumer", "Message", "create_topic", "delete_topics", "ensure_topics"]

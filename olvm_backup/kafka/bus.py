@@ -5,12 +5,12 @@ import logging
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from schemas import Record, Topic, encode
 
 from ..config import KafkaSettings
-from ..errors import RetriableError
+from ..errors import BackupError, RetriableError
 from ..retry import retry
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,12 @@ class PublishError(RetriableError):
     template = "cannot publish to {topic}: {reason}"
 
 
+class TopicGone(BackupError):
+    """The topic does not exist (any more): a wave topic deleted because its wave or backup is over."""
+
+    template = "topic {topic} does not exist"
+
+
 class Bus:
     """One producer per process. `publish` returns once the broker acknowledged the record (acks=all)."""
 
@@ -29,6 +35,7 @@ class Bus:
         self._kafka = kafka
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
+        self._used: set[str] = set()  # topics published to: the producer keeps their metadata fresh
 
     async def start(self) -> "Bus":
         if self._producer is None:
@@ -75,12 +82,22 @@ class Bus:
             raise RuntimeError("Bus not started")
         return set((await self._producer.client.fetch_all_metadata()).topics())
 
+    def forget(self, topic_name: str) -> None:
+        """Stop tracking a topic we are done with (a wave's chunk topic, deleted soon): the producer would
+        otherwise ask for its metadata, and log its absence, for as long as the process lives."""
+        self._used.discard(topic_name)
+        if self._producer is not None:
+            self._producer.client.set_topics(self._used)
+
     async def publish_raw(self, topic_name: str, value: bytes | None, key: str | bytes | None = None) -> None:
         """Send bytes as they are: for dead letters and for tests that need a malformed record."""
         if self._producer is None:
             raise RuntimeError("Bus not started")
         key_bytes = key.encode() if isinstance(key, str) else key
+        self._used.add(topic_name)
         try:
             await self._producer.send_and_wait(topic_name, value=value, key=key_bytes)
+        except UnknownTopicOrPartitionError:
+            raise TopicGone("", topic=topic_name) from None
         except KafkaError as e:
             raise PublishError(str(e) or type(e).__name__, topic=topic_name) from e

@@ -21,7 +21,7 @@ from ..config import KafkaSettings
 from .bus import Bus
 from .consumer import RecordLoop, kafka_consumer, start_consumer
 
-REFRESH = 0.5  # seconds between looks for new or deleted topics of the family
+REFRESH = 0.25  # seconds between looks for new or deleted topics of the family
 
 
 class LeasedConsumer(RecordLoop):

@@ -15,6 +15,7 @@ from olvm_backup.config import Settings
 from olvm_backup.format.planning import Extent
 from olvm_backup.imageio import ImageioClient, new_session
 from olvm_backup.kafka import Bus, Consumer, Message
+from olvm_backup.kafka.bus import TopicGone
 from olvm_backup.kafka.follow import Follower
 from olvm_backup.objectstore import open_store
 from schemas import ChunkData, ReadTask
@@ -26,11 +27,6 @@ log = logging.getLogger(__name__)
 
 GROUP = "readers"
 EXTENTS_TTL = 600.0
-CHECK_WAVE_EVERY = 16  # chunks published between two checks that the task's wave is still going
-
-
-class WaveOver(Exception):
-    """The task's chunk topic was deleted: its backup failed or was cancelled, nobody needs the rest."""
 
 
 class Reader:
@@ -57,25 +53,19 @@ class Reader:
             return
         try:
             await self._read(task, started)
-        except* WaveOver:  # raised by one of the task's parallel chunks
+        except* TopicGone:  # raised by one of the task's parallel chunks
             log.info("task %s: abandoned, its backup wave ended meanwhile (topic %s is gone)", task.task_id,
                      task.chunk_topic)
+        finally:
+            self._bus.forget(task.chunk_topic)
 
     async def _read(self, task: ReadTask, started: float) -> None:
         log.info("task %s: reading disk %s [%d, %d)", task.task_id, task.disk_id, task.offset, task.offset + task.length)
         client = ImageioClient(self._session, task.transfer_url, task.proxy_url)
         extents = await self._extents_for(client, task)
 
-        published = 0
-
         async def publish_chunk(chunk: ChunkData) -> None:
-            nonlocal published
-            # Now and then: is anybody still waiting? (A broker that creates topics on produce would
-            # otherwise bring a deleted wave topic back.)
-            if published and published % CHECK_WAVE_EVERY == 0 and task.chunk_topic not in await self._bus.topics():
-                raise WaveOver(task.chunk_topic)
             await self._bus.publish(CHUNKS, chunk, key=chunk.digest, member=task.chunk_topic)
-            published += 1
 
         result = await read_task(task, client, extents, self._index, publish_chunk)
         await self._bus.publish(READ_RESULTS, result, key=task.backup_id)

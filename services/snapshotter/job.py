@@ -25,7 +25,8 @@ from olvm_backup.engine import cbt
 from olvm_backup.engine.vms import find_vm, vm_disks, vm_ovf
 from olvm_backup.errors import BackupError
 from olvm_backup.format.manifest import DiskRecord, Location, Manifest
-from olvm_backup.format.planning import group_waves, task_ranges
+from olvm_backup.format.planning import Extent, data_bytes, group_waves, task_ranges
+from olvm_backup.imageio import ImageioClient, new_session
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
 from schemas import BackupEvent, BackupRequest, ReadTask, TaskResult
@@ -160,13 +161,16 @@ class BackupJob:
         # and stop, then the topics go (a reader still publishing would bring one back on Tansu).
         topics = await transfers.enter_async_context(ChunkTopics(ctx.settings.kafka, self.backup_id))
         ranges: list[tuple[DiskPlan, cbt.TransferInfo, int, int, int]] = []
+        to_read: list[int] = []  # per task: bytes of data (full) or dirty data (incremental) in its range
         for plan in plans:
             transfer = await cbt.open_transfer(ctx.engine, plan.disk.disk_id, engine_backup)
             journal.entry.transfers.append(transfer.transfer_id)
             transfers.push_async_callback(self._cancel_if_open, journal, transfer.transfer_id)
             await journal.save()
+            extents = await self._data_extents(transfer, plan.incremental)
             for n, (offset, length) in enumerate(task_ranges(plan.disk.size, pipeline.task_size)):
                 ranges.append((plan, transfer, n, offset, length))
+                to_read.append(data_bytes(extents, offset, offset + length))
         self.bytes_total = sum(r[4] for r in ranges)
         ctx.tracker.expect(self.backup_id, {self._task_id(plan, n) for plan, _, n, _, _ in ranges})
         done = {"bytes": 0}
@@ -185,7 +189,8 @@ class BackupJob:
 
         # Waves bound the chunks the broker holds: the next wave is published once an earlier one is stored.
         in_flight: deque[tuple[str, set[str]]] = deque()
-        for w, members in enumerate(group_waves([r[4] for r in ranges], pipeline.wave_bytes)):
+        # Waves are cut by data to read, not disk size: an incremental's few dirty megabytes make one wave.
+        for w, members in enumerate(group_waves(to_read, pipeline.wave_bytes)):
             if len(in_flight) >= max(1, pipeline.waves_in_flight):
                 await finish(in_flight.popleft())
             topic = await topics.open(w)
@@ -205,6 +210,11 @@ class BackupJob:
         for result in ctx.tracker.results(self.backup_id).values():
             by_disk[result.disk_id].append(result)
         return by_disk
+
+    async def _data_extents(self, transfer: cbt.TransferInfo, incremental: bool) -> list[Extent]:
+        engine = self.ctx.settings.engine
+        async with new_session(engine.ca_file, engine.insecure, limit=2) as session:
+            return await ImageioClient(session, transfer.transfer_url, transfer.proxy_url).data_extents(incremental)
 
     def _task_id(self, plan: DiskPlan, n: int) -> str:
         return f"{self.backup_id}/{plan.disk.disk_id}/{n}"

@@ -23,7 +23,7 @@ from schemas.topics import CHUNKS, PACKS, WRITER_LEASES
 log = logging.getLogger(__name__)
 
 GROUP = "writers"
-FLUSH_AFTER_IDLE = 0.5   # seconds without a new chunk before a partial pack is sealed
+FLUSH_AFTER_IDLE = 0.2   # seconds without a new chunk before a partial pack is sealed (ends a wave quickly)
 MAX_PACK_AGE = 10.0      # seconds a pack may stay open while chunks trickle in
 
 
@@ -68,7 +68,7 @@ async def main(settings: Settings) -> None:
         try:
             async with consumer:
                 await consumer.run(lambda chunk, where: writer.on_chunk(chunk, where), commit_each=False,
-                                   after_batch=writer.after_batch, poll_ms=200)
+                                   after_batch=writer.after_batch, poll_ms=100)
         finally:
             # Chunks of an unsealed pack were not committed: they will be redelivered.
             await packs.abort()

@@ -119,9 +119,9 @@ def admin(sim):
 @pytest.fixture
 def pipeline(broker, moto_endpoint, sim, tmp_path) -> Pipeline:
     """The four services against the simulator, with a fresh topic prefix and bucket."""
-    # Small tasks and waves: a 1 GiB disk makes several of each, two waves in flight.
+    # Small tasks and waves: app1's 1 GiB disk (132 MiB of data) makes several of each, two waves in flight.
     settings = pipeline_settings(broker, moto_endpoint, sim, tmp_path / "data", task_size=64 * MIB,
-                                 wave_bytes=128 * MIB, waves_in_flight=2)
+                                 wave_bytes=32 * MIB, waves_in_flight=2)
     prepare_topics(settings)
     p = Pipeline(settings, tmp_path)
     for name in ("snapshotter", "reader", "writer", "restorer"):

@@ -88,7 +88,7 @@ def test_full_then_incremental_then_dedup(pipeline, admin, engine_view, tmp_path
     assert engine_view.leftovers() == []
     # Chunks went through one topic per wave, each deleted once stored: the broker keeps none of them.
     waves = set(re.findall(r"deleted topics (\S+)", (pipeline.logs / "snapshotter.log").read_text()))
-    assert len(waves) >= 3 * 3, f"expected several waves per backup, saw {sorted(waves)}"
+    assert len(waves) >= 6, f"expected several waves per full backup, saw {sorted(waves)}"
     assert pipeline.chunk_topics() == []
 
 
