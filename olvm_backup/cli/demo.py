@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..config import EngineSettings, Settings
 from ..engine import Engine
+from ..kafka.admin import list_topics
 from ..errors import BackupError
 from ..objectstore import open_store
 from ..secret import Secret
@@ -29,6 +30,7 @@ from .. import catalog
 from ..verify import verify
 from .jobs import request_backup, request_restore
 from .progress import duration, human
+from schemas.topics import CHUNKS
 
 VM = "web1"
 RESTORED = "web1-restored"
@@ -142,7 +144,8 @@ class Demo:
         if not await self.restore(incremental):
             return False
         compared = self.compare(at_incremental)
-        return await self.engine_clean() and compared
+        engine_clean = await self.engine_clean()
+        return await self.broker_clean() and engine_clean and compared
 
     async def engine_clean(self) -> bool:
         """What an admin checks after a job: no open transfer, no running backup, no locked disk."""
@@ -160,6 +163,12 @@ class Demo:
             left = await engine.call(lambda: scan(engine.system), what="list transfers, disks and backups")
         return self.record("engine left clean", not left, "; ".join(left) or
                            "no open transfer, no running backup, no locked disk")
+
+    async def broker_clean(self) -> bool:
+        """Chunks travel in per-wave topics, deleted once stored: none may be left to hold broker memory."""
+        prefix = self.settings.kafka.topic_prefix
+        left = [t for t in await list_topics(self.settings.kafka) if CHUNKS.is_member(prefix, t)]
+        return self.record("broker left clean", not left, ", ".join(left) or "no chunk topic left on the broker")
 
     def report(self, started: float) -> None:
         print(f"\nolvm-backup demo: {sum(s.ok for s in self.steps)}/{len(self.steps)} steps ok "
