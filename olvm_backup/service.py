@@ -39,18 +39,24 @@ async def _run(name: str, main: ServiceMain, settings: Settings) -> None:
         log.info("%s stopped", name)
 
 
-def _few_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives each thread that allocates its own arena; with hashing and compression in worker threads that
-    keeps freed chunk buffers around per thread. Two arenas bound the resident size (no-op off glibc)."""
+def _bounded_malloc(arenas: int = 2, mmap_threshold: int | None = None) -> None:
+    """glibc gives each thread that allocates its own arena: two bound what freed buffers keep resident.
+    After the first large free glibc also raises its mmap threshold (up to 32 MiB), so megabyte buffers then
+    come from the heaps and stay resident, fragmented; a fixed `mmap_threshold` maps and unmaps them instead,
+    at the price of page faults (the restorer, measured: 308 -> 262 MiB peak, ~1 s slower on 4 GiB).
+    No-op off glibc."""
     try:
         import ctypes
-        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, arenas)  # M_ARENA_MAX
+        if mmap_threshold:
+            libc.mallopt(-3, mmap_threshold)  # M_MMAP_THRESHOLD (setting it also stops the dynamic raise)
     except (OSError, AttributeError):
         pass
 
 
-def run_service(name: str, main: ServiceMain) -> None:
-    _few_malloc_arenas()
+def run_service(name: str, main: ServiceMain, *, mmap_threshold: int | None = None) -> None:
+    _bounded_malloc(mmap_threshold=mmap_threshold)
     try:
         settings = load_settings()
     except BackupError as e:

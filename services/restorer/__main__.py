@@ -2,4 +2,5 @@ from olvm_backup.service import run_service
 
 from .service import main
 
-run_service("restorer", main)
+# Restores hold windows of megabyte chunks: map large buffers so freed ones leave the resident set.
+run_service("restorer", main, mmap_threshold=256 * 1024)

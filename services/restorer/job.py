@@ -24,6 +24,7 @@ from olvm_backup.errors import BackupError
 from olvm_backup.format.manifest import DiskRecord, Manifest
 from olvm_backup.format.ovf import without_disks
 from olvm_backup.imageio import ImageioClient
+from olvm_backup.imageio_writer import ThreadedWriter
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
 from schemas import RestoreEvent, RestoreRequest
@@ -147,7 +148,12 @@ class RestoreJob:
         transfer = await cbt.open_transfer(self.engine, disk_id, None, direction="upload")
         try:
             client = ImageioClient(self.session, transfer.transfer_url, transfer.proxy_url)
-            sent = await upload_disk(manifest, disk, fetcher, client, self._progress)
+            writer = ThreadedWriter(transfer.transfer_url, transfer.proxy_url, self.settings.engine.ca_file,
+                                    self.settings.engine.insecure)
+            try:
+                sent = await upload_disk(manifest, disk, fetcher, client, writer, self._progress)
+            finally:
+                writer.close()
             await cbt.finalize_transfer(self.engine, transfer.transfer_id)
         except BaseException:
             await asyncio.shield(cbt.cancel_transfer(self.engine, transfer.transfer_id))

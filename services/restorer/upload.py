@@ -10,12 +10,12 @@ from olvm_backup.errors import BackupError
 from olvm_backup.format.diskmap import Segment
 from olvm_backup.format.manifest import DiskRecord, Manifest
 from olvm_backup.imageio import ImageioClient
+from olvm_backup.imageio_writer import ThreadedWriter
 
 MIB = 1024 * 1024
 WINDOW = 32 * MIB      # disk bytes planned and fetched per round
-PREFETCH = 3           # rounds fetched ahead: PREFETCH + 1 windows in memory at most
+PREFETCH = 2           # rounds fetched ahead: PREFETCH + 1 windows in memory at most
 MAX_PUT = 8 * MIB      # contiguous data sent per request
-PARALLEL_PUTS = 4      # requests in flight to imageio, as its own client does
 
 
 class RestoreDataError(BackupError):
@@ -39,8 +39,9 @@ def put_runs(plan: list[tuple[int, int, Segment | None]], max_put: int = MAX_PUT
 
 
 async def upload_disk(manifest: Manifest, disk: DiskRecord, fetcher: ChunkFetcher, client: ImageioClient,
-                      progress: Callable[[int], Awaitable[None]]) -> int:
-    """`progress(n)` after each window with the data bytes it sent. Returns the data bytes sent. Fails loudly, naming disk and offset, on a missing or corrupt chunk."""
+                      writer: ThreadedWriter, progress: Callable[[int], Awaitable[None]]) -> int:
+    """`progress(n)` after each window with the data bytes sent since the last call. Returns the data bytes
+    sent. Fails loudly, naming disk and offset, on a missing or corrupt chunk."""
 
     async def fetch(start: int):
         plan = disk.map.read_plan(start, min(disk.size, start + WINDOW))
@@ -53,54 +54,54 @@ async def upload_disk(manifest: Manifest, disk: DiskRecord, fetcher: ChunkFetche
             wanted[seg.digest] = manifest.chunks[seg.digest]
         return plan, await fetcher.fetch(wanted)
 
-    sent = 0
-    starts = list(range(0, disk.size, WINDOW))
-    # Windows are fetched from the store PREFETCH rounds ahead of the one going to imageio.
-    ahead: collections.deque[asyncio.Future] = collections.deque(
-        asyncio.ensure_future(fetch(start)) for start in starts[:PREFETCH])
-    queued = len(ahead)
-    try:
-        while ahead:
-            plan, chunks = await ahead.popleft()
-            if queued < len(starts):
-                ahead.append(asyncio.ensure_future(fetch(starts[queued])))
-                queued += 1
-            window_sent = await _send_window(disk, plan, chunks, client)
-            sent += window_sent
-            await progress(window_sent)
-        await client.flush()
-    finally:
-        for future in ahead:
-            future.cancel()
-        await asyncio.gather(*ahead, return_exceptions=True)
-    return sent
-
-
-async def _send_window(disk: DiskRecord, plan, chunks: dict, client: ImageioClient) -> int:
-    """PUT a window's data runs, PARALLEL_PUTS at a time; the first failure stops the window and is raised."""
-    limit = asyncio.Semaphore(PARALLEL_PUTS)
-    sent = 0
+    sent = reported = 0
+    slots = writer.slots  # bounds the joined request bodies in memory, across windows
 
     async def put(offset: int, data: bytes) -> None:
         nonlocal sent
         try:
-            await client.write(offset, data)
+            await writer.write(offset, data)
             sent += len(data)
         finally:
-            limit.release()
+            slots.release()
 
+    starts = list(range(0, disk.size, WINDOW))
+    # Windows are fetched from the store PREFETCH rounds ahead; PUTs stream on across windows, no barrier.
+    ahead: collections.deque[asyncio.Future] = collections.deque(
+        asyncio.ensure_future(fetch(start)) for start in starts[:PREFETCH])
+    queued = len(ahead)
     try:
         async with asyncio.TaskGroup() as group:
-            for run in put_runs(plan):
-                parts = []
-                for seg in run:
-                    chunk = chunks[seg.digest]
-                    if isinstance(chunk, BaseException):
-                        raise RestoreDataError(str(chunk), disk=disk.name, offset=seg.offset)
-                    parts.append(chunk[seg.skip:seg.skip + seg.length])
-                await limit.acquire()  # bounds the joined requests in memory
-                group.create_task(put(run[0].offset, b"".join(parts)))
+            while ahead:
+                plan, chunks = await ahead.popleft()
+                if queued < len(starts):
+                    ahead.append(asyncio.ensure_future(fetch(starts[queued])))
+                    queued += 1
+                for run in put_runs(plan):
+                    body = _request_body(disk, run, chunks)
+                    await slots.acquire()
+                    group.create_task(put(run[0].offset, body))
+                del plan, chunks
+                if sent > reported:
+                    await progress(sent - reported)
+                    reported = sent
     except BaseExceptionGroup as group_error:  # report the first real failure, as a sequential loop would
         raise next((e for e in group_error.exceptions if not isinstance(e, asyncio.CancelledError)),
                    group_error) from None
+    finally:
+        for future in ahead:
+            future.cancel()
+        await asyncio.gather(*ahead, return_exceptions=True)
+    await progress(sent - reported)
+    await client.flush()
     return sent
+
+
+def _request_body(disk: DiskRecord, run: list[Segment], chunks: dict) -> bytes:
+    parts = []
+    for seg in run:
+        chunk = chunks[seg.digest]
+        if isinstance(chunk, BaseException):
+            raise RestoreDataError(str(chunk), disk=disk.name, offset=seg.offset)
+        parts.append(memoryview(chunk)[seg.skip:seg.skip + seg.length])
+    return b"".join(parts)
