@@ -52,11 +52,20 @@ def say(text: str) -> None:
     print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
-def peak_rss(pid: int) -> int:
-    """VmHWM of a live process, in bytes (0 if it is gone)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss(pid: int, field: str = "VmHWM") -> int:
+    """VmHWM (peak) or VmRSS (now) of a live process, in bytes (0 if it is gone)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -173,6 +182,15 @@ class Site:
         out = {p.name: peak_rss(p.pid) for p in self.stack.infra}
         out |= {s.name: peak_rss(s.process.pid) for s in self.stack.services}
         return out
+
+    def service_cpu(self) -> dict[str, float]:
+        """CPU seconds (user + system) used so far by every process the stack runs."""
+        out = {p.name: cpu_seconds(p.pid) for p in self.stack.infra}
+        out |= {s.name: cpu_seconds(s.process.pid) for s in self.stack.services}
+        return out
+
+    def broker_rss_now(self) -> int:
+        return next(peak_rss(p.pid, "VmRSS") for p in self.stack.infra if p.name == "broker")
 
     # -- the engine, as a plain script would use it ------------------------------------------------------
     def connect(self) -> sdk.Connection:
