@@ -71,8 +71,10 @@ def main() -> int:
             image.unlink()
 
             say("olvm-backup: restore of the disk as a new VM")
+            cpu_before = site.service_cpu()
             restore_s, _ = site.cli("restore", point["backup_id"], "--name", "bench1-restored", "--disk", DISK,
                                     "--wait")
+            cpu = {name: used - cpu_before.get(name, 0.0) for name, used in site.service_cpu().items()}
             rss = site.service_rss()
             restored_ok = site.checksum("bench1-restored", DISK) == source
         ratio = restore_s / upload_s
@@ -82,6 +84,8 @@ def main() -> int:
         print(f"  ratio {ratio:.2f}x (target <= {TARGET}x): {'met' if ratio <= TARGET else 'MISSED'}")
         print(f"  restored disk equals the source: {'yes' if restored_ok else 'NO'}")
         print(f"  restorer peak RSS {human(rss.get('restorer-1', 0))}")
+        print("  CPU seconds used during the restore: " + ", ".join(
+            f"{name} {used:.1f}" for name, used in sorted(cpu.items(), key=lambda kv: -kv[1]) if used >= 0.05))
         return 0 if restored_ok else 1
     finally:
         if not args.keep:

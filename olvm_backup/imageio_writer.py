@@ -47,11 +47,12 @@ class ThreadedWriter:
             self._all.append(conn)
             return conn
 
-    def _put(self, offset: int, data: bytes | memoryview) -> None:
+    def _put(self, offset: int, parts: list[memoryview], length: int) -> None:
         conn = self._connection()
         try:
-            conn.request("PUT", self._path + "?flush=n", body=data, headers={
-                "Content-Range": f"bytes {offset}-{offset + len(data) - 1}/*", "Content-Length": str(len(data))})
+            # An iterable body is sent part by part: contiguous chunks go out without being joined first.
+            conn.request("PUT", self._path + "?flush=n", body=iter(parts), headers={
+                "Content-Range": f"bytes {offset}-{offset + length - 1}/*", "Content-Length": str(length)})
             resp = conn.getresponse()
             body = resp.read()
         except (OSError, http.client.HTTPException) as e:
@@ -68,9 +69,12 @@ class ThreadedWriter:
                       url=self.url)
         self._idle.put(conn)
 
-    async def write(self, offset: int, data: bytes | memoryview) -> None:
-        await retry(lambda: asyncio.to_thread(self._put, offset, data), what="imageio PUT", attempts=4, deadline=60)
-        self.bytes_written += len(data)
+    async def write(self, offset: int, parts: list[memoryview]) -> None:
+        """PUT the concatenation of `parts` at `offset`."""
+        length = sum(len(p) for p in parts)
+        await retry(lambda: asyncio.to_thread(self._put, offset, parts, length), what="imageio PUT", attempts=4,
+                    deadline=60)
+        self.bytes_written += length
 
     def close(self) -> None:
         for conn in self._all:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
+import time
 from typing import Awaitable, Callable
 
 from olvm_backup.chunkfetch import ChunkFetcher
@@ -11,6 +13,8 @@ from olvm_backup.format.diskmap import Segment
 from olvm_backup.format.manifest import DiskRecord, Manifest
 from olvm_backup.imageio import ImageioClient
 from olvm_backup.imageio_writer import ThreadedWriter
+
+log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 WINDOW = 32 * MIB      # disk bytes planned and fetched per round
@@ -55,13 +59,13 @@ async def upload_disk(manifest: Manifest, disk: DiskRecord, fetcher: ChunkFetche
         return plan, await fetcher.fetch(wanted)
 
     sent = reported = 0
-    slots = writer.slots  # bounds the joined request bodies in memory, across windows
+    slots = writer.slots  # bounds the requests in flight (and the chunks they hold), across windows
 
-    async def put(offset: int, data: bytes) -> None:
+    async def put(offset: int, parts: list[memoryview]) -> None:
         nonlocal sent
         try:
-            await writer.write(offset, data)
-            sent += len(data)
+            await writer.write(offset, parts)
+            sent += sum(len(p) for p in parts)
         finally:
             slots.release()
 
@@ -70,16 +74,21 @@ async def upload_disk(manifest: Manifest, disk: DiskRecord, fetcher: ChunkFetche
     ahead: collections.deque[asyncio.Future] = collections.deque(
         asyncio.ensure_future(fetch(start)) for start in starts[:PREFETCH])
     queued = len(ahead)
+    waited = {"store": 0.0, "imageio": 0.0}  # where the time goes: logged at the end
     try:
         async with asyncio.TaskGroup() as group:
             while ahead:
+                t0 = time.monotonic()
                 plan, chunks = await ahead.popleft()
+                waited["store"] += time.monotonic() - t0
                 if queued < len(starts):
                     ahead.append(asyncio.ensure_future(fetch(starts[queued])))
                     queued += 1
                 for run in put_runs(plan):
-                    body = _request_body(disk, run, chunks)
+                    body = _request_parts(disk, run, chunks)
+                    t0 = time.monotonic()
                     await slots.acquire()
+                    waited["imageio"] += time.monotonic() - t0
                     group.create_task(put(run[0].offset, body))
                 del plan, chunks
                 if sent > reported:
@@ -94,14 +103,17 @@ async def upload_disk(manifest: Manifest, disk: DiskRecord, fetcher: ChunkFetche
         await asyncio.gather(*ahead, return_exceptions=True)
     await progress(sent - reported)
     await client.flush()
+    log.info("disk %s: %d data bytes sent; waited %.1fs for chunks from the store, %.1fs for imageio", disk.name,
+             sent, waited["store"], waited["imageio"])
     return sent
 
 
-def _request_body(disk: DiskRecord, run: list[Segment], chunks: dict) -> bytes:
+def _request_parts(disk: DiskRecord, run: list[Segment], chunks: dict) -> list[memoryview]:
+    """The verified chunk slices one PUT sends, in order; a chunk that failed to load fails here, loudly."""
     parts = []
     for seg in run:
         chunk = chunks[seg.digest]
         if isinstance(chunk, BaseException):
             raise RestoreDataError(str(chunk), disk=disk.name, offset=seg.offset)
         parts.append(memoryview(chunk)[seg.skip:seg.skip + seg.length])
-    return b"".join(parts)
+    return parts

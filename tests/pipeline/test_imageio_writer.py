@@ -1,0 +1,93 @@
+"""The restorer's threaded imageio writer against the simulator's real imageio daemons: the data lands where it
+was sent, the proxy takes over when the host cannot be reached, and a PUT imageio refuses is a clear error."""
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import urllib.parse
+
+import ovirtsdk4 as sdk
+import ovirtsdk4.types as types
+import pytest
+from ovirt_imageio import client
+
+from olvm_backup.imageio import ImageioError
+from olvm_backup.imageio_writer import ThreadedWriter
+from tests.sim.conftest import create_transfer, finalize_transfer, wait_disk_ok
+
+MIB = 1024 * 1024
+SIZE = 16 * MIB
+
+
+@pytest.fixture
+def connection(sim):
+    c = sim.connection
+    conn = sdk.Connection(url=c["url"], username=c["username"], password=c["password"], ca_file=c["ca_file"])
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def upload(connection):
+    """A new 16 MiB raw disk with an upload transfer open on it; finalized by the test (or cancelled)."""
+    disks = connection.system_service().disks_service()
+    disk = disks.add(types.Disk(name=f"writer-{random.randrange(1 << 30)}", format=types.DiskFormat.RAW,
+                                provisioned_size=SIZE, sparse=True, storage_domains=[types.StorageDomain(name="data1")]))
+    wait_disk_ok(connection, disk.id)
+    transfer = create_transfer(connection, disk=types.Disk(id=disk.id), direction=types.ImageTransferDirection.UPLOAD)
+    yield disk, transfer
+    svc = connection.system_service().image_transfers_service().image_transfer_service(transfer.id)
+    if svc.get().phase == types.ImageTransferPhase.TRANSFERRING:
+        svc.cancel()
+    wait_disk_ok(connection, disk.id)
+    disks.disk_service(disk.id).remove()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def download(connection, sim, disk_id: str, path) -> bytes:
+    t = create_transfer(connection, disk=types.Disk(id=disk_id), direction=types.ImageTransferDirection.DOWNLOAD)
+    client.download(t.transfer_url, str(path), sim.connection["ca_file"], fmt="raw", proxy_url=t.proxy_url)
+    finalize_transfer(connection, t)
+    wait_disk_ok(connection, disk_id)
+    return path.read_bytes()
+
+
+def test_parts_land_where_sent_through_the_proxy_when_the_host_is_down(sim, connection, upload, tmp_path):
+    disk, transfer = upload
+    host_down = urllib.parse.urlsplit(transfer.transfer_url)._replace(netloc=f"127.0.0.1:{closed_port()}").geturl()
+    writer = ThreadedWriter(host_down, transfer.proxy_url, sim.connection["ca_file"], insecure=False)
+    rnd = random.Random(7)
+    a, b, c = rnd.randbytes(MIB), rnd.randbytes(512 * 1024), rnd.randbytes(3 * MIB)
+
+    async def write() -> None:
+        await writer.write(0, [memoryview(a), memoryview(b)])        # two chunks, one request
+        await writer.write(10 * MIB, [memoryview(c)[MIB:]])         # a slice of a chunk
+    try:
+        asyncio.run(write())
+    finally:
+        writer.close()
+    assert writer.url == transfer.proxy_url, "the writer should have moved to the proxy"
+    assert writer.bytes_written == len(a) + len(b) + 2 * MIB
+    finalize_transfer(connection, transfer)
+
+    image = download(connection, sim, disk.id, tmp_path / "back.raw")
+    expected = bytearray(SIZE)
+    expected[0:len(a) + len(b)] = a + b
+    expected[10 * MIB:12 * MIB] = c[MIB:]
+    assert image == bytes(expected)
+
+
+def test_a_refused_put_is_a_clear_error(sim, connection, upload):
+    disk, transfer = upload
+    writer = ThreadedWriter(transfer.transfer_url, transfer.proxy_url, sim.connection["ca_file"], insecure=False)
+    try:
+        with pytest.raises(ImageioError, match=r"PUT at 16777216 answered 4\d\d"):
+            asyncio.run(writer.write(SIZE, [memoryview(b"x" * 4096)]))  # past the end of the disk
+    finally:
+        writer.close()
