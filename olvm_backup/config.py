@@ -30,6 +30,8 @@ class KafkaSettings:
     topic_prefix: str = setting("", "OLVM_KAFKA_TOPIC_PREFIX", "prefix for every topic name (several installs on one cluster)")
     replication_factor: int = setting(1, "OLVM_KAFKA_REPLICATION", "replication factor of the topics we create")
     partitions: int = setting(4, "OLVM_KAFKA_PARTITIONS", "partitions of the work topics (the readers' parallelism limit)")
+    fetch_wait_ms: int = setting(100, "OLVM_KAFKA_FETCH_WAIT_MS",
+                                 "longest a fetch waits at the broker for records: part of every hop's latency")
 
 
 @dataclass(frozen=True)

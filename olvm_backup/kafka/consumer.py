@@ -142,6 +142,7 @@ def kafka_consumer(kafka: KafkaSettings, *topics: str, group: str, client_id: st
     return AIOKafkaConsumer(
         *topics, bootstrap_servers=kafka.bootstrap_servers, group_id=group, client_id=client_id,
         enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_bytes=fetch_max_bytes,
+        fetch_max_wait_ms=kafka.fetch_wait_ms,
         max_partition_fetch_bytes=min(fetch_max_bytes, 16 * 1024 * 1024), **options)
 
 

@@ -25,7 +25,7 @@ class Follower:
         self._handler = handler
         self._consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, client_id=client_id,
                                           enable_auto_commit=False, group_id=None,
-                                          fetch_max_bytes=8 * 1024 * 1024)
+                                          fetch_max_bytes=8 * 1024 * 1024, fetch_max_wait_ms=kafka.fetch_wait_ms)
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
