@@ -34,7 +34,7 @@ from schemas.topics import BACKUP_EVENTS, READ_TASKS
 
 from .chain import DiskPlan, build_map, choose_checkpoint, plan_disk, select_disks
 from .hooks import run_hook
-from .journal import Journal, JournalEntry
+from .journal import Journal, JournalEntry, process_name
 from .tracker import Tracker
 from .waves import ChunkTopics
 
@@ -113,12 +113,15 @@ class BackupJob:
             await self.event("progress", f"incremental not possible, backing up full: {full_reason}")
 
         journal = Journal(ctx.store, JournalEntry(self.backup_id, vm.vm_id, request.request_id,
-                                                  engine_backup=self.backup_id))
+                                                  engine_backup=self.backup_id, owner=process_name()))
         await journal.save()  # before the engine backup exists: a crash from here on is cleaned up
+        heartbeat = asyncio.create_task(journal.keep_alive(), name=f"journal {self.backup_id}")
         try:
             manifest = await self._with_engine_backup(vm, disks, excluded, previous, from_checkpoint, full_reason,
                                                       journal)
         finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
             self.ctx.tracker.forget(self.backup_id)
         await journal.close()
         return manifest

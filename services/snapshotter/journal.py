@@ -1,13 +1,21 @@
 """What a running backup holds open on the engine, kept in object storage.
 
-A snapshotter killed mid-backup leaves its journal behind; the next one to
-start reads it and closes what it names: cancels the transfers, finalizes the
-engine backup. Nothing stays locked on the engine because a process died.
+A snapshotter killed mid-backup leaves its journal behind; a snapshotter that
+starts, and every running one from time to time, closes what an abandoned
+journal names: cancels the transfers, finalizes the engine backup. Nothing
+stays locked on the engine because a process died. A journal is abandoned
+when its owner is a dead process on this host, or when its owner has not
+refreshed it for STALE_AFTER seconds (a running backup refreshes it every
+HEARTBEAT): several snapshotters can share a bucket without closing each
+other's backups.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -18,6 +26,8 @@ from olvm_backup.objectstore import ObjectStore
 log = logging.getLogger(__name__)
 
 PREFIX = "jobs/"
+HEARTBEAT = 10.0     # seconds between refreshes of a running backup's journal
+STALE_AFTER = 60.0   # a journal not refreshed for this long belongs to a snapshotter that is gone
 
 
 @dataclass
@@ -28,6 +38,26 @@ class JournalEntry:
     engine_backup: str | None = None
     transfers: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    owner: str = ""          # host:pid of the snapshotter running it
+    alive_at: float = 0.0    # when its owner last saved it
+
+
+def process_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def abandoned(entry: JournalEntry, now: float) -> bool:
+    host, _, pid = entry.owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True  # its snapshotter died on this host: no need to wait for it to go stale
+        except PermissionError:
+            pass
+    return now - entry.alive_at > STALE_AFTER
 
 
 class Journal:
@@ -40,7 +70,17 @@ class Journal:
         return f"{PREFIX}{self.entry.backup_id}.json"
 
     async def save(self) -> None:
+        self.entry.alive_at = time.time()
         await self._store.put(self.key, json.dumps(asdict(self.entry)).encode())
+
+    async def keep_alive(self) -> None:
+        """Refresh the journal until cancelled, so that other snapshotters know its backup still runs."""
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            try:
+                await self.save()
+            except Exception as e:  # the store is away for a moment: the next beat tries again
+                log.warning("could not refresh the journal of backup %s: %s", self.entry.backup_id, e)
 
     async def close(self) -> None:
         await self._store.delete(self.key)
@@ -52,11 +92,14 @@ async def running_backups(store: ObjectStore) -> list[str]:
 
 
 async def clean_leftovers(store: ObjectStore, engine: Engine) -> list[JournalEntry]:
-    """Close everything earlier snapshotters left open; returns what was cleaned."""
+    """Close everything abandoned journals name; returns what was cleaned."""
     cleaned = []
     async for info in store.list(PREFIX):
         entry = JournalEntry(**json.loads(await store.get(info.key)))
-        log.warning("cleaning up after interrupted backup %s of VM %s", entry.backup_id, entry.vm_id)
+        if not abandoned(entry, time.time()):
+            continue  # a backup another snapshotter (or this one) is running
+        log.warning("cleaning up after interrupted backup %s of VM %s (owner %s)", entry.backup_id, entry.vm_id,
+                    entry.owner or "unknown")
         for transfer_id in entry.transfers:
             await cancel_transfer(engine, transfer_id)
         if entry.engine_backup:

@@ -1,8 +1,9 @@
 """Snapshotter wiring: backup requests in, engine backups, read tasks and manifests out.
 
 It runs one backup at a time per process (run several for parallel VMs: the
-requests topic is partitioned by VM). Before taking requests it closes what
-an earlier, killed snapshotter left open on the engine.
+requests topic is partitioned by VM). Before taking requests, and every
+SWEEP_EVERY seconds after, it closes what abandoned backups (of a killed
+snapshotter, here or on another host; see journal.py) left open on the engine.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 GROUP = "snapshotter"
 MAX_JOB_MS = 24 * 3600 * 1000  # a backup runs inside the poll loop: allow it a day before the group gives up
-SWEEP_EVERY = 30.0
+SWEEP_EVERY = 30.0  # seconds between two looks for abandoned backups and stale chunk topics
 
 
 async def main(settings: Settings) -> None:
@@ -42,11 +43,7 @@ async def main(settings: Settings) -> None:
         async with Follower(settings.kafka, PACKS, tracker.on_pack, client_id=name + "/packs"), \
                 Follower(settings.kafka, READ_RESULTS, tracker.on_result, client_id=name + "/results"):
             await index.load(store)
-            for entry in await clean_leftovers(store, engine):
-                await bus.publish(BACKUP_EVENTS, BackupEvent(
-                    request_id=entry.request_id, backup_id=entry.backup_id, vm=entry.vm_id, kind="failed",
-                    message="interrupted (snapshotter stopped); its transfers and engine backup were closed",
-                    at=time.time()), key=entry.request_id)
+            await recover(settings, store, engine, bus)
             ctx = Context(settings, engine, store, bus, tracker, index)
 
             async def on_request(request: BackupRequest, where: Message) -> None:
@@ -54,17 +51,27 @@ async def main(settings: Settings) -> None:
                 await sweep(settings.kafka, bus, await running_backups(store))
 
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(sweep_chunk_topics(settings, bus, store))
+                tasks.create_task(keep_recovering(settings, store, engine, bus))
                 async with Consumer(settings.kafka, bus, [BACKUP_REQUESTS], GROUP, client_id=name, max_batch=1,
                                     max_poll_interval_ms=MAX_JOB_MS) as consumer:
                     await consumer.run(on_request)
 
 
-async def sweep_chunk_topics(settings: Settings, bus, store) -> None:
-    """Now and every SWEEP_EVERY seconds: chunk topics of backups that are over go (see waves.sweep)."""
+async def recover(settings: Settings, store, engine: Engine, bus: Bus) -> None:
+    """Close what abandoned backups left on the engine, report them failed, and free their chunk topics."""
+    for entry in await clean_leftovers(store, engine):
+        await bus.publish(BACKUP_EVENTS, BackupEvent(
+            request_id=entry.request_id, backup_id=entry.backup_id, vm=entry.vm_id, kind="failed",
+            message="interrupted (snapshotter stopped); its transfers and engine backup were closed",
+            at=time.time()), key=entry.request_id)
+    await sweep(settings.kafka, bus, await running_backups(store))
+
+
+async def keep_recovering(settings: Settings, store, engine: Engine, bus: Bus) -> None:
+    """Every SWEEP_EVERY seconds: another snapshotter may have died, or a late reader re-created a topic."""
     while True:
-        try:
-            await sweep(settings.kafka, bus, await running_backups(store))
-        except Exception as e:  # the broker or the store is away for a moment: try again next round
-            log.warning("could not sweep chunk topics: %s", e)
         await asyncio.sleep(SWEEP_EVERY)
+        try:
+            await recover(settings, store, engine, bus)
+        except Exception as e:  # the engine, broker or store is away for a moment: try again next round
+            log.warning("could not clean up after abandoned backups: %s", e)

@@ -184,3 +184,16 @@ def _wait_for_log(path, text: str, after: int = 1, timeout: float = 120) -> None
     while (path.read_text() if path.exists() else "").count(text) < after:
         assert time.monotonic() < deadline, f"{path.name} never logged {text!r}"
         time.sleep(0.05)
+
+
+def test_a_second_snapshotter_leaves_a_running_backup_alone(pipeline, engine_view):
+    """Snapshotters close abandoned backups when they start: a backup another live one runs is not abandoned."""
+    seen = (pipeline.logs / "reader.log").read_text().count("reading disk")
+    proc = subprocess.Popen([sys.executable, "-m", "olvm_backup.cli.main", "backup", "big1", "--wait"],
+                            env=pipeline.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_log(pipeline.logs / "reader.log", "reading disk", after=seen + 1)
+    pipeline.start("snapshotter2", "snapshotter")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, f"the running backup was disturbed:\n{out}\n{err}"
+    assert "cleaning up after interrupted backup" not in (pipeline.logs / "snapshotter2.log").read_text()
+    assert engine_view.leftovers() == []
