@@ -22,18 +22,19 @@ async def _admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
     return admin
 
 
+def _new_topic(kafka: KafkaSettings, topic: Topic, name: str) -> NewTopic:
+    return NewTopic(name=name, num_partitions=kafka.partitions if topic.work else 1,
+                    replication_factor=kafka.replication_factor,
+                    topic_configs={"retention.ms": str(topic.retention_ms)})
+
+
 async def ensure_topics(kafka: KafkaSettings, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]:
     """Create missing topics; returns the names created. Existing topics are left as they are."""
     admin = await _admin(kafka)
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(
-                name=t.full_name(kafka.topic_prefix),
-                num_partitions=kafka.partitions if t.work else 1,
-                replication_factor=kafka.replication_factor,
-                topic_configs={"retention.ms": str(t.retention_ms)},
-            )
+            _new_topic(kafka, t, t.full_name(kafka.topic_prefix))
             for t in topics
             if not t.family and t.full_name(kafka.topic_prefix) not in existing
         ]
@@ -52,9 +53,7 @@ async def create_topic(kafka: KafkaSettings, topic: Topic, name: str) -> None:
     """Create one member of a family topic (a wave's chunk topic), partitioned like the work topics."""
     admin = await _admin(kafka)
     try:
-        await admin.create_topics([NewTopic(name=name, num_partitions=kafka.partitions,
-                                            replication_factor=kafka.replication_factor,
-                                            topic_configs={"retention.ms": str(topic.retention_ms)})])
+        await admin.create_topics([_new_topic(kafka, topic, name)])
     except TopicAlreadyExistsError:
         pass  # a retried call: the first one made it
     finally:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Sequence
+from typing import Awaitable, Callable, Self, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -69,6 +69,16 @@ class RecordLoop:
 
     async def start(self) -> None:
         raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
     async def run(self, handler: Handler, *, commit_each: bool = True,
                   after_batch: Callable[[bool], Awaitable[None]] | None = None, poll_ms: int = 1000) -> None:
@@ -136,7 +146,7 @@ class RecordLoop:
                     attempts=10, deadline=120)
 
 
-def kafka_consumer(kafka: KafkaSettings, *topics: str, group: str, client_id: str, fetch_max_bytes: int,
+def kafka_consumer(kafka: KafkaSettings, *topics: str, group: str | None, client_id: str, fetch_max_bytes: int,
                    **options) -> AIOKafkaConsumer:
     """An aiokafka consumer as every service configures it: manual commits, from the earliest record."""
     return AIOKafkaConsumer(
@@ -185,13 +195,6 @@ class Consumer(RecordLoop):
         if self._started:
             self._started = False
             await self._consumer.stop()
-
-    async def __aenter__(self) -> "Consumer":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def _poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list]:
         return await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)

@@ -5,12 +5,13 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from schemas import Record, Topic, decode
 
 from ..config import KafkaSettings
 from ..errors import DecodeError
+from .consumer import kafka_consumer
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +24,7 @@ class Follower:
         self._topic = topic
         self._name = topic.full_name(kafka.topic_prefix)
         self._handler = handler
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, client_id=client_id,
-                                          enable_auto_commit=False, group_id=None,
-                                          fetch_max_bytes=8 * 1024 * 1024, fetch_max_wait_ms=kafka.fetch_wait_ms)
+        self._consumer = kafka_consumer(kafka, group=None, client_id=client_id, fetch_max_bytes=8 * 1024 * 1024)
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:

@@ -59,13 +59,6 @@ class LeasedConsumer(RecordLoop):
             finally:
                 await self._data.stop()
 
-    async def __aenter__(self) -> "LeasedConsumer":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
     async def _poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list]:
         await self._leases.getmany(timeout_ms=0)  # nothing arrives there: this keeps the membership alive
         if time.monotonic() - self._refreshed >= REFRESH:
@@ -104,6 +97,3 @@ class LeasedConsumer(RecordLoop):
 
     def _topic_of(self, name: str) -> Topic:
         return self._family
-
-    def leased_partitions(self) -> set[int]:
-        return {tp.partition for tp in self._leases.assignment()}

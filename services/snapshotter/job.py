@@ -160,8 +160,8 @@ class BackupJob:
     async def _read_disks(self, plans: list[DiskPlan], engine_backup: str, transfers: contextlib.AsyncExitStack,
                           journal: Journal) -> dict[str, list[TaskResult]]:
         ctx, pipeline = self.ctx, self.ctx.settings.pipeline
-        # Entered before the transfers, so left after them: on failure readers lose their transfer first
-        # and stop, then the topics go (a reader still publishing would bring one back on Tansu).
+        # Entered before the transfers, so left after them: on failure readers lose their transfer first and
+        # stop reading, then the topics go (a reader still publishing then gets TopicGone and gives up).
         topics = await transfers.enter_async_context(ChunkTopics(ctx.settings.kafka, self.backup_id))
         ranges: list[tuple[DiskPlan, cbt.TransferInfo, int, int, int]] = []
         to_read: list[int] = []  # per task: bytes of data (full) or dirty data (incremental) in its range

@@ -48,7 +48,6 @@ async def main(settings: Settings) -> None:
 
             async def on_request(request: BackupRequest, where: Message) -> None:
                 await BackupJob(ctx, request).run()
-                await sweep(settings.kafka, bus, await running_backups(store))
 
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(keep_recovering(settings, store, engine, bus))
@@ -68,7 +67,7 @@ async def recover(settings: Settings, store, engine: Engine, bus: Bus) -> None:
 
 
 async def keep_recovering(settings: Settings, store, engine: Engine, bus: Bus) -> None:
-    """Every SWEEP_EVERY seconds: another snapshotter may have died, or a late reader re-created a topic."""
+    """Every SWEEP_EVERY seconds: another snapshotter may have died with backups and chunk topics open."""
     while True:
         await asyncio.sleep(SWEEP_EVERY)
         try:

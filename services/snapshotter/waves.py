@@ -54,8 +54,8 @@ def backup_of(kafka: KafkaSettings, topic: str) -> str | None:
 
 
 async def sweep(kafka: KafkaSettings, bus: Bus, running: Iterable[str]) -> list[str]:
-    """Delete the chunk topics of backups that are not running: left by a killed snapshotter, or
-    re-created by a late reader of a finished backup (a broker that creates topics on produce)."""
+    """Delete the chunk topics of backups that are not running: left by a killed snapshotter (or re-created
+    by a client of a broker that creates topics on demand; ours never ask it to, see no_auto_create.py)."""
     live = set(running)
     stale = [t for t in await bus.topics() if (b := backup_of(kafka, t)) is not None and b not in live]
     if stale:
