@@ -102,13 +102,20 @@ class RecordLoop:
                 await after_batch(not batches)
 
     async def commit_processed(self) -> None:
-        """Commit everything handled so far (offsets of revoked partitions are dropped: their records
-        go to the partition's new owner, which is harmless for idempotent side effects)."""
-        if not self._processed:
-            return
+        """Commit everything handled so far."""
+        await self.commit(self.take_processed())
+
+    def take_processed(self) -> dict[TopicPartition, int]:
+        """The offsets handled so far, to be committed later with `commit` (once their side effect is durable);
+        they are no longer this loop's to commit."""
+        taken, self._processed = self._processed, {}
+        return taken
+
+    async def commit(self, processed: dict[TopicPartition, int]) -> None:
+        """Commit offsets taken earlier. Offsets of revoked partitions are dropped: their records go to the
+        partition's new owner, which is harmless for idempotent side effects."""
         owned = self._owned()
-        offsets = {tp: off for tp, off in self._processed.items() if tp in owned}
-        self._processed.clear()
+        offsets = {tp: off for tp, off in processed.items() if tp in owned}
         if offsets:
             try:
                 await self._commit(offsets)

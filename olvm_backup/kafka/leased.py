@@ -11,9 +11,11 @@ assigned by hand, whose offsets are committed under `<group>.offsets`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
 from schemas import Topic
 
@@ -21,7 +23,11 @@ from ..config import KafkaSettings
 from .bus import Bus
 from .consumer import RecordLoop, kafka_consumer, start_consumer
 
+log = logging.getLogger(__name__)
+
 REFRESH = 0.25  # seconds between looks for new or deleted topics of the family
+COMMIT_PATIENCE = 1.0  # seconds before a commit is suspected of naming a deleted topic (it takes milliseconds)
+COMMIT_DEADLINE = 120.0  # seconds a commit may keep failing with every topic present before the loop gives up
 
 
 class LeasedConsumer(RecordLoop):
@@ -93,7 +99,22 @@ class LeasedConsumer(RecordLoop):
         return set(self._data.assignment())
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        await self._data.commit(offsets)
+        # The snapshotter deletes a wave's topic once its chunks are announced in packs, which can be just
+        # before we commit; aiokafka retries a commit naming a missing topic forever. Those offsets no longer
+        # matter (nothing will read that topic again), so they are dropped and the rest committed.
+        deadline = time.monotonic() + COMMIT_DEADLINE
+        while offsets:
+            try:
+                await asyncio.wait_for(self._data.commit(offsets), COMMIT_PATIENCE)
+                return
+            except asyncio.TimeoutError:
+                existing = await self._data.topics()
+                gone = {tp.topic for tp in offsets if tp.topic not in existing}
+                if gone:
+                    log.info("not committing offsets of deleted topics %s", ", ".join(sorted(gone)))
+                    offsets = {tp: off for tp, off in offsets.items() if tp.topic not in gone}
+                elif time.monotonic() > deadline:
+                    raise KafkaTimeoutError(f"offset commit for {self._group}.offsets still failing") from None
 
     def _topic_of(self, name: str) -> Topic:
         return self._family

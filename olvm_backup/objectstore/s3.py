@@ -35,14 +35,19 @@ def _translate(error: Exception, key: str) -> Exception:
 
 class _S3Multipart:
     """Buffers writes into parts of `part_size` and uploads each as it fills, up to PARTS_IN_FLIGHT at once, so
-    the caller goes on producing while parts travel; memory stays bounded by that many parts plus the buffer."""
+    the caller goes on producing while parts travel; memory stays bounded by that many parts plus the buffer.
+
+    The multipart upload is created when the first part fills: an object completed before that goes up with one
+    PUT, as S3 clients do below their multipart threshold (one request instead of three, and no server-side
+    reassembly of parts, which s3rver pays for by copying the whole object once more).
+    """
 
     PARTS_IN_FLIGHT = 2
 
-    def __init__(self, store: "S3Store", key: str, upload_id: str, part_size: int) -> None:
+    def __init__(self, store: "S3Store", key: str, part_size: int) -> None:
         self._store = store
         self.key = key
-        self._upload_id = upload_id
+        self._upload_id: str | None = None
         self._part_size = part_size
         self._buffer = bytearray()
         self._parts: list[dict[str, Any]] = []
@@ -59,6 +64,10 @@ class _S3Multipart:
             await self._start_part(part)
 
     async def _start_part(self, data: bytes) -> None:
+        if self._upload_id is None:
+            response = await self._store._call("create_multipart_upload", self.key, Bucket=self._store.bucket,
+                                               Key=self.key)
+            self._upload_id = response["UploadId"]
         while len(self._in_flight) >= self.PARTS_IN_FLIGHT:
             await self._wait_one()
         self._numbers += 1
@@ -78,7 +87,11 @@ class _S3Multipart:
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
     async def complete(self) -> None:
-        if self._buffer or not self._numbers:
+        if self._upload_id is None:
+            await self._store.put(self.key, bytes(self._buffer))
+            self._buffer.clear()
+            return
+        if self._buffer:
             await self._start_part(bytes(self._buffer))
             self._buffer.clear()
         while self._in_flight:
@@ -93,6 +106,9 @@ class _S3Multipart:
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
         self._in_flight.clear()
+        self._buffer.clear()
+        if self._upload_id is None:
+            return  # nothing was sent
         with contextlib.suppress(BackupError):
             await self._store._call("abort_multipart_upload", self.key, Bucket=self._store.bucket, Key=self.key,
                                     UploadId=self._upload_id)
@@ -184,8 +200,7 @@ class S3Store:
     async def multipart(self, key: str, part_size: int = MIN_PART_SIZE) -> _S3Multipart:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part size {part_size} is below S3's minimum {MIN_PART_SIZE}")
-        response = await self._call("create_multipart_upload", key, Bucket=self.bucket, Key=key)
-        return _S3Multipart(self, key, response["UploadId"], part_size)
+        return _S3Multipart(self, key, part_size)
 
 
 @contextlib.asynccontextmanager

@@ -8,6 +8,7 @@ chunk twice is harmless).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -16,7 +17,7 @@ import time
 from olvm_backup.config import Settings
 from olvm_backup.kafka import Bus, LeasedConsumer, Message
 from olvm_backup.objectstore import open_store
-from olvm_backup.packs import PackBuilder
+from olvm_backup.packs import OpenPack, PackBuilder
 from schemas import ChunkData, PackStored
 from schemas.topics import CHUNKS, PACKS, WRITER_LEASES
 
@@ -28,12 +29,17 @@ MAX_PACK_AGE = 10.0      # seconds a pack may stay open while chunks trickle in
 
 
 class Writer:
+    """Fills one pack while the previous one is sealed in the background (s3rver, for one, spends a few hundred
+    ms reassembling each 64 MiB pack). One seal at a time, so packs are announced and offsets committed in
+    order, and no offset is committed before the pack holding its chunk is durable."""
+
     def __init__(self, bus: Bus, consumer: LeasedConsumer, packs: PackBuilder, name: str) -> None:
         self._bus = bus
         self._consumer = consumer
         self._packs = packs
         self._name = name
         self._last_chunk = 0.0
+        self._sealing: asyncio.Task | None = None
 
     async def on_chunk(self, chunk: ChunkData, where: Message) -> None:
         await self._packs.add(chunk.digest, chunk.codec, chunk.raw_size, chunk.data)
@@ -43,6 +49,7 @@ class Writer:
 
     async def after_batch(self, empty: bool) -> None:
         if self._packs.empty:
+            await self._settle()  # a later offset must not be committed before an earlier pack is sealed
             await self._consumer.commit_processed()  # dead letters and nothing else: commit right away
             return
         now = time.monotonic()
@@ -50,13 +57,38 @@ class Writer:
             await self.flush()
 
     async def flush(self) -> None:
+        """Hand the open pack, with the offsets of its chunks, to a background seal."""
         if self._packs.empty:
             return
-        pack_key, entries = await self._packs.seal()
+        await self._settle()
+        offsets = self._consumer.take_processed()
+        self._sealing = asyncio.create_task(self._seal(self._packs.detach(), offsets))
+
+    async def _settle(self) -> None:
+        """Wait for the seal in flight; its failure is the writer's (its chunks were not committed: they come
+        back to whichever writer holds their partitions next)."""
+        task, self._sealing = self._sealing, None
+        if task is not None:
+            await task
+
+    async def _seal(self, pack: OpenPack, offsets: dict) -> None:
+        try:
+            pack_key, entries = await pack.seal()
+        except BaseException:
+            await pack.abort()
+            raise
         await self._bus.publish(PACKS, PackStored(pack_key=pack_key, entries=entries, writer=self._name,
                                                   at=time.time()), key=pack_key)
         log.info("sealed %s: %d chunks, %d bytes", pack_key, len(entries), sum(e[2] for e in entries))
-        await self._consumer.commit_processed()
+        await self._consumer.commit(offsets)
+
+    async def stop(self) -> None:
+        """Drop what is not sealed: a seal in flight and the open pack (their chunks will be redelivered)."""
+        task, self._sealing = self._sealing, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self._packs.abort()
 
 
 async def main(settings: Settings) -> None:
@@ -65,10 +97,9 @@ async def main(settings: Settings) -> None:
         consumer = LeasedConsumer(settings.kafka, bus, CHUNKS, WRITER_LEASES, GROUP, client_id=name, max_batch=64)
         packs = PackBuilder(store)
         writer = Writer(bus, consumer, packs, name)
-        try:
-            async with consumer:
+        async with consumer:
+            try:
                 await consumer.run(lambda chunk, where: writer.on_chunk(chunk, where), commit_each=False,
                                    after_batch=writer.after_batch, poll_ms=100)
-        finally:
-            # Chunks of an unsealed pack were not committed: they will be redelivered.
-            await packs.abort()
+            finally:
+                await writer.stop()

@@ -48,11 +48,23 @@ async def test_multipart_object_reads_back_byte_identical_by_ranges(store_settin
         assert await store.get("packs/p1") == whole
 
 
-async def test_failed_multipart_leaves_no_object(store_settings):
+async def test_object_smaller_than_a_part_goes_up_whole(store_settings):
+    """A pack sealed before its first part fills is sent with one PUT (no multipart upload is opened)."""
+    data = os.urandom(3 * MIB + 5)
+    async with open_store(store_settings) as store:
+        async with await store.multipart("packs/small", part_size=5 * MIB) as upload:
+            await upload.write(data[:MIB])
+            await upload.write(data[MIB:])
+        assert await store.get("packs/small") == data
+        assert upload.size == len(data)
+
+
+@pytest.mark.parametrize("written", [6 * MIB, MIB], ids=["parts-sent", "nothing-sent"])
+async def test_failed_multipart_leaves_no_object(store_settings, written):
     async with open_store(store_settings) as store:
         with pytest.raises(RuntimeError):
             async with await store.multipart("packs/broken") as upload:
-                await upload.write(os.urandom(6 * MIB))
+                await upload.write(os.urandom(written))
                 raise RuntimeError("writer crashed")
         assert await store.head("packs/broken") is None
 
