@@ -45,14 +45,28 @@ def spans(locations: Iterable[tuple[str, Location]], max_span: int = 32 * MIB,
     return out
 
 
+def _unpack(blob: bytes, start: int, members) -> dict[str, bytes | memoryview | BackupError]:
+    """A span's chunks, decompressed and verified in one go (in a worker thread: hashing releases the GIL).
+    Uncompressed chunks stay views into the span's buffer: no copy."""
+    view = memoryview(blob)
+    out: dict[str, bytes | memoryview | BackupError] = {}
+    for digest, loc in members:
+        stored = view[loc.offset - start: loc.offset - start + loc.length]
+        try:
+            out[digest] = decompress(loc.codec, stored, loc.raw_size, digest)
+        except CorruptChunk as e:
+            out[digest] = e
+    return out
+
+
 class ChunkFetcher:
     def __init__(self, store: ObjectStore, parallel: int = 4) -> None:
         self._store = store
         self._limit = asyncio.Semaphore(parallel)
 
-    async def fetch(self, wanted: dict[str, Location]) -> dict[str, bytes | BackupError]:
+    async def fetch(self, wanted: dict[str, Location]) -> dict[str, bytes | memoryview | BackupError]:
         """Every wanted chunk, raw and verified, or the error that stops it being read."""
-        results: dict[str, bytes | BackupError] = {}
+        results: dict[str, bytes | memoryview | BackupError] = {}
 
         async def one_span(pack: str, start: int, end: int, members) -> None:
             async with self._limit:
@@ -66,12 +80,7 @@ class ChunkFetcher:
                     for digest, _ in members:
                         results[digest] = ChunkMissing(f"pack {pack} could not be read: {e}", digest=digest)
                     return
-            for digest, loc in members:
-                stored = blob[loc.offset - start: loc.offset - start + loc.length]
-                try:
-                    results[digest] = await asyncio.to_thread(decompress, loc.codec, stored, loc.raw_size, digest)
-                except CorruptChunk as e:
-                    results[digest] = e
+            results.update(await asyncio.to_thread(_unpack, blob, start, members))
 
         async with asyncio.TaskGroup() as group:
             for pack, start, end, members in spans(wanted.items()):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Iterable
 
@@ -24,6 +25,19 @@ class _RedactSecrets(logging.Filter):
         return True
 
 
+class _DeletedWaveTopics(logging.Filter):
+    """aiokafka logs an ERROR whenever a topic it follows disappears. A backup wave's chunk topic is deleted by
+    design once its chunks are stored (schemas/TOPICS.md): for those, the line is DEBUG."""
+
+    GONE = re.compile(r"Topic \S*chunks\.\S+ not found in cluster metadata")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG and self.GONE.search(record.getMessage()):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def setup_logging(level: str, service: str, secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
@@ -33,4 +47,5 @@ def setup_logging(level: str, service: str, secrets: Iterable[str] = ()) -> None
     root.setLevel(level.upper())
     # The Kafka client is chatty at INFO about every rebalance and metadata refresh.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("aiokafka.cluster").addFilter(_DeletedWaveTopics())
     logging.getLogger("botocore").setLevel(max(logging.WARNING, root.level))

@@ -43,7 +43,8 @@ BACKUP_REQUESTS = Topic("backup.requests", "VM name or id (one VM's requests sta
                         "CLI, schedules, tag triggers", "snapshotter (group)", 7 * DAY_MS, work=True)
 BACKUP_EVENTS = Topic("backup.events", "request id", (BackupEvent,),
                       "snapshotter, readers, writers", "CLI (progress), audit", -1)
-READ_TASKS = Topic("read.tasks", "task id", (ReadTask,), "snapshotter", "readers (group)", DAY_MS, work=True)
+READ_TASKS = Topic("read.tasks", "none (partitions in turn)", (ReadTask,), "snapshotter", "readers (group)", DAY_MS,
+                   work=True)
 READ_RESULTS = Topic("read.results", "backup id", (TaskResult,), "readers", "snapshotter", DAY_MS)
 CHUNKS = Topic("chunks.<backup>.<wave>", "chunk digest", (ChunkData,), "readers", "writers (leases)", 6 * HOUR_MS,
                work=True, family=True)

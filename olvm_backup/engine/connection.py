@@ -22,6 +22,8 @@ from ..retry import retry
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+POLL_FIRST, POLL_GROWTH, POLL_MAX = 0.1, 1.2, 0.5  # seconds between polls: 0.1 s at first, 0.5 s after ~2 s
+
 _CONFLICT_WORDS = ("locked", "is during backup", "another", "in progress", "being", "try again")
 
 
@@ -93,9 +95,11 @@ class Engine:
         return await retry(once, what=what, attempts=attempts, deadline=deadline, max_delay=5.0)
 
     async def wait_for(self, probe: Callable[[], T], done: Callable[[T], bool], *, what: str,
-                       deadline: float, interval: float = 0.25, failed: Callable[[T], str | None] | None = None) -> T:
-        """Poll `probe` until `done`; every wait on the engine has a deadline."""
+                       deadline: float, failed: Callable[[T], str | None] | None = None) -> T:
+        """Poll `probe` until `done`; every wait on the engine has a deadline. Polls often at first (most
+        phases last well under a second, and a restore or backup waits on several in a row), then less."""
         end = time.monotonic() + deadline
+        interval = POLL_FIRST
         while True:
             value = await self.call(probe, what=what)
             if done(value):
@@ -105,6 +109,7 @@ class Engine:
             if time.monotonic() > end:
                 raise EngineDeadline(f"{what}: still not done after {deadline:.0f}s")
             await asyncio.sleep(interval)
+            interval = min(POLL_MAX, interval * POLL_GROWTH)
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None

@@ -1,12 +1,11 @@
 """Creating things on the engine for a restore: VMs from OVF, disks, attachments, power."""
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import ovirtsdk4.types as types
 
-from .connection import Engine, EngineError, EngineNotFound
+from .connection import Engine, EngineNotFound
 from .vms import _enum
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ def compress(data: bytes) -> tuple[str, bytes]:
     return "none", bytes(data)
 
 
-def decompress(codec: str, stored: bytes, raw_size: int, expected_digest: str) -> bytes:
+def decompress(codec: str, stored: bytes | memoryview, raw_size: int, expected_digest: str) -> bytes | memoryview:
     """Stored bytes back to the raw chunk, verified against its digest: never a silently wrong chunk."""
     if codec == "zstd":
         try:

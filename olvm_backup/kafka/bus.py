@@ -1,11 +1,13 @@
 """The producer side: typed records in, acknowledged writes out."""
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
+from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import Record, Topic, encode
 
@@ -28,6 +30,20 @@ class TopicGone(BackupError):
     template = "topic {topic} does not exist"
 
 
+class TakeTurns:
+    """Keyed records go by the key's hash (Kafka's default); records without a key take the partitions in turn
+    rather than at random, so consecutive work items (a backup's read tasks) go to different consumers of a group
+    (whose round-robin assignor deals partitions out in turn too) instead of piling up on one while another idles."""
+
+    def __init__(self) -> None:
+        self._turn = itertools.count()
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return all_partitions[next(self._turn) % len(all_partitions)]
+        return DefaultPartitioner()(key, all_partitions, available)
+
+
 class Bus:
     """One producer per process. `publish` returns once the broker acknowledged the record (acks=all)."""
 
@@ -47,6 +63,7 @@ class Bus:
                 max_request_size=MAX_RECORD_BYTES,
                 linger_ms=2,
                 request_timeout_ms=30_000,
+                partitioner=TakeTurns(),
             )
             await retry(producer.start, what="connect to Kafka", attempts=10, deadline=30,
                         retriable=lambda e: isinstance(e, KafkaError) or isinstance(e, OSError))

@@ -8,7 +8,7 @@ from typing import Awaitable, Callable
 from olvm_backup.chunkindex import ChunkIndex
 from olvm_backup.format import chunks as chunkfmt
 from olvm_backup.format.planning import Extent, chunk_ranges, clip_extents, zero_ranges
-from olvm_backup.imageio import ImageioClient
+from olvm_backup.imageio_blocking import BlockingImageio
 from schemas import ChunkData, ReadTask, TaskResult
 
 PARALLEL_CHUNKS = 4  # chunks in flight per task: overlaps the network with hashing and compression
@@ -24,7 +24,7 @@ class TaskOutcome:
 
 async def read_task(
     task: ReadTask,
-    client: ImageioClient,
+    client: BlockingImageio,
     extents: list[Extent],
     index: ChunkIndex,
     publish_chunk: Callable[[ChunkData], Awaitable[None]],

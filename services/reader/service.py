@@ -11,9 +11,10 @@ import socket
 import time
 
 from olvm_backup.chunkindex import ChunkIndex
-from olvm_backup.config import Settings
+from olvm_backup.config import EngineSettings, Settings
 from olvm_backup.format.planning import Extent
 from olvm_backup.imageio import ImageioClient, new_session
+from olvm_backup.imageio_blocking import BlockingImageio
 from olvm_backup.kafka import Bus, Consumer, Message
 from olvm_backup.kafka.bus import TopicGone
 from olvm_backup.kafka.follow import Follower
@@ -21,7 +22,7 @@ from olvm_backup.objectstore import open_store
 from schemas import ChunkData, ReadTask
 from schemas.topics import CHUNKS, PACKS, READ_RESULTS, READ_TASKS
 
-from .reading import read_task
+from .reading import PARALLEL_CHUNKS, read_task
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,10 @@ EXTENTS_TTL = 600.0
 
 
 class Reader:
-    def __init__(self, bus: Bus, session, index: ChunkIndex) -> None:
+    def __init__(self, bus: Bus, session, index: ChunkIndex, engine: EngineSettings) -> None:
         self._bus = bus
         self._session = session
+        self._engine = engine
         self._index = index
         self._extents: dict[str, tuple[float, list[Extent]]] = {}  # per transfer URL: one query per disk
 
@@ -67,7 +69,9 @@ class Reader:
         async def publish_chunk(chunk: ChunkData) -> None:
             await self._bus.publish(CHUNKS, chunk, key=chunk.digest, member=task.chunk_topic)
 
-        result = await read_task(task, client, extents, self._index, publish_chunk)
+        with BlockingImageio(client.url, task.proxy_url, self._engine.ca_file, self._engine.insecure,
+                             connections=PARALLEL_CHUNKS) as data:
+            result = await read_task(task, data, extents, self._index, publish_chunk)
         await self._bus.publish(READ_RESULTS, result, key=task.backup_id)
         log.info("task %s: read %d bytes, %d chunks, %d new bytes in %.2fs", task.task_id, result.bytes_read,
                  len(result.chunks), result.bytes_new, time.monotonic() - started)
@@ -81,7 +85,7 @@ async def main(settings: Settings) -> None:
         async with Follower(settings.kafka, PACKS, index.add_record, client_id=name + "/packs"):
             await index.load(store)
             async with new_session(settings.engine.ca_file, settings.engine.insecure) as session:
-                reader = Reader(bus, session, index)
+                reader = Reader(bus, session, index, settings.engine)
                 async with Consumer(settings.kafka, bus, [READ_TASKS], GROUP, client_id=name,
                                     max_batch=1) as consumer:
                     await consumer.run(reader.on_task)

@@ -24,13 +24,13 @@ from olvm_backup.errors import BackupError
 from olvm_backup.format.manifest import DiskRecord, Manifest
 from olvm_backup.format.ovf import without_disks
 from olvm_backup.imageio import ImageioClient
-from olvm_backup.imageio_writer import ThreadedWriter
+from olvm_backup.imageio_blocking import BlockingImageio
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
 from schemas import RestoreEvent, RestoreRequest
 from schemas.topics import RESTORE_EVENTS
 
-from .upload import upload_disk
+from .upload import Windows, upload_disk
 
 log = logging.getLogger(__name__)
 
@@ -142,22 +142,24 @@ class RestoreJob:
                             fetcher: ChunkFetcher) -> None:
         if not storage_domain:
             raise BackupError(f"no storage domain for disk {disk.name}: pass --storage-domain")
-        disk_id = await provision.create_disk(self.engine, name=disk.name, size=disk.size, fmt=disk.format,
-                                              sparse=disk.sparse, storage_domain=storage_domain)
-        self.created_disks.append(disk_id)
-        transfer = await cbt.open_transfer(self.engine, disk_id, None, direction="upload")
-        try:
-            client = ImageioClient(self.session, transfer.transfer_url, transfer.proxy_url)
-            writer = ThreadedWriter(transfer.transfer_url, transfer.proxy_url, self.settings.engine.ca_file,
-                                    self.settings.engine.insecure)
+        # The first windows come from the store while the engine creates the disk and opens the transfer.
+        async with Windows(manifest, disk, fetcher) as windows:
+            disk_id = await provision.create_disk(self.engine, name=disk.name, size=disk.size, fmt=disk.format,
+                                                  sparse=disk.sparse, storage_domain=storage_domain)
+            self.created_disks.append(disk_id)
+            transfer = await cbt.open_transfer(self.engine, disk_id, None, direction="upload")
             try:
-                sent = await upload_disk(manifest, disk, fetcher, client, writer, self._progress)
-            finally:
-                writer.close()
-            await cbt.finalize_transfer(self.engine, transfer.transfer_id)
-        except BaseException:
-            await asyncio.shield(cbt.cancel_transfer(self.engine, transfer.transfer_id))
-            raise
+                client = ImageioClient(self.session, transfer.transfer_url, transfer.proxy_url)
+                writer = BlockingImageio(transfer.transfer_url, transfer.proxy_url, self.settings.engine.ca_file,
+                                        self.settings.engine.insecure)
+                try:
+                    sent = await upload_disk(disk, windows, client, writer, self._progress)
+                finally:
+                    writer.close()
+                await cbt.finalize_transfer(self.engine, transfer.transfer_id)
+            except BaseException:
+                await asyncio.shield(cbt.cancel_transfer(self.engine, transfer.transfer_id))
+                raise
         await provision.attach_disk(self.engine, vm_id, disk_id, interface=disk.interface, bootable=disk.bootable,
                                     active=disk.active)
         await self.event("progress", f"disk {disk.name} restored ({sent} data bytes)", vm_id=vm_id,

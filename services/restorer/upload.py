@@ -12,7 +12,8 @@ from olvm_backup.errors import BackupError
 from olvm_backup.format.diskmap import Segment
 from olvm_backup.format.manifest import DiskRecord, Manifest
 from olvm_backup.imageio import ImageioClient
-from olvm_backup.imageio_writer import ThreadedWriter
+from olvm_backup.imageio_blocking import BlockingImageio
+from olvm_backup.tasks import first_failure
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +43,67 @@ def put_runs(plan: list[tuple[int, int, Segment | None]], max_put: int = MAX_PUT
     return runs
 
 
-async def upload_disk(manifest: Manifest, disk: DiskRecord, fetcher: ChunkFetcher, client: ImageioClient,
-                      writer: ThreadedWriter, progress: Callable[[int], Awaitable[None]]) -> int:
-    """`progress(n)` after each window with the data bytes sent since the last call. Returns the data bytes
-    sent. Fails loudly, naming disk and offset, on a missing or corrupt chunk."""
+class Windows:
+    """A disk's read plan window by window, each with its chunks fetched from the store (and verified), fetched
+    PREFETCH windows ahead. Opened before the engine has the disk and the transfer ready, so the first windows
+    come in meanwhile."""
 
-    async def fetch(start: int):
+    def __init__(self, manifest: Manifest, disk: DiskRecord, fetcher: ChunkFetcher) -> None:
+        self._manifest = manifest
+        self._disk = disk
+        self._fetcher = fetcher
+        self._starts = list(range(0, disk.size, WINDOW))
+        self._queued = 0
+        self._ahead: collections.deque[asyncio.Future] = collections.deque()
+        self.waited = 0.0  # seconds the consumer waited for the store
+
+    async def __aenter__(self) -> "Windows":
+        while len(self._ahead) < PREFETCH and self._queue_next():
+            pass
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        for future in self._ahead:
+            future.cancel()
+        await asyncio.gather(*self._ahead, return_exceptions=True)
+        self._ahead.clear()
+
+    def _queue_next(self) -> bool:
+        if self._queued >= len(self._starts):
+            return False
+        self._ahead.append(asyncio.ensure_future(self._fetch(self._starts[self._queued])))
+        self._queued += 1
+        return True
+
+    async def _fetch(self, start: int):
+        disk = self._disk
         plan = disk.map.read_plan(start, min(disk.size, start + WINDOW))
         wanted = {}
         for offset, _, seg in plan:
             if seg is None:
                 continue
-            if seg.digest not in manifest.chunks:
+            if seg.digest not in self._manifest.chunks:
                 raise RestoreDataError("the manifest has no location for its chunk", disk=disk.name, offset=offset)
-            wanted[seg.digest] = manifest.chunks[seg.digest]
-        return plan, await fetcher.fetch(wanted)
+            wanted[seg.digest] = self._manifest.chunks[seg.digest]
+        return plan, await self._fetcher.fetch(wanted)
 
+    def __aiter__(self) -> "Windows":
+        return self
+
+    async def __anext__(self):
+        if not self._ahead:
+            raise StopAsyncIteration
+        t0 = time.monotonic()
+        window = await self._ahead.popleft()
+        self.waited += time.monotonic() - t0
+        self._queue_next()
+        return window
+
+
+async def upload_disk(disk: DiskRecord, windows: Windows, client: ImageioClient, writer: BlockingImageio,
+                      progress: Callable[[int], Awaitable[None]]) -> int:
+    """`progress(n)` after each window with the data bytes sent since the last call. Returns the data bytes
+    sent. Fails loudly, naming disk and offset, on a missing or corrupt chunk."""
     sent = reported = 0
     slots = writer.slots  # bounds the requests in flight (and the chunks they hold), across windows
 
@@ -69,42 +115,27 @@ async def upload_disk(manifest: Manifest, disk: DiskRecord, fetcher: ChunkFetche
         finally:
             slots.release()
 
-    starts = list(range(0, disk.size, WINDOW))
-    # Windows are fetched from the store PREFETCH rounds ahead; PUTs stream on across windows, no barrier.
-    ahead: collections.deque[asyncio.Future] = collections.deque(
-        asyncio.ensure_future(fetch(start)) for start in starts[:PREFETCH])
-    queued = len(ahead)
-    waited = {"store": 0.0, "imageio": 0.0}  # where the time goes: logged at the end
+    waited = 0.0  # for imageio: logged at the end with the wait for the store
     try:
+        # PUTs stream on across windows, no barrier.
         async with asyncio.TaskGroup() as group:
-            while ahead:
-                t0 = time.monotonic()
-                plan, chunks = await ahead.popleft()
-                waited["store"] += time.monotonic() - t0
-                if queued < len(starts):
-                    ahead.append(asyncio.ensure_future(fetch(starts[queued])))
-                    queued += 1
+            async for plan, chunks in windows:
                 for run in put_runs(plan):
                     body = _request_parts(disk, run, chunks)
                     t0 = time.monotonic()
                     await slots.acquire()
-                    waited["imageio"] += time.monotonic() - t0
+                    waited += time.monotonic() - t0
                     group.create_task(put(run[0].offset, body))
                 del plan, chunks
                 if sent > reported:
                     await progress(sent - reported)
                     reported = sent
-    except BaseExceptionGroup as group_error:  # report the first real failure, as a sequential loop would
-        raise next((e for e in group_error.exceptions if not isinstance(e, asyncio.CancelledError)),
-                   group_error) from None
-    finally:
-        for future in ahead:
-            future.cancel()
-        await asyncio.gather(*ahead, return_exceptions=True)
+    except BaseExceptionGroup as failed:
+        raise first_failure(failed) from None
     await progress(sent - reported)
     await client.flush()
     log.info("disk %s: %d data bytes sent; waited %.1fs for chunks from the store, %.1fs for imageio", disk.name,
-             sent, waited["store"], waited["imageio"])
+             sent, windows.waited, waited)
     return sent
 
 

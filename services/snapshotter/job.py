@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 import uuid
 from collections import deque
@@ -29,6 +28,7 @@ from olvm_backup.format.planning import Extent, data_bytes, group_waves, task_ra
 from olvm_backup.imageio import ImageioClient, new_session
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
+from olvm_backup.tasks import side_by_side
 from schemas import BackupEvent, BackupRequest, ReadTask, TaskResult
 from schemas.topics import BACKUP_EVENTS, READ_TASKS
 
@@ -146,9 +146,7 @@ class BackupJob:
                 results = await self._read_disks(plans, backup.backup_id, transfers, journal)
                 manifest = await self._commit(vm, plans, excluded, results, ovf, backup, previous, created_at)
                 # Only now, with the restore point committed, are the transfers closed as a success.
-                for transfer_id in list(journal.entry.transfers):
-                    await cbt.finalize_transfer(ctx.engine, transfer_id)
-                    journal.entry.transfers.remove(transfer_id)
+                await side_by_side(*(self._finalize_transfer(journal, t) for t in list(journal.entry.transfers)))
             await journal.save()
         return manifest
 
@@ -165,12 +163,19 @@ class BackupJob:
         topics = await transfers.enter_async_context(ChunkTopics(ctx.settings.kafka, self.backup_id))
         ranges: list[tuple[DiskPlan, cbt.TransferInfo, int, int, int]] = []
         to_read: list[int] = []  # per task: bytes of data (full) or dirty data (incremental) in its range
-        for plan in plans:
+
+        async def open_one(plan: DiskPlan) -> tuple[cbt.TransferInfo, list[Extent]]:
             transfer = await cbt.open_transfer(ctx.engine, plan.disk.disk_id, engine_backup)
+            # Registered as soon as it is open (no await in between): a failed sibling cancels this task, and
+            # the exit stack then cancels this transfer on the engine.
             journal.entry.transfers.append(transfer.transfer_id)
             transfers.push_async_callback(self._cancel_if_open, journal, transfer.transfer_id)
-            await journal.save()
-            extents = await self._data_extents(transfer, plan.incremental)
+            return transfer, await self._data_extents(transfer, plan.incremental)
+
+        # One transfer per disk, opened side by side: each takes the engine a few polls to start.
+        opened = await side_by_side(*(open_one(plan) for plan in plans))
+        await journal.save()
+        for plan, (transfer, extents) in zip(plans, opened):
             for n, (offset, length) in enumerate(task_ranges(plan.disk.size, pipeline.task_size)):
                 ranges.append((plan, transfer, n, offset, length))
                 to_read.append(data_bytes(extents, offset, offset + length))
@@ -204,7 +209,7 @@ class BackupJob:
                     transfer_url=transfer.transfer_url, proxy_url=transfer.proxy_url,
                     incremental=plan.incremental, offset=offset, length=length,
                     chunk_size=pipeline.chunk_size, chunk_topic=topic)
-                await ctx.bus.publish(READ_TASKS, task, key=task.task_id)  # keyed by task: spread over partitions
+                await ctx.bus.publish(READ_TASKS, task)  # no key: the partitions in turn, one reader after another
                 task_ids.add(task.task_id)
             in_flight.append((topic, task_ids))
         while in_flight:
@@ -221,6 +226,10 @@ class BackupJob:
 
     def _task_id(self, plan: DiskPlan, n: int) -> str:
         return f"{self.backup_id}/{plan.disk.disk_id}/{n}"
+
+    async def _finalize_transfer(self, journal: Journal, transfer_id: str) -> None:
+        await cbt.finalize_transfer(self.ctx.engine, transfer_id)
+        journal.entry.transfers.remove(transfer_id)
 
     async def _cancel_if_open(self, journal: Journal, transfer_id: str) -> None:
         if transfer_id in journal.entry.transfers:

@@ -371,7 +371,7 @@ class Engine:
         if snap["status"] == "locked":
             raise conflict(f"Cannot remove Snapshot. Snapshot {snap['description']} is locked")
         if snap.get("attached_to"):
-            raise conflict(f"Cannot remove Snapshot. Its disks are attached to another VM")
+            raise conflict("Cannot remove Snapshot. Its disks are attached to another VM")
         if self.running_backup(vm_id):
             raise conflict(f"Cannot remove Snapshot. VM {vm['name']} is during a backup operation")
         if any(x["snapshot_id"] in snap["disk_snapshots"].values() and x["phase"] not in TRANSFER_DONE

@@ -1,7 +1,6 @@
 """Records through the real broker between real service processes; malformed ones dead-lettered."""
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time

@@ -40,3 +40,13 @@ def test_secrets_are_masked_everywhere_but_child_environments(capsys):
     setup_logging("INFO", "test", ["hunter2-engine"])
     logging.getLogger("t").warning("login failed with password %s", "hunter2-engine")
     assert "hunter2-engine" not in capsys.readouterr().err
+
+
+def test_a_deleted_wave_topic_is_not_logged_as_an_error(capsys):
+    setup_logging("INFO", "test")
+    cluster = logging.getLogger("aiokafka.cluster")
+    cluster.error("Topic %s not found in cluster metadata", "olvm.chunks.1a2b.7")   # deleted by design
+    cluster.error("Topic %s not found in cluster metadata", "olvm.backup.events")    # a real problem
+    err = capsys.readouterr().err
+    assert "chunks.1a2b.7" not in err
+    assert "ERROR aiokafka.cluster: Topic olvm.backup.events not found" in err

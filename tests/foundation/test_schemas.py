@@ -1,7 +1,6 @@
 """The wire contract: records round-trip typed, bad input is refused with a reason."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import msgpack

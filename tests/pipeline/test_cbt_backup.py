@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -124,7 +123,8 @@ def test_two_readers_share_a_disk_and_survive_a_kill(pipeline, admin, engine_vie
     pipeline.env["OLVM_TASK_SIZE"] = str(16 * MIB)
     pipeline.stop("snapshotter")
     pipeline.start("snapshotter", "snapshotter")
-    first, second = pipeline.start("reader-1", "reader"), pipeline.start("reader-2", "reader")
+    pipeline.start("reader-1", "reader")
+    second = pipeline.start("reader-2", "reader")
     log2 = pipeline.logs / "reader-2.log"
     proc = subprocess.Popen([sys.executable, "-m", "olvm_backup.cli.main", "backup", "big1", "--wait"],
                             env=pipeline.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

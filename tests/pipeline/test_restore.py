@@ -3,11 +3,8 @@ kept, power state as asked, other cluster and storage domain, a single disk into
 pack that verify reports and restore refuses."""
 from __future__ import annotations
 
-import json
-import time
 
 import boto3
-import ovirtsdk4.types as types
 
 from .test_cbt_backup import backup, restore_points
 

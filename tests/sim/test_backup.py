@@ -11,7 +11,7 @@ import pytest
 from ovirt_imageio import client
 
 from .conftest import (MIB, create_transfer, disk_status, finalize_transfer, qemu_img, raw_sha256, vm_by_name,
-                       vm_disks, wait_disk_ok, wait_for, wait_gone, wait_phase)
+                       vm_disks, wait_disk_ok, wait_gone, wait_phase)
 
 DISKS = ("web1_os", "web1_data")
 # Guest writes between the full and the incremental backup: (disk, offset, length, seed).

@@ -13,7 +13,7 @@ import pytest
 from ovirt_imageio import client
 
 from olvm_backup.imageio import ImageioError
-from olvm_backup.imageio_writer import ThreadedWriter
+from olvm_backup.imageio_blocking import BlockingImageio
 from tests.sim.conftest import create_transfer, finalize_transfer, wait_disk_ok
 
 MIB = 1024 * 1024
@@ -61,7 +61,7 @@ def download(connection, sim, disk_id: str, path) -> bytes:
 def test_parts_land_where_sent_through_the_proxy_when_the_host_is_down(sim, connection, upload, tmp_path):
     disk, transfer = upload
     host_down = urllib.parse.urlsplit(transfer.transfer_url)._replace(netloc=f"127.0.0.1:{closed_port()}").geturl()
-    writer = ThreadedWriter(host_down, transfer.proxy_url, sim.connection["ca_file"], insecure=False)
+    writer = BlockingImageio(host_down, transfer.proxy_url, sim.connection["ca_file"], insecure=False)
     rnd = random.Random(7)
     a, b, c = rnd.randbytes(MIB), rnd.randbytes(512 * 1024), rnd.randbytes(3 * MIB)
 
@@ -85,7 +85,7 @@ def test_parts_land_where_sent_through_the_proxy_when_the_host_is_down(sim, conn
 
 def test_a_refused_put_is_a_clear_error(sim, connection, upload):
     disk, transfer = upload
-    writer = ThreadedWriter(transfer.transfer_url, transfer.proxy_url, sim.connection["ca_file"], insecure=False)
+    writer = BlockingImageio(transfer.transfer_url, transfer.proxy_url, sim.connection["ca_file"], insecure=False)
     try:
         with pytest.raises(ImageioError, match=r"PUT at 16777216 answered 4\d\d"):
             asyncio.run(writer.write(SIZE, [memoryview(b"x" * 4096)]))  # past the end of the disk
