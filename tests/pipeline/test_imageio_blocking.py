@@ -91,3 +91,21 @@ def test_a_refused_put_is_a_clear_error(sim, connection, upload):
             asyncio.run(writer.write(SIZE, [memoryview(b"x" * 4096)]))  # past the end of the disk
     finally:
         writer.close()
+
+
+def test_reads_return_what_was_written_through_the_proxy_when_the_host_is_down(sim, connection, upload):
+    disk, transfer = upload
+    host_down = urllib.parse.urlsplit(transfer.transfer_url)._replace(netloc=f"127.0.0.1:{closed_port()}").geturl()
+    data = random.Random(11).randbytes(4 * MIB)
+
+    async def write_then_read() -> list[bytes]:
+        with BlockingImageio(transfer.transfer_url, transfer.proxy_url, sim.connection["ca_file"], False) as w:
+            await w.write(2 * MIB, [memoryview(data)])
+        with BlockingImageio(host_down, transfer.proxy_url, sim.connection["ca_file"], False) as r:
+            got = await asyncio.gather(r.read(2 * MIB, MIB), r.read(3 * MIB, 3 * MIB), r.read(0, MIB))
+            assert r.url == transfer.proxy_url, "the reader should have moved to the proxy"
+            assert r.bytes_read == 5 * MIB
+            return got
+    head, rest, before = asyncio.run(write_then_read())
+    assert head == data[:MIB] and rest == data[MIB:] and before == bytes(MIB)
+    finalize_transfer(connection, transfer)
