@@ -1,9 +1,11 @@
 """S3 through aioboto3: any S3 (AWS, MinIO, Ceph RGW, OCI), the embedded s3rver, moto in tests.
 
-Object bodies are read by botocore's blocking client in a thread pool: aiohttp
-receives a body in the event loop's thread, in small pieces joined by Python
-(seconds of the loop's time per GiB, measured in a restore), while a blocking
-read fills its buffer in C with the GIL released. Restores read packs here.
+Object bodies (puts, parts, gets) go through botocore's blocking client in a
+thread pool; control calls stay on aioboto3. In the event loop's thread, a
+body costs seconds per GiB: aiohttp receives it in small pieces joined by
+Python, and botocore hashes what it sends (SHA-256 to sign the payload over
+plain HTTP). In a worker thread the hashing and the socket I/O run in C with
+the GIL released, so writers and restores use both cores.
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ class _S3Multipart:
     """
 
     PARTS_IN_FLIGHT = 2
+    ABORT_PATIENCE = 10.0  # seconds an abort waits for parts in flight
 
     def __init__(self, store: "S3Store", key: str, part_size: int) -> None:
         self._store = store
@@ -88,7 +91,7 @@ class _S3Multipart:
             task.result()  # a failed part fails the pack (the caller aborts the upload)
 
     async def _upload(self, number: int, data: bytes) -> None:
-        response = await self._store._call(
+        response = await self._store._call_blocking(
             "upload_part", self.key, Bucket=self._store.bucket, Key=self.key, UploadId=self._upload_id,
             PartNumber=number, Body=data,
         )
@@ -110,6 +113,10 @@ class _S3Multipart:
         )
 
     async def abort(self) -> None:
+        # A part being sent runs in a worker thread, which cancelling does not stop: give it a moment to end, so
+        # that it does not land after the abort (a part for an aborted upload is a leftover on some stores).
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=self.ABORT_PATIENCE)
         for task in self._in_flight:
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
@@ -134,17 +141,17 @@ class _S3Multipart:
 class S3Store:
     """One client per process; every call retried with backoff when the failure may pass."""
 
-    READ_THREADS = 8
+    BODY_THREADS = 8
 
     def __init__(self, settings: S3Settings, client: Any, blocking_client: Any) -> None:
         self.bucket = settings.bucket
         self._settings = settings
         self._client = client
         self._blocking = blocking_client
-        self._readers = ThreadPoolExecutor(self.READ_THREADS, thread_name_prefix="s3-get")
+        self._threads = ThreadPoolExecutor(self.BODY_THREADS, thread_name_prefix="s3-body")
 
     def close(self) -> None:
-        self._readers.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown(wait=False, cancel_futures=True)
         self._blocking.close()
 
     async def _call(self, method: str, key: str, **kwargs: Any) -> Any:
@@ -155,6 +162,25 @@ class S3Store:
                 raise _translate(e, key) from e
 
         return await retry(once, what=f"S3 {method} {key}", attempts=5, deadline=60)
+
+    async def _call_blocking(self, method: str, key: str, **kwargs: Any) -> Any:
+        """A call carrying a body, on the blocking client in a worker thread (see the module's docstring)."""
+        def once() -> Any:
+            try:
+                response = getattr(self._blocking, method)(**kwargs)
+                if "Body" in response:  # a get: read it here too
+                    body = response["Body"]
+                    try:
+                        return body.read()
+                    finally:
+                        body.close()
+                return response
+            except (ClientError, BotoCoreError, OSError) as e:
+                raise _translate(e, key) from e
+
+        loop = asyncio.get_running_loop()
+        return await retry(lambda: loop.run_in_executor(self._threads, once), what=f"S3 {method} {key}",
+                           attempts=5, deadline=60)
 
     async def ensure_bucket(self) -> None:
         try:
@@ -169,7 +195,7 @@ class S3Store:
         await self._call("head_bucket", self.bucket, Bucket=self.bucket)
 
     async def put(self, key: str, data: bytes) -> None:
-        await self._call("put_object", key, Bucket=self.bucket, Key=key, Body=data)
+        await self._call_blocking("put_object", key, Bucket=self.bucket, Key=key, Body=data)
 
     async def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
@@ -177,19 +203,7 @@ class S3Store:
             end = "" if length is None else str(offset + length - 1)
             kwargs["Range"] = f"bytes={offset}-{end}"
 
-        def once() -> bytes:
-            try:
-                body = self._blocking.get_object(**kwargs)["Body"]
-                try:
-                    return body.read()
-                finally:
-                    body.close()
-            except (ClientError, BotoCoreError, OSError) as e:
-                raise _translate(e, key) from e
-
-        loop = asyncio.get_running_loop()
-        data = await retry(lambda: loop.run_in_executor(self._readers, once), what=f"S3 get {key}", attempts=5,
-                           deadline=60)
+        data = await self._call_blocking("get_object", key, **kwargs)
         if length is not None and len(data) != length:
             raise StoreError(f"{key}: asked {length} bytes at {offset}, got {len(data)}")
         return data
@@ -229,6 +243,9 @@ async def open_store(settings: S3Settings, *, ensure_bucket: bool = True) -> Asy
         retries={"max_attempts": 1},  # we retry ourselves, with our deadline
         connect_timeout=10, read_timeout=60, max_pool_connections=32,
         s3={"addressing_style": "path"},
+        # botocore >= 1.36 adds CRC32 checksums to every upload by default, which several S3-compatible stores
+        # reject or ignore; integrity is already covered by the signed payload (HTTP) or TLS, and by our digests.
+        request_checksum_calculation="when_required", response_checksum_validation="when_required",
     )
     client_args = dict(endpoint_url=settings.endpoint_url or None, aws_access_key_id=settings.access_key.reveal(),
                        aws_secret_access_key=settings.secret_key.reveal(), region_name=settings.region,
