@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 WINDOW = 32 * MIB      # disk bytes planned and fetched per round
 PREFETCH = 2           # rounds fetched ahead: PREFETCH + 1 windows in memory at most
+PROGRESS_EVERY = 1.0    # seconds between progress events
 MAX_PUT = 8 * MIB      # contiguous data sent per request
 
 
@@ -102,9 +103,11 @@ class Windows:
 
 async def upload_disk(disk: DiskRecord, windows: Windows, client: ImageioClient, writer: BlockingImageio,
                       progress: Callable[[int], Awaitable[None]]) -> int:
-    """`progress(n)` after each window with the data bytes sent since the last call. Returns the data bytes
+    """`progress(n)` at most every PROGRESS_EVERY seconds (each call waits for the broker, while PUTs could be
+    starting) with the data bytes sent since the last call. Returns the data bytes
     sent. Fails loudly, naming disk and offset, on a missing or corrupt chunk."""
     sent = reported = 0
+    reported_at = time.monotonic()
     slots = writer.slots  # bounds the requests in flight (and the chunks they hold), across windows
 
     async def put(offset: int, parts: list[memoryview]) -> None:
@@ -127,9 +130,9 @@ async def upload_disk(disk: DiskRecord, windows: Windows, client: ImageioClient,
                     waited += time.monotonic() - t0
                     group.create_task(put(run[0].offset, body))
                 del plan, chunks
-                if sent > reported:
+                if sent > reported and time.monotonic() - reported_at >= PROGRESS_EVERY:
                     await progress(sent - reported)
-                    reported = sent
+                    reported, reported_at = sent, time.monotonic()
     except BaseExceptionGroup as failed:
         raise first_failure(failed) from None
     await progress(sent - reported)
