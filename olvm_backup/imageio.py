@@ -1,7 +1,8 @@
 """An asyncio client for the ovirt-imageio data plane (host daemon, with the manager's proxy as fallback).
 
-Only what the pipeline needs: extents, ranged reads, and for restores writes,
-zeroing and flush. TLS is verified against the engine's CA.
+Only the control requests the pipeline needs: extents, and a restore's final
+flush. Data goes through imageio_blocking.py. TLS is verified against the
+engine's CA.
 """
 from __future__ import annotations
 
@@ -43,18 +44,16 @@ class ImageioClient:
         self._session = session
         self._urls = [u for u in (transfer_url, proxy_url) if u]
         self.url = self._urls[0]
-        self.bytes_read = 0
-        self.bytes_written = 0
 
     async def _request(self, method: str, suffix: str = "", *, headers: dict | None = None,
-                       data: Any = None, expect: tuple[int, ...] = (200,)) -> bytes:
+                       data: Any = None) -> bytes:
         async def once() -> bytes:
             last: Exception | None = None
             for url in [self.url] + [u for u in self._urls if u != self.url]:
                 try:
                     async with self._session.request(method, url + suffix, headers=headers, data=data) as resp:
                         body = await resp.read()
-                        if resp.status not in expect:
+                        if resp.status != 200:
                             text = body[:300].decode(errors="replace")
                             err = ImageioUnavailable if resp.status >= 500 else ImageioError
                             raise err(f"{method} {suffix or '/'} answered {resp.status}: {text}", url=url)
@@ -84,24 +83,6 @@ class ImageioClient:
             return [Extent(e["start"], e["length"], not e["zero"]) for e in await self.extents("zero")]
         return [Extent(e["start"], e["length"], not e.get("zero", False))
                 for e in await self.extents("dirty") if e["dirty"]]
-
-    async def read(self, offset: int, length: int) -> bytes:
-        data = await self._request("GET", headers={"Range": f"bytes={offset}-{offset + length - 1}"},
-                                   expect=(206, 200))
-        if len(data) != length:
-            raise ImageioUnavailable(f"asked {length} bytes at {offset}, got {len(data)}", url=self.url)
-        self.bytes_read += length
-        return data
-
-    async def write(self, offset: int, data: bytes) -> None:
-        await self._request("PUT", "?flush=n", data=data, headers={
-            "Content-Range": f"bytes {offset}-{offset + len(data) - 1}/*", "Content-Length": str(len(data))})
-        self.bytes_written += len(data)
-
-    async def zero(self, offset: int, size: int) -> None:
-        await self._request("PATCH", data=json.dumps({"op": "zero", "offset": offset, "size": size,
-                                                      "flush": False}),
-                            headers={"Content-Type": "application/json"})
 
     async def flush(self) -> None:
         await self._request("PATCH", data=json.dumps({"op": "flush"}), headers={"Content-Type": "application/json"})

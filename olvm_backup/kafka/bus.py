@@ -37,11 +37,12 @@ class TakeTurns:
 
     def __init__(self) -> None:
         self._turn = itertools.count()
+        self._by_key = DefaultPartitioner()
 
     def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
         if key is None:
             return all_partitions[next(self._turn) % len(all_partitions)]
-        return DefaultPartitioner()(key, all_partitions, available)
+        return self._by_key(key, all_partitions, available)
 
 
 class Bus:

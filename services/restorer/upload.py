@@ -103,9 +103,9 @@ class Windows:
 
 async def upload_disk(disk: DiskRecord, windows: Windows, client: ImageioClient, writer: BlockingImageio,
                       progress: Callable[[int], Awaitable[None]]) -> int:
-    """`progress(n)` at most every PROGRESS_EVERY seconds (each call waits for the broker, while PUTs could be
-    starting) with the data bytes sent since the last call. Returns the data bytes
-    sent. Fails loudly, naming disk and offset, on a missing or corrupt chunk."""
+    """Returns the data bytes sent. `progress(n)` gets the bytes sent since its last call, at most every
+    PROGRESS_EVERY seconds (each call waits for the broker while PUTs could be starting). Fails loudly, naming
+    disk and offset, on a missing or corrupt chunk."""
     sent = reported = 0
     reported_at = time.monotonic()
     slots = writer.slots  # bounds the requests in flight (and the chunks they hold), across windows
