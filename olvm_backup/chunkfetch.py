@@ -45,7 +45,7 @@ def spans(locations: Iterable[tuple[str, Location]], max_span: int = 32 * MIB,
     return out
 
 
-def _unpack(blob: bytes, start: int, members) -> dict[str, bytes | memoryview | BackupError]:
+def _unpack(blob: bytes, start: int, members, chunk_hash: str) -> dict[str, bytes | memoryview | BackupError]:
     """A span's chunks, decompressed and verified in one go (in a worker thread: hashing releases the GIL).
     Uncompressed chunks stay views into the span's buffer: no copy."""
     view = memoryview(blob)
@@ -53,15 +53,18 @@ def _unpack(blob: bytes, start: int, members) -> dict[str, bytes | memoryview | 
     for digest, loc in members:
         stored = view[loc.offset - start: loc.offset - start + loc.length]
         try:
-            out[digest] = decompress(loc.codec, stored, loc.raw_size, digest)
+            out[digest] = decompress(loc.codec, stored, loc.raw_size, digest, chunk_hash)
         except CorruptChunk as e:
             out[digest] = e
     return out
 
 
 class ChunkFetcher:
-    def __init__(self, store: ObjectStore, parallel: int = 4) -> None:
+    """Chunks of one restore point: `chunk_hash` is the hash its manifest names chunks by."""
+
+    def __init__(self, store: ObjectStore, chunk_hash: str, parallel: int = 4) -> None:
         self._store = store
+        self._chunk_hash = chunk_hash
         self._limit = asyncio.Semaphore(parallel)
 
     async def fetch(self, wanted: dict[str, Location]) -> dict[str, bytes | memoryview | BackupError]:
@@ -80,7 +83,7 @@ class ChunkFetcher:
                     for digest, _ in members:
                         results[digest] = ChunkMissing(f"pack {pack} could not be read: {e}", digest=digest)
                     return
-            results.update(await asyncio.to_thread(_unpack, blob, start, members))
+            results.update(await asyncio.to_thread(_unpack, blob, start, members, self._chunk_hash))
 
         async with asyncio.TaskGroup() as group:
             for pack, start, end, members in spans(wanted.items()):

@@ -19,7 +19,7 @@ class ExportError(BackupError):
 
 async def export_disk(store: ObjectStore, manifest: Manifest, disk: DiskRecord, path: Path) -> int:
     """Writes the disk as a sparse raw file; returns the data bytes written."""
-    fetcher = ChunkFetcher(store)
+    fetcher = ChunkFetcher(store, manifest.chunk_hash)
     written = 0
     tmp = path.with_name(path.name + ".partial")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

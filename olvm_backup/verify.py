@@ -40,7 +40,7 @@ async def verify(store: ObjectStore, manifest: Manifest) -> VerifyReport:
             users[seg.digest].append((disk.name, seg.offset, seg.length))
     damage: list[Damage] = []
     checked = 0
-    fetcher = ChunkFetcher(store)
+    fetcher = ChunkFetcher(store, manifest.chunk_hash)
     digests = sorted(users, key=lambda d: (manifest.chunks[d].pack_key, manifest.chunks[d].offset)
                      if d in manifest.chunks else ("", 0))
     for i in range(0, len(digests), BATCH):

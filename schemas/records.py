@@ -1,7 +1,7 @@
 """Record types of every topic (format major 1). TOPICS.md says which record goes where.
 
 Times are UNIX seconds (float); sizes and offsets are bytes; digests are the
-lower-case hex SHA-256 of a chunk's uncompressed bytes.
+lower-case hex BLAKE3 (256-bit) of a chunk's uncompressed bytes.
 """
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""Commands that ask the pipeline for work and follow it: backup, backups."""
+"""Commands that ask the pipeline for work and follow it: backup, restore."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 import uuid
@@ -10,11 +9,9 @@ import uuid
 from schemas import BackupEvent, BackupRequest, RestoreEvent, RestoreRequest
 from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, RESTORE_EVENTS, RESTORE_REQUESTS
 
-from .. import catalog
 from ..config import Settings
 from ..kafka import Bus
 from ..kafka.follow import Follower
-from ..objectstore import open_store
 from .progress import ProgressBar, duration, human
 
 FINAL = {"completed", "failed", "cancelled"}
@@ -102,34 +99,4 @@ def _summary(bar: ProgressBar, event: BackupEvent) -> int:
         bar.message(f"  disk {name}: {disk['mode']}{why}, read {human(disk['bytes_read'])}, "
                     f"stored {human(disk['bytes_new'])}")
     print(event.backup_id)
-    return 0
-
-
-def _point(m) -> dict:
-    """A restore point for scripts: what `backups --json` prints per backup."""
-    return {"backup_id": m.backup_id, "vm_id": m.vm_id, "vm_name": m.vm_name, "mode": m.mode,
-            "completed_at": m.completed_at, "from_checkpoint": m.from_checkpoint, "to_checkpoint": m.to_checkpoint,
-            "parent_backup": m.parent_backup, "excluded_disks": m.excluded_disks, "stored_bytes": m.stored_bytes(),
-            "disks": [{"disk_id": d.disk_id, "name": d.name, "size": d.size, "mode": d.mode, "reason": d.reason,
-                       "bytes_read": d.bytes_read, "bytes_new": d.bytes_new} for d in m.disks]}
-
-
-async def list_backups(settings: Settings, vm: str | None, as_json: bool = False) -> int:
-    async with open_store(settings.s3) as store:
-        manifests = await catalog.list_manifests(store)
-    if vm:
-        manifests = [m for m in manifests if vm in (m.vm_id, m.vm_name)]
-    if as_json:
-        print(json.dumps([_point(m) for m in manifests], indent=1))
-        return 0
-    if not manifests:
-        print("no restore points" + (f" for {vm}" if vm else ""), file=sys.stderr)
-        return 0
-    print(f"{'restore point':<36}  {'vm':<16} {'taken (UTC)':<19}  {'mode':<11} {'disks':>5} {'size':>10} "
-          f"{'stored':>10}")
-    for m in manifests:
-        taken = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(m.completed_at))
-        size = sum(d.size for d in m.disks)
-        print(f"{m.backup_id:<36}  {m.vm_name:<16} {taken:<19}  {m.mode:<11} {len(m.disks):>5} "
-              f"{human(size):>10} {human(m.stored_bytes()):>10}")
     return 0

@@ -48,7 +48,7 @@ def _backup(settings, args) -> int:
 
 
 def _backups(settings, args) -> int:
-    from .jobs import list_backups
+    from .listing import list_backups
 
     return asyncio.run(list_backups(settings, args.vm, args.json))
 

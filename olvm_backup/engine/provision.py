@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import ovirtsdk4.types as types
 
@@ -46,7 +47,9 @@ async def create_vm_from_ovf(engine: Engine, ovf: str, *, name: str, cluster_id:
 
 
 async def create_disk(engine: Engine, *, name: str, size: int, fmt: str, sparse: bool, storage_domain: str,
-                      disk_id: str | None = None) -> str:
+                      disk_id: str | None = None, created: Callable[[str], None] = lambda disk_id: None) -> str:
+    """The new disk's id once it is ready; `created(id)` is told as soon as it exists, so that a caller
+    cancelled while it gets ready can still remove it."""
     def add() -> str:
         disk = engine.system.disks_service().add(types.Disk(
             id=disk_id, name=name, alias=name, provisioned_size=size, format=types.DiskFormat(fmt),
@@ -56,6 +59,7 @@ async def create_disk(engine: Engine, *, name: str, size: int, fmt: str, sparse:
             storage_domains=[types.StorageDomain(id=storage_domain)]))
         return disk.id
     new_id = await engine.call(add, what=f"create disk {name}", attempts=3)
+    created(new_id)
     await engine.wait_for(lambda: engine.system.disks_service().disk_service(new_id).get(),
                           lambda d: _enum(d.status) == "ok",
                           failed=lambda d: "disk became illegal" if _enum(d.status) == "illegal" else None,

@@ -13,10 +13,11 @@ import msgpack
 import zstandard
 
 from ..errors import BackupError
+from .chunks import CHUNK_HASH, HASHES
 from .diskmap import DiskMap
 
 MANIFEST_MAJOR = 1
-MANIFEST_MINOR = 0
+MANIFEST_MINOR = 1        # 1.1: `chunk_hash` says what chunk names are; 1.0 had none and named them by SHA-256
 
 
 class ManifestError(BackupError):
@@ -71,6 +72,7 @@ class Manifest:
     chunks: dict[str, Location]
     excluded_disks: list[str] = field(default_factory=list)
     vm: dict[str, Any] = field(default_factory=dict)  # cpu, memory, os, nics... as read from the engine
+    chunk_hash: str = CHUNK_HASH     # the hash chunk names are made with ("sha256" in format 1.0)
 
     def disk(self, key: str) -> DiskRecord:
         for d in self.disks:
@@ -111,7 +113,10 @@ def decode_manifest(raw: bytes) -> Manifest:
         disks = [DiskRecord(**{**{k: v for k, v in d.items() if k != "map"}, "map": DiskMap.from_wire(d["map"])})
                  for d in doc["disks"]]
         chunks = {dg: Location(*loc) for dg, loc in doc["chunks"].items()}
-        fields = {k: v for k, v in doc.items() if k not in ("v", "disks", "chunks")}
-        return Manifest(**fields, disks=disks, chunks=chunks)
+        fields = {"chunk_hash": "sha256", **{k: v for k, v in doc.items() if k not in ("v", "disks", "chunks")}}
+        manifest = Manifest(**fields, disks=disks, chunks=chunks)
     except (TypeError, KeyError, ValueError) as e:
         raise ManifestError(f"malformed ({e})") from None
+    if manifest.chunk_hash not in HASHES:
+        raise ManifestError(f"chunks are named by {manifest.chunk_hash!r}, a hash this build does not know")
+    return manifest

@@ -3,15 +3,21 @@
 Object bodies (puts, parts, gets) go through botocore's blocking client in a
 thread pool; control calls stay on aioboto3. In the event loop's thread, a
 body costs seconds per GiB: aiohttp receives it in small pieces joined by
-Python, and botocore hashes what it sends (SHA-256 to sign the payload over
-plain HTTP). In a worker thread the hashing and the socket I/O run in C with
-the GIL released, so writers and restores use both cores.
+Python, and botocore hashes what it sends (SHA-256 to sign the payload). In
+a worker thread the hashing and the socket I/O run in C with the GIL
+released, so writers and restores use both cores.
+
+Payloads are signed only where that guards something: over plain HTTP to
+another host. Over TLS the record MACs already do, and on loopback there is
+no wire; every chunk's digest is checked again when it is read back anyway.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator
 
@@ -237,14 +243,27 @@ class S3Store:
         return _S3Multipart(self, key, part_size)
 
 
+def sign_payload(endpoint_url: str) -> bool:
+    """Whether uploads carry a SHA-256 of their body (SigV4 payload signing): only over plain HTTP to another host
+    (AWS's default endpoint is HTTPS)."""
+    url = urllib.parse.urlsplit(endpoint_url or "https://s3.amazonaws.com")
+    if url.scheme != "http":
+        return False
+    host = url.hostname or ""
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host != "localhost"
+
+
 @contextlib.asynccontextmanager
 async def open_store(settings: S3Settings, *, ensure_bucket: bool = True) -> AsyncIterator[S3Store]:
     config = Config(
         retries={"max_attempts": 1},  # we retry ourselves, with our deadline
         connect_timeout=10, read_timeout=60, max_pool_connections=32,
-        s3={"addressing_style": "path"},
+        s3={"addressing_style": "path", "payload_signing_enabled": sign_payload(settings.endpoint_url)},
         # botocore >= 1.36 adds CRC32 checksums to every upload by default, which several S3-compatible stores
-        # reject or ignore; integrity is already covered by the signed payload (HTTP) or TLS, and by our digests.
+        # reject or ignore; integrity is covered by TLS or the signed payload (see above), and by our digests.
         request_checksum_calculation="when_required", response_checksum_validation="when_required",
     )
     client_args = dict(endpoint_url=settings.endpoint_url or None, aws_access_key_id=settings.access_key.reveal(),

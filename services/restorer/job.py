@@ -3,6 +3,12 @@
 New VM (default): imported from the saved OVF without its disk references
 (so the engine never attaches the original disks to the copy), fresh disks
 created with the original size and format, uploaded, attached as they were.
+
+The VM and the empty disks are created side by side while the first disk's
+chunks come in. Disks are uploaded one at a time (a transfer is opened only
+when its upload starts, so none idles towards its inactivity timeout, and
+one upload's buffers are in memory at once); a disk's finalize and attach
+overlap the next disk's upload.
 `replace` removes the original VM first and keeps its id; `target_vm`
 restores disks into an existing VM. On failure nothing half-restored stays
 (unless asked), and no transfer stays open.
@@ -13,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 
 from olvm_backup import catalog
 from olvm_backup.chunkfetch import ChunkFetcher
@@ -27,12 +34,21 @@ from olvm_backup.imageio import ImageioClient
 from olvm_backup.imageio_blocking import BlockingImageio
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
+from olvm_backup.tasks import first_failure, side_by_side
 from schemas import RestoreEvent, RestoreRequest
 from schemas.topics import RESTORE_EVENTS
 
 from .upload import Windows, upload_disk
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Uploaded:
+    disk: DiskRecord
+    disk_id: str
+    transfer_id: str
+    sent: int
 
 
 class RestoreJob:
@@ -100,13 +116,21 @@ class RestoreJob:
         await self.event("started", f"restoring {len(disks)} disk(s) of {manifest.vm_name} from "
                          f"{manifest.backup_id}", bytes_total=self.bytes_total, bytes_done=0)
 
-        if req.target_vm:
-            vm_id = (await find_vm(self.engine, req.target_vm)).vm_id
-        else:
-            vm_id = await self._create_vm(manifest, cluster)
-        fetcher = ChunkFetcher(self.store)
-        for disk in disks:
-            await self._restore_disk(manifest, disk, vm_id, target_sd or disk.storage_domain, fetcher)
+        fetcher = ChunkFetcher(self.store, manifest.chunk_hash)
+        async with contextlib.AsyncExitStack() as windows:  # closes prefetches a failure left behind
+            first = await windows.enter_async_context(Windows(manifest, disks[0], fetcher)) if disks else None
+            vm_id, disk_ids = await side_by_side(
+                self._target_vm(manifest, cluster),
+                side_by_side(*(self._create_disk(d, target_sd or d.storage_domain) for d in disks)))
+            try:
+                async with asyncio.TaskGroup() as finishing:
+                    for n, (disk, disk_id) in enumerate(zip(disks, disk_ids)):
+                        window = first if n == 0 else await windows.enter_async_context(
+                            Windows(manifest, disk, fetcher))
+                        uploaded = await self._upload(disk, disk_id, window)  # consumes every window
+                        finishing.create_task(self._finish_disk(uploaded, vm_id))
+            except BaseExceptionGroup as failed:
+                raise first_failure(failed) from None
         if req.power_on:
             await provision.power_on(self.engine, vm_id)
         status = await provision.vm_status(self.engine, vm_id)
@@ -117,6 +141,11 @@ class RestoreJob:
         self.created_vm = None  # success: nothing to undo
         self.created_disks = []
         return vm_id
+
+    async def _target_vm(self, manifest: Manifest, cluster: str | None) -> str:
+        if self.request.target_vm:
+            return (await find_vm(self.engine, self.request.target_vm)).vm_id
+        return await self._create_vm(manifest, cluster)
 
     async def _create_vm(self, manifest: Manifest, cluster: str | None) -> str:
         req = self.request
@@ -138,31 +167,40 @@ class RestoreJob:
         await self.event("progress", f"VM {name} created ({self.created_vm})", vm_id=self.created_vm)
         return self.created_vm
 
-    async def _restore_disk(self, manifest: Manifest, disk: DiskRecord, vm_id: str, storage_domain: str | None,
-                            fetcher: ChunkFetcher) -> None:
+    async def _create_disk(self, disk: DiskRecord, storage_domain: str | None) -> str:
         if not storage_domain:
             raise BackupError(f"no storage domain for disk {disk.name}: pass --storage-domain")
-        # The first windows come from the store while the engine creates the disk and opens the transfer.
-        async with Windows(manifest, disk, fetcher) as windows:
-            disk_id = await provision.create_disk(self.engine, name=disk.name, size=disk.size, fmt=disk.format,
-                                                  sparse=disk.sparse, storage_domain=storage_domain)
-            self.created_disks.append(disk_id)
-            transfer = await cbt.open_transfer(self.engine, disk_id, None, direction="upload")
+        return await provision.create_disk(self.engine, name=disk.name, size=disk.size, fmt=disk.format,
+                                           sparse=disk.sparse, storage_domain=storage_domain,
+                                           created=self.created_disks.append)
+
+    async def _upload(self, disk: DiskRecord, disk_id: str, windows: Windows) -> _Uploaded:
+        """The disk's content, through a transfer opened now; on failure the transfer is cancelled."""
+        transfer = await cbt.open_transfer(self.engine, disk_id, None, direction="upload")
+        try:
+            client = ImageioClient(self.session, transfer.transfer_url, transfer.proxy_url)
+            writer = BlockingImageio(transfer.transfer_url, transfer.proxy_url, self.settings.engine.ca_file,
+                                     self.settings.engine.insecure)
             try:
-                client = ImageioClient(self.session, transfer.transfer_url, transfer.proxy_url)
-                writer = BlockingImageio(transfer.transfer_url, transfer.proxy_url, self.settings.engine.ca_file,
-                                        self.settings.engine.insecure)
-                try:
-                    sent = await upload_disk(disk, windows, client, writer, self._progress)
-                finally:
-                    writer.close()
-                await cbt.finalize_transfer(self.engine, transfer.transfer_id)
-            except BaseException:
-                await asyncio.shield(cbt.cancel_transfer(self.engine, transfer.transfer_id))
-                raise
-        await provision.attach_disk(self.engine, vm_id, disk_id, interface=disk.interface, bootable=disk.bootable,
-                                    active=disk.active)
-        await self.event("progress", f"disk {disk.name} restored ({sent} data bytes)", vm_id=vm_id,
+                sent = await upload_disk(disk, windows, client, writer, self._progress)
+            finally:
+                writer.close()
+        except BaseException:
+            await asyncio.shield(cbt.cancel_transfer(self.engine, transfer.transfer_id))
+            raise
+        return _Uploaded(disk, disk_id, transfer.transfer_id, sent)
+
+    async def _finish_disk(self, done: _Uploaded, vm_id: str) -> None:
+        """Finalize the disk's transfer (cancelled if that fails) and attach the disk as it was."""
+        try:
+            await cbt.finalize_transfer(self.engine, done.transfer_id)
+        except BaseException:
+            await asyncio.shield(cbt.cancel_transfer(self.engine, done.transfer_id))
+            raise
+        disk = done.disk
+        await provision.attach_disk(self.engine, vm_id, done.disk_id, interface=disk.interface,
+                                    bootable=disk.bootable, active=disk.active)
+        await self.event("progress", f"disk {disk.name} restored ({done.sent} data bytes)", vm_id=vm_id,
                          bytes_total=self.bytes_total, bytes_done=self.bytes_done)
 
     async def _progress(self, sent: int) -> None:

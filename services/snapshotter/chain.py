@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from olvm_backup.engine.vms import DiskInfo
+from olvm_backup.format.chunks import CHUNK_HASH
 from olvm_backup.format.diskmap import DiskMap, Segment
 from olvm_backup.format.manifest import DiskRecord, Manifest
 from schemas import TaskResult
@@ -33,6 +34,9 @@ def choose_checkpoint(mode: str, previous: Manifest | None, engine_checkpoints: 
         return None, "no earlier backup of this VM in the catalog"
     if not previous.to_checkpoint:
         return None, f"the last backup {previous.backup_id} recorded no checkpoint"
+    if previous.chunk_hash != CHUNK_HASH:  # its maps cannot be laid under chunks named another way
+        return None, (f"the last backup {previous.backup_id} names its chunks by {previous.chunk_hash}, this version "
+                      f"by {CHUNK_HASH}")
     if previous.to_checkpoint not in set(engine_checkpoints):
         return None, f"checkpoint {previous.to_checkpoint} of backup {previous.backup_id} is no longer on the engine"
     return previous.to_checkpoint, ""

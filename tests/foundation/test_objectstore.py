@@ -10,6 +10,7 @@ import pytest
 from olvm_backup.config import S3Settings
 from olvm_backup.errors import ObjectNotFound
 from olvm_backup.objectstore import open_store
+from olvm_backup.objectstore.s3 import sign_payload
 from olvm_backup.secret import Secret
 from olvm_backup.stack import components
 from olvm_backup.stack.processes import free_port
@@ -81,3 +82,10 @@ async def test_put_list_delete_and_missing(store_settings):
         with pytest.raises(ObjectNotFound):
             await store.get(keys[0])
         assert await store.head(keys[0]) is None
+
+
+def test_payloads_are_signed_only_over_plain_http_to_another_host():
+    assert sign_payload("http://minio.backup.lan:9000") and sign_payload("http://10.0.0.7:9000")
+    for no_wire_or_tls in ("http://127.0.0.1:19000", "http://localhost:9000", "http://[::1]:9000",
+                           "https://minio.backup.lan", ""):
+        assert not sign_payload(no_wire_or_tls), no_wire_or_tls

@@ -26,6 +26,9 @@ def test_checkpoint_choice_says_why_full():
     assert cp is None and "no longer on the engine" in why
     cp, why = choose_checkpoint("auto", None, [])
     assert cp is None and "no earlier backup" in why
+    prev.chunk_hash = "sha256"  # written by a version that named chunks by SHA-256: its maps cannot be reused
+    cp, why = choose_checkpoint("auto", prev, ["cp0"])
+    assert cp is None and "names its chunks by sha256" in why
 
 
 def test_hot_added_disk_goes_full_while_the_other_stays_incremental():

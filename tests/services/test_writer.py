@@ -10,7 +10,7 @@ import time
 
 from olvm_backup.chunkindex import ChunkIndex
 from olvm_backup.config import to_environ
-from olvm_backup.format.chunks import compress, decompress, digest
+from olvm_backup.format.chunks import CHUNK_HASH, compress, decompress, digest
 from olvm_backup.kafka import Bus, create_topic, delete_topics, ensure_topics
 from olvm_backup.kafka.follow import Follower
 from olvm_backup.objectstore import open_store
@@ -59,7 +59,7 @@ async def check_restorable(settings, chunks: dict[str, bytes]) -> ChunkIndex:
             where = stored_index.get(d)
             assert where is not None, "pack index in the store lacks a chunk"
             data = await store.get(where.pack_key, where.offset, where.length)
-            assert decompress(where.codec, data, where.raw_size, d) == raw
+            assert decompress(where.codec, data, where.raw_size, d, CHUNK_HASH) == raw
     return stored_index
 
 
