@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 WINDOW = 32 * MIB      # disk bytes planned and fetched per round
-PREFETCH = 2           # rounds fetched ahead: PREFETCH + 1 windows in memory at most
+PREFETCH = 1           # rounds fetched ahead: PREFETCH + 1 windows in memory at most
 PROGRESS_EVERY = 1.0    # seconds between progress events
 MAX_PUT = 8 * MIB      # contiguous data sent per request
 
