@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("restore_point", help="restore point (backup) id, see `olvm-backup backups`")
     target = restore.add_mutually_exclusive_group()
     target.add_argument("--name", help="name of the new VM (default: <original>-restored)")
-    target.add_argument("--replace", action="store_true", help="replace the original VM (removes it first)")
+    target.add_argument("--replace", action="store_true",
+                        help="replace the original VM, keeping its id (removed only once the restored disks hold "
+                             "their data)")
     target.add_argument("--target-vm", help="restore the disks into this existing VM instead of a new one")
     restore.add_argument("--cluster", help="target cluster (default: the original)")
     restore.add_argument("--storage-domain", help="target storage domain (default: each disk's original)")

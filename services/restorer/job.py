@@ -7,11 +7,12 @@ created with the original size and format, uploaded, attached as they were.
 The VM and the empty disks are created side by side while the first disk's
 chunks come in. Disks are uploaded one at a time (a transfer is opened only
 when its upload starts, so none idles towards its inactivity timeout, and
-one upload's buffers are in memory at once); a disk's finalize and attach
-overlap the next disk's upload.
-`replace` removes the original VM first and keeps its id; `target_vm`
-restores disks into an existing VM. On failure nothing half-restored stays
-(unless asked), and no transfer stays open.
+one upload's buffers are in memory at once); a disk's finalize overlaps the
+next disk's upload; the disks are attached once all hold their data.
+`replace` keeps the original VM's id, and removes the original only once
+the restored disks hold their data: a restore that fails before leaves it
+untouched. `target_vm` restores disks into an existing VM. On failure
+nothing half-restored stays (unless asked), and no transfer stays open.
 """
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ class RestoreJob:
         self.started = time.monotonic()
         self.created_vm: str | None = None
         self.created_disks: list[str] = []
+        self.original_removed = False  # replace: from here on the restored disks are all that is left of the VM
         self.bytes_total = 0
         self.bytes_done = 0
 
@@ -84,13 +86,16 @@ class RestoreJob:
             else:
                 log.exception("restore %s failed", self.request.request_id)
             await asyncio.shield(self._undo())
-            await self.event("failed", str(e), detail={"error_type": type(e).__name__,
-                                                        "kept": self.request.keep_failed})
+            kept = self.request.keep_failed or self.original_removed
+            message = str(e) if not self.original_removed else (
+                f"{e}; the original VM was already removed: the restored disks are kept "
+                f"({', '.join(self.created_disks)})")
+            await self.event("failed", message, detail={"error_type": type(e).__name__, "kept": kept})
             return None
         return vm_id
 
     async def _undo(self) -> None:
-        if self.request.keep_failed:
+        if self.request.keep_failed or self.original_removed:
             return
         if self.created_vm:
             with contextlib.suppress(Exception):
@@ -111,6 +116,8 @@ class RestoreJob:
         self.bytes_total = sum(d.map.data_bytes() for d in disks)
         cluster = await provision.find_cluster(self.engine, req.cluster) if req.cluster else manifest.vm.get(
             "cluster_id")
+        if not cluster and not req.target_vm:
+            raise BackupError("no target cluster: the restore point does not name one; pass --cluster")
         target_sd = await provision.find_storage_domain(self.engine, req.storage_domain) \
             if req.storage_domain else None
         await self.event("started", f"restoring {len(disks)} disk(s) of {manifest.vm_name} from "
@@ -119,18 +126,27 @@ class RestoreJob:
         fetcher = ChunkFetcher(self.store, manifest.chunk_hash)
         async with contextlib.AsyncExitStack() as windows:  # closes prefetches a failure left behind
             first = await windows.enter_async_context(Windows(manifest, disks[0], fetcher)) if disks else None
-            vm_id, disk_ids = await side_by_side(
-                self._target_vm(manifest, cluster),
-                side_by_side(*(self._create_disk(d, target_sd or d.storage_domain) for d in disks)))
+            create_disks = side_by_side(*(self._create_disk(d, target_sd or d.storage_domain) for d in disks))
+            if req.replace:
+                vm_id, disk_ids = None, await create_disks
+            else:
+                vm_id, disk_ids = await side_by_side(self._target_vm(manifest, cluster), create_disks)
+            uploaded: list[_Uploaded] = []
             try:
                 async with asyncio.TaskGroup() as finishing:
                     for n, (disk, disk_id) in enumerate(zip(disks, disk_ids)):
                         window = first if n == 0 else await windows.enter_async_context(
                             Windows(manifest, disk, fetcher))
-                        uploaded = await self._upload(disk, disk_id, window)  # consumes every window
-                        finishing.create_task(self._finish_disk(uploaded, vm_id))
+                        uploaded.append(await self._upload(disk, disk_id, window))  # consumes every window
+                        finishing.create_task(self._finalize(uploaded[-1]))
             except BaseExceptionGroup as failed:
                 raise first_failure(failed) from None
+        if vm_id is None:  # replace: every disk holds its data, the original can go
+            vm_id = await self._create_vm(manifest, cluster)
+        for done in uploaded:
+            d = done.disk
+            await provision.attach_disk(self.engine, vm_id, done.disk_id, interface=d.interface, bootable=d.bootable,
+                                        active=d.active)
         if req.power_on:
             await provision.power_on(self.engine, vm_id)
         status = await provision.vm_status(self.engine, vm_id)
@@ -147,16 +163,15 @@ class RestoreJob:
             return (await find_vm(self.engine, self.request.target_vm)).vm_id
         return await self._create_vm(manifest, cluster)
 
-    async def _create_vm(self, manifest: Manifest, cluster: str | None) -> str:
+    async def _create_vm(self, manifest: Manifest, cluster: str) -> str:
         req = self.request
-        if not cluster:
-            raise BackupError("no target cluster: the restore point does not name one; pass --cluster")
         ovf = without_disks(await catalog.read_ovf(self.store, manifest))
         if req.replace:
             name = manifest.vm_name
             existing = await provision.vm_exists(self.engine, name)
             if existing:
                 await self.event("progress", f"removing the original VM {name} ({existing}) to replace it")
+                self.original_removed = True  # set first: removal may fail half-way
                 await provision.remove_vm(self.engine, existing)
         else:
             name = req.name or f"{manifest.vm_name}-restored"
@@ -190,17 +205,14 @@ class RestoreJob:
             raise
         return _Uploaded(disk, disk_id, transfer.transfer_id, sent)
 
-    async def _finish_disk(self, done: _Uploaded, vm_id: str) -> None:
-        """Finalize the disk's transfer (cancelled if that fails) and attach the disk as it was."""
+    async def _finalize(self, done: _Uploaded) -> None:
+        """Finalize the disk's transfer (cancelled if that fails)."""
         try:
             await cbt.finalize_transfer(self.engine, done.transfer_id)
         except BaseException:
             await asyncio.shield(cbt.cancel_transfer(self.engine, done.transfer_id))
             raise
-        disk = done.disk
-        await provision.attach_disk(self.engine, vm_id, done.disk_id, interface=disk.interface,
-                                    bootable=disk.bootable, active=disk.active)
-        await self.event("progress", f"disk {disk.name} restored ({done.sent} data bytes)", vm_id=vm_id,
+        await self.event("progress", f"disk {done.disk.name} restored ({done.sent} data bytes)",
                          bytes_total=self.bytes_total, bytes_done=self.bytes_done)
 
     async def _progress(self, sent: int) -> None:

@@ -140,6 +140,10 @@ class Engine:
                 raise failed(f"Cannot import VM. Failed to parse the OVF configuration: {e}") from None
             fields.update({k: parsed[k] for k in ("memory", "cpu", "os", "nics", "description")})
             name = name or parsed["name"]
+            if not regenerate_ids and parsed["vm_id"]:  # like the engine: the VM keeps the OVF's id
+                if parsed["vm_id"] in self.state.table("vms"):
+                    raise conflict("Cannot add VM. VM with the same identifier already exists.")
+                vm_id = parsed["vm_id"]
             # Like the engine: disks the OVF names that exist and are floating get attached; a disk another VM
             # holds stays where it is (the new VM is created without it).
             attach = [d for d in parsed["disks"] if d["disk_id"] in self.state.table("disks")

@@ -96,15 +96,15 @@ def _local(tag: str) -> str:
 
 
 def read(text: str) -> dict:
-    """What an import takes from an OVF: name, CPU, memory, OS, NICs and disk references (disk id, interface,
-    bootable)."""
+    """What an import takes from an OVF: name, VM id (the OS section's ovf:id, as the engine writes and reads it),
+    CPU, memory, OS, NICs and disk references (disk id, interface, bootable)."""
     try:
         root = ET.fromstring(text.strip())
     except ET.ParseError as e:
         raise OvfError(f"the OVF configuration is not XML: {e}") from None
     if _local(root.tag) != "Envelope":
         raise OvfError("the OVF configuration has no ovf:Envelope")
-    out: dict = {"name": None, "cpu": {"sockets": 1, "cores": 1, "threads": 1}, "memory": 1 << 30,
+    out: dict = {"name": None, "vm_id": None, "cpu": {"sockets": 1, "cores": 1, "threads": 1}, "memory": 1 << 30,
                  "os": "other", "nics": [], "disks": [], "description": ""}
     content = next((el for el in root.iter() if _local(el.tag) == "Content"), None)
     if content is None:
@@ -120,6 +120,7 @@ def read(text: str) -> dict:
             attrs = {_local(k): v for k, v in el.attrib.items()}
             disk_attrs[attrs.get("diskId")] = attrs
         elif _local(el.tag) == "Section" and "OperatingSystemSection" in (el.get(f"{{{XSI}}}type") or ""):
+            out["vm_id"] = el.get(f"{{{OVF}}}id") or None
             desc = next((c.text for c in el if _local(c.tag) == "Description"), None)
             if desc:
                 out["os"] = desc.strip()

@@ -1,6 +1,6 @@
 """Restores through the restorer service against the simulator: every restore point of a chain, configuration
-kept, power state as asked, other cluster and storage domain, a single disk into an existing VM, and a corrupt
-pack that verify reports and restore refuses."""
+kept, power state as asked, other cluster and storage domain, a single disk into an existing VM, a VM replaced
+in place, and a corrupt pack that verify reports and restore refuses (leaving a VM it was to replace untouched)."""
 from __future__ import annotations
 
 
@@ -113,4 +113,33 @@ def test_a_corrupt_pack_is_reported_and_never_restored(pipeline, admin, engine_v
     assert "corrupt" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
     vms = engine_view.call(lambda s: [v.name for v in s.vms_service().list()])
     assert "app1-bad" not in vms, "a failed restore leaves no half-restored VM"
+
+    # A replace that cannot restore the data never removes the VM it was to replace.
+    original = vm_config(engine_view, "app1")
+    contents = {d: admin.checksum("app1", d) for d in DISKS}
+    r = restore(pipeline, point["backup_id"], "--replace")
+    assert r.returncode != 0 and "corrupt" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
+    assert vm_config(engine_view, "app1") == original
+    assert {d: admin.checksum("app1", d) for d in DISKS} == contents
+    assert engine_view.leftovers() == []
+
+
+def test_replace_puts_the_restore_point_back_in_place(pipeline, admin, engine_view):
+    backup(pipeline, "app1")
+    [point] = restore_points(pipeline, "app1")
+    expected = {d: admin.checksum("app1", d) for d in DISKS}
+    original = vm_config(engine_view, "app1")
+    admin.write("app1", "app1_os", 300 * MIB, 4 * MIB, seed=77)  # the change the admin wants undone
+    assert admin.checksum("app1", "app1_os") != expected["app1_os"]
+    r = restore(pipeline, point["backup_id"], "--replace")
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
+    replaced = vm_config(engine_view, "app1")
+    assert replaced["id"] == original["id"]
+    for key in ("memory", "os", "cpu", "nics", "cluster"):
+        assert replaced[key] == original[key], key
+    layout = lambda c: {k: {f: v[f] for f in ("size", "format", "interface", "bootable", "active", "sd")}
+                        for k, v in c["disks"].items()}
+    assert layout(replaced) == layout(original)
+    assert {d: admin.checksum("app1", d) for d in DISKS} == expected
+    assert engine_view.call(lambda s: [v.name for v in s.vms_service().list()]).count("app1") == 1
     assert engine_view.leftovers() == []

@@ -115,6 +115,25 @@ def test_vm_ovf_with_all_content(vms):
     assert "web1" in listed[0].initialization.configuration.data
 
 
+def test_import_from_ovf_keeps_the_vm_id_unless_asked_to_regenerate(vms):
+    web1 = vms.list(search="name=web1")[0]
+
+    def add(ovf: str, name: str | None, regenerate: bool) -> types.Vm:
+        return vms.add(types.Vm(name=name, cluster=web1.cluster, initialization=types.Initialization(
+            configuration=types.Configuration(type=types.ConfigurationType.OVF, data=ovf), regenerate_ids=regenerate)))
+
+    copy = add(vms.vm_service(web1.id).get(all_content=True).initialization.configuration.data, "web1-copy", True)
+    assert copy.id != web1.id
+    ovf = vms.vm_service(copy.id).get(all_content=True).initialization.configuration.data
+    with pytest.raises(sdk.Error, match="same identifier"):
+        add(ovf, "web1-copy2", False)
+    vms.vm_service(copy.id).remove()
+    wait_gone(lambda: vms.vm_service(copy.id).get())
+    again = add(ovf, None, False)
+    assert (again.id, again.name) == (copy.id, "web1-copy")
+    vms.vm_service(again.id).remove()
+
+
 def test_inventory_entities(connection):
     system = connection.system_service()
     assert {"Default", "Other"} <= set(names(system.clusters_service().list()))
