@@ -18,7 +18,7 @@ from pathlib import Path
 
 import ovirtsdk4.types as types
 
-from site_setup import DISK, DISK_SIZE, VM, Site, _wait, human, plain_download, say
+from site_setup import DISK, DISK_SIZE, VM, Site, _wait, human, plain_download, say, settle
 
 TARGET = 1.5
 
@@ -41,6 +41,7 @@ def plain_upload(site: Site, image: Path, name: str = "bench1_upload") -> tuple[
                                                      format=types.DiskFormat.RAW, inactivity_timeout=300))
         ts = transfers.image_transfer_service(transfer.id)
         transfer = _wait(ts.get, lambda t: t.phase == types.ImageTransferPhase.TRANSFERRING, "upload transfer")
+        settle()
         start = time.monotonic()
         client.upload(str(image), transfer.transfer_url, site.connection["ca_file"])
         elapsed = time.monotonic() - start

@@ -52,6 +52,12 @@ def say(text: str) -> None:
     print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
+def settle() -> None:
+    """Called before every timed step: the page cache's dirty data (a downloaded image, a restic repository, packs)
+    is written back first, so that no step pays for the writeback of the one before it."""
+    os.sync()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a live process (0 if it is gone)."""
     try:
@@ -155,6 +161,7 @@ class Site:
     # -- the product ----------------------------------------------------------------------------------------
     def cli(self, *args: str) -> tuple[float, subprocess.CompletedProcess]:
         env = {**os.environ, **to_environ(self.settings)}
+        settle()
         start = time.monotonic()
         r = subprocess.run([sys.executable, "-m", "olvm_backup.cli.main", *args], env=env, cwd=REPO,
                            capture_output=True, text=True, timeout=7200)
@@ -240,6 +247,7 @@ def plain_download(site: Site, dest: Path) -> float:
         ts = transfers.image_transfer_service(transfer.id)
         transfer = _wait(ts.get, lambda t: t.phase == types.ImageTransferPhase.TRANSFERRING, "transfer")
         dest.unlink(missing_ok=True)
+        settle()
         start = time.monotonic()
         client.download(transfer.transfer_url, str(dest), site.connection["ca_file"], fmt="raw")
         elapsed = time.monotonic() - start
@@ -265,6 +273,7 @@ class Restic:
             raise SystemExit(f"restic init failed: {r.stderr}")
 
     def backup(self, path: Path) -> tuple[float, int]:
+        settle()
         elapsed, rss, r = run_measured(["restic", "backup", "--quiet", str(path)], env=self.env)
         if r.returncode != 0:
             raise SystemExit(f"restic backup failed: {r.stderr.decode()}")
