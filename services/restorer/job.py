@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import AsyncIterator
 
 from olvm_backup import catalog
 from olvm_backup.chunkfetch import ChunkFetcher
@@ -192,28 +193,28 @@ class RestoreJob:
     async def _upload(self, disk: DiskRecord, disk_id: str, windows: Windows) -> _Uploaded:
         """The disk's content, through a transfer opened now; on failure the transfer is cancelled."""
         transfer = await cbt.open_transfer(self.engine, disk_id, None, direction="upload")
-        try:
+        async with self._cancelled_on_failure(transfer.transfer_id):
             client = ImageioClient(self.session, transfer.transfer_url, transfer.proxy_url)
-            writer = BlockingImageio(transfer.transfer_url, transfer.proxy_url, self.settings.engine.ca_file,
-                                     self.settings.engine.insecure)
-            try:
+            with BlockingImageio(transfer.transfer_url, transfer.proxy_url, self.settings.engine.ca_file,
+                                 self.settings.engine.insecure) as writer:
                 sent = await upload_disk(disk, windows, client, writer, self._progress)
-            finally:
-                writer.close()
-        except BaseException:
-            await asyncio.shield(cbt.cancel_transfer(self.engine, transfer.transfer_id))
-            raise
         return _Uploaded(disk, disk_id, transfer.transfer_id, sent)
 
     async def _finalize(self, done: _Uploaded) -> None:
         """Finalize the disk's transfer (cancelled if that fails)."""
-        try:
+        async with self._cancelled_on_failure(done.transfer_id):
             await cbt.finalize_transfer(self.engine, done.transfer_id)
-        except BaseException:
-            await asyncio.shield(cbt.cancel_transfer(self.engine, done.transfer_id))
-            raise
         await self.event("progress", f"disk {done.disk.name} restored ({done.sent} data bytes)",
                          bytes_total=self.bytes_total, bytes_done=self.bytes_done)
+
+    @contextlib.asynccontextmanager
+    async def _cancelled_on_failure(self, transfer_id: str) -> AsyncIterator[None]:
+        """No transfer stays open: a failure or cancellation inside cancels it on the engine, then goes on."""
+        try:
+            yield
+        except BaseException:
+            await asyncio.shield(cbt.cancel_transfer(self.engine, transfer_id))
+            raise
 
     async def _progress(self, sent: int) -> None:
         self.bytes_done += sent
