@@ -25,14 +25,27 @@ class ImageioUnavailable(RetriableError):
     template = "imageio {url}: {reason}"
 
 
+class TicketGone(ImageioError):
+    """imageio answered 403: the transfer's ticket was finalized or cancelled, so nobody can read it any more."""
+
+
+def status_error(status: int) -> type[ImageioError] | type[ImageioUnavailable]:
+    """The error for an imageio answer that is not a success."""
+    if status >= 500:
+        return ImageioUnavailable
+    return TicketGone if status == 403 else ImageioError
+
+
 def ssl_context(ca_file: str, insecure: bool) -> ssl.SSLContext | bool:
     if insecure:
         return False
     return ssl.create_default_context(cafile=ca_file or None)
 
 
-def new_session(ca_file: str, insecure: bool, *, limit: int = 16) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(ssl=ssl_context(ca_file, insecure), limit=limit)
+def new_session(ca_file: str, insecure: bool, *, limit: int = 16, keep_alive: bool = True) -> aiohttp.ClientSession:
+    """`keep_alive=False` closes each connection after its request: an idle imageio connection still holds one
+    of the ticket's few NBD connections (see `ImageioClient.max_readers`)."""
+    connector = aiohttp.TCPConnector(ssl=ssl_context(ca_file, insecure), limit=limit, force_close=not keep_alive)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
     return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False)
 
@@ -55,8 +68,7 @@ class ImageioClient:
                         body = await resp.read()
                         if resp.status != 200:
                             text = body[:300].decode(errors="replace")
-                            err = ImageioUnavailable if resp.status >= 500 else ImageioError
-                            raise err(f"{method} {suffix or '/'} answered {resp.status}: {text}", url=url)
+                            raise status_error(resp.status)(f"{method} {suffix or '/'} answered {resp.status}: {text}", url=url)
                         self.url = url
                         return body
                 except (aiohttp.ClientConnectionError, OSError) as e:
@@ -65,6 +77,16 @@ class ImageioClient:
             raise last
 
         return await retry(once, what=f"imageio {method}", attempts=4, deadline=60)
+
+    async def max_readers(self) -> int:
+        """How many connections may read this ticket at once (imageio's OPTIONS; 1 from a server that does not
+        say, as imageio's own client assumes). Each connection holds one connection to the host's NBD server,
+        which accepts no more than that: one beyond waits, without an error, until another closes."""
+        body = await self._request("OPTIONS")
+        try:
+            return max(1, int(json.loads(body).get("max_readers", 1)))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ImageioError(f"OPTIONS answer is not the expected JSON ({e})", url=self.url) from None
 
     async def extents(self, context: str = "zero") -> list[dict[str, Any]]:
         body = await self._request("GET", f"/extents?context={context}")

@@ -17,7 +17,7 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
-from .imageio import ImageioError, ImageioUnavailable, ssl_context
+from .imageio import ImageioUnavailable, ssl_context, status_error
 from .retry import retry
 
 TIMEOUT = 120.0
@@ -70,8 +70,7 @@ class BlockingImageio:
             raise ImageioUnavailable(f"{what}: {type(e).__name__}: {e}", url=failed) from None
         if resp.status not in expect:
             conn.close()
-            err = ImageioUnavailable if resp.status >= 500 else ImageioError
-            raise err(f"{what} answered {resp.status}: {data[:300].decode(errors='replace')}", url=self.url)
+            raise status_error(resp.status)(f"{what} answered {resp.status}: {data[:300].decode(errors='replace')}", url=self.url)
         self._idle.put(conn)
         return data
 

@@ -59,6 +59,8 @@ class ReadTask(Record):
     length: int = Field(gt=0)
     chunk_size: int = Field(gt=0)
     chunk_topic: str  # where this task's chunks go: the topic of its wave, deleted once the wave is stored
+    # Connections the reader may open to the ticket: the disk's tasks running at once stay within its max_readers.
+    connections: int = Field(default=1, ge=1)
 
 
 class ChunkData(Record):

@@ -165,7 +165,8 @@ async def cancel_transfer(engine: Engine, transfer_id: str) -> None:
     svc = lambda: engine.system.image_transfers_service().image_transfer_service(transfer_id)
     try:
         phase = _phase((await engine.call(lambda: svc().get(), what="read transfer")).phase)
-        if not phase.startswith("finished") and not phase.startswith("cancelled"):
+        # A finalizing transfer is already ending (the engine refuses to cancel it): only wait for it.
+        if not phase.startswith(("finished", "cancelled", "finalizing")):
             await engine.call(lambda: svc().cancel(), what=f"cancel transfer {transfer_id}")
         await engine.wait_for(lambda: svc().get(), lambda x: _phase(x.phase).startswith("finished"),
                               what=f"transfer {transfer_id} to stop", deadline=TRANSFER_DEADLINE)

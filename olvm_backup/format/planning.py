@@ -27,6 +27,13 @@ def task_ranges(size: int, task_size: int = DEFAULT_TASK_SIZE) -> list[tuple[int
     return [(o, min(task_size, size - o)) for o in range(0, size, task_size)]
 
 
+def connection_share(max_readers: int, tasks_at_once: int) -> int:
+    """Connections one read task may open to its disk's ticket when `tasks_at_once` tasks of that disk may run
+    side by side: together they stay within the ticket's `max_readers`. Beyond it a connection would wait for
+    a free one, and tasks each holding some connections while waiting on their last could wait on each other."""
+    return max(1, max_readers // max(1, tasks_at_once))
+
+
 def group_waves(sizes: list[int], wave_bytes: int) -> list[list[int]]:
     """Consecutive task indexes grouped into waves of about wave_bytes each (at least one task per wave;
     tasks of size 0 join the wave at hand)."""

@@ -155,9 +155,12 @@ class RecordLoop:
 
 def kafka_consumer(kafka: KafkaSettings, *topics: str, group: str | None, client_id: str, fetch_max_bytes: int,
                    **options) -> AIOKafkaConsumer:
-    """An aiokafka consumer as every service configures it: manual commits, from the earliest record."""
+    """An aiokafka consumer as every service configures it: manual commits, from the earliest record. Its group
+    gets the topic prefix, as the topics do: installations sharing a cluster never share a group (whose members
+    would rebalance together, and whose leader would assign the union of their topics)."""
     return AIOKafkaConsumer(
-        *topics, bootstrap_servers=kafka.bootstrap_servers, group_id=group, client_id=client_id,
+        *topics, bootstrap_servers=kafka.bootstrap_servers, group_id=group and kafka.topic_prefix + group,
+        client_id=client_id,
         enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_bytes=fetch_max_bytes,
         fetch_max_wait_ms=kafka.fetch_wait_ms,
         max_partition_fetch_bytes=min(fetch_max_bytes, 16 * 1024 * 1024), **options)

@@ -13,7 +13,7 @@ import time
 from olvm_backup.chunkindex import ChunkIndex
 from olvm_backup.config import EngineSettings, Settings
 from olvm_backup.format.planning import Extent
-from olvm_backup.imageio import ImageioClient, new_session
+from olvm_backup.imageio import ImageioClient, TicketGone, new_session
 from olvm_backup.imageio_blocking import BlockingImageio
 from olvm_backup.kafka import Bus, Consumer, Message
 from olvm_backup.kafka.bus import TopicGone
@@ -58,6 +58,10 @@ class Reader:
         except* TopicGone:  # raised by one of the task's parallel chunks
             log.info("task %s: abandoned, its backup wave ended meanwhile (topic %s is gone)", task.task_id,
                      task.chunk_topic)
+        except* TicketGone:
+            # The snapshotter ends the transfers once every task has a result, or when the backup fails: this
+            # is a redelivered copy of a task already read, or the backup is over. Either way nobody waits for it.
+            log.info("task %s: abandoned, the disk's transfer is over (imageio: no such ticket)", task.task_id)
         finally:
             self._bus.forget(task.chunk_topic)
 
@@ -69,8 +73,9 @@ class Reader:
         async def publish_chunk(chunk: ChunkData) -> None:
             await self._bus.publish(CHUNKS, chunk, key=chunk.digest, member=task.chunk_topic)
 
+        # Within the task's share of the ticket's connections: beyond it a connection would wait for a free one.
         with BlockingImageio(client.url, task.proxy_url, self._engine.ca_file, self._engine.insecure,
-                             connections=PARALLEL_CHUNKS) as data:
+                             connections=min(task.connections, PARALLEL_CHUNKS)) as data:
             result = await read_task(task, data, extents, self._index, publish_chunk)
         await self._bus.publish(READ_RESULTS, result, key=task.backup_id)
         log.info("task %s: read %d bytes, %d chunks, %d new bytes in %.2fs", task.task_id, result.bytes_read,
@@ -84,7 +89,8 @@ async def main(settings: Settings) -> None:
         # Follow new packs first, then load the stored indexes: no pack falls between the two.
         async with Follower(settings.kafka, PACKS, index.add_record, client_id=name + "/packs"):
             await index.load(store)
-            async with new_session(settings.engine.ca_file, settings.engine.insecure) as session:
+            # No keep-alive: an idle extents connection would hold one of the ticket's NBD connections.
+            async with new_session(settings.engine.ca_file, settings.engine.insecure, keep_alive=False) as session:
                 reader = Reader(bus, session, index, settings.engine)
                 async with Consumer(settings.kafka, bus, [READ_TASKS], GROUP, client_id=name,
                                     max_batch=1) as consumer:

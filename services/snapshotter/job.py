@@ -24,7 +24,7 @@ from olvm_backup.engine import cbt
 from olvm_backup.engine.vms import find_vm, vm_disks, vm_ovf
 from olvm_backup.errors import BackupError
 from olvm_backup.format.manifest import DiskRecord, Location, Manifest
-from olvm_backup.format.planning import Extent, data_bytes, group_waves, task_ranges
+from olvm_backup.format.planning import Extent, connection_share, data_bytes, group_waves, task_ranges
 from olvm_backup.imageio import ImageioClient, new_session
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
@@ -143,10 +143,8 @@ class BackupJob:
                 "excluded": [d.name for d in excluded]})
             ovf = await vm_ovf(ctx.engine, vm.vm_id)
             async with contextlib.AsyncExitStack() as transfers:
-                results = await self._read_disks(plans, backup.backup_id, transfers, journal)
+                results = await self._read_disks(vm.vm_id, plans, backup.backup_id, transfers, journal)
                 manifest = await self._commit(vm, plans, excluded, results, ovf, backup, previous, created_at)
-                # Only now, with the restore point committed, are the transfers closed as a success.
-                await side_by_side(*(self._finalize_transfer(journal, t) for t in list(journal.entry.transfers)))
             await journal.save()
         return manifest
 
@@ -155,27 +153,32 @@ class BackupJob:
         text = f"backing up {len(plans)} disk(s) of {self.vm_name}: {inc} incremental, {len(plans) - inc} full"
         return text + (f"; excluded: {', '.join(d.name for d in excluded)}" if excluded else "")
 
-    async def _read_disks(self, plans: list[DiskPlan], engine_backup: str, transfers: contextlib.AsyncExitStack,
-                          journal: Journal) -> dict[str, list[TaskResult]]:
+    async def _read_disks(self, vm_id: str, plans: list[DiskPlan], engine_backup: str,
+                          transfers: contextlib.AsyncExitStack, journal: Journal) -> dict[str, list[TaskResult]]:
+        """Every disk read and its chunks stored; the transfers and the engine backup finished as soon as every
+        task is read (the caller's exit stack cancels the transfers, and running_backup ends the engine backup,
+        if anything fails first)."""
         ctx, pipeline = self.ctx, self.ctx.settings.pipeline
         # Entered before the transfers, so left after them: on failure readers lose their transfer first and
         # stop reading, then the topics go (a reader still publishing then gets TopicGone and gives up).
         topics = await transfers.enter_async_context(ChunkTopics(ctx.settings.kafka, self.backup_id))
         ranges: list[tuple[DiskPlan, cbt.TransferInfo, int, int, int]] = []
+        connections: dict[str, int] = {}  # per disk: how many connections each of its tasks may open
         to_read: list[int] = []  # per task: bytes of data (full) or dirty data (incremental) in its range
 
-        async def open_one(plan: DiskPlan) -> tuple[cbt.TransferInfo, list[Extent]]:
+        async def open_one(plan: DiskPlan) -> tuple[cbt.TransferInfo, list[Extent], int]:
             transfer = await cbt.open_transfer(ctx.engine, plan.disk.disk_id, engine_backup)
             # Registered as soon as it is open (no await in between): a failed sibling cancels this task, and
             # the exit stack then cancels this transfer on the engine.
             journal.entry.transfers.append(transfer.transfer_id)
             transfers.push_async_callback(self._cancel_if_open, journal, transfer.transfer_id)
-            return transfer, await self._data_extents(transfer, plan.incremental)
+            return transfer, *await self._probe(plan, transfer)
 
         # One transfer per disk, opened side by side: each takes the engine a few polls to start.
         opened = await side_by_side(*(open_one(plan) for plan in plans))
         await journal.save()
-        for plan, (transfer, extents) in zip(plans, opened):
+        for plan, (transfer, extents, share) in zip(plans, opened):
+            connections[plan.disk.disk_id] = share
             for n, (offset, length) in enumerate(task_ranges(plan.disk.size, pipeline.task_size)):
                 ranges.append((plan, transfer, n, offset, length))
                 to_read.append(data_bytes(extents, offset, offset + length))
@@ -208,21 +211,44 @@ class BackupJob:
                     backup_id=self.backup_id, task_id=self._task_id(plan, n), disk_id=plan.disk.disk_id,
                     transfer_url=transfer.transfer_url, proxy_url=transfer.proxy_url,
                     incremental=plan.incremental, offset=offset, length=length,
-                    chunk_size=pipeline.chunk_size, chunk_topic=topic)
+                    chunk_size=pipeline.chunk_size, chunk_topic=topic, connections=connections[plan.disk.disk_id])
                 await ctx.bus.publish(READ_TASKS, task)  # no key: the partitions in turn, one reader after another
                 task_ids.add(task.task_id)
             in_flight.append((topic, task_ids))
-        while in_flight:
-            await finish(in_flight.popleft())
+
+        async def drain() -> None:
+            while in_flight:
+                await finish(in_flight.popleft())
+
+        async def release_engine() -> None:
+            # With every task read, the engine is not needed until the commit: the transfers and the engine
+            # backup end while the writers seal the last packs. (A task redelivered after this finds its ticket
+            # gone and is dropped; its result is in already.)
+            await ctx.tracker.all_read(self.backup_id)
+            await side_by_side(*(self._finalize_transfer(journal, t) for t in list(journal.entry.transfers)))
+            phase = await cbt.finalize_backup(ctx.engine, vm_id, engine_backup)
+            if phase != "succeeded":
+                raise BackupError(f"the engine ended backup {engine_backup} {phase}: its checkpoint is not one to "
+                                  "build on, so this restore point is not committed")
+
+        await side_by_side(drain(), release_engine())
         by_disk: dict[str, list[TaskResult]] = {p.disk.disk_id: [] for p in plans}
         for result in ctx.tracker.results(self.backup_id).values():
             by_disk[result.disk_id].append(result)
         return by_disk
 
-    async def _data_extents(self, transfer: cbt.TransferInfo, incremental: bool) -> list[Extent]:
+    async def _probe(self, plan: DiskPlan, transfer: cbt.TransferInfo) -> tuple[list[Extent], int]:
+        """The disk's extents to read, and how many connections each of its read tasks may open: as many
+        tasks as there are read.tasks partitions may read it at once, within the ticket's max_readers."""
         engine = self.ctx.settings.engine
-        async with new_session(engine.ca_file, engine.insecure, limit=2) as session:
-            return await ImageioClient(session, transfer.transfer_url, transfer.proxy_url).data_extents(incremental)
+        async with new_session(engine.ca_file, engine.insecure, limit=1, keep_alive=False) as session:
+            client = ImageioClient(session, transfer.transfer_url, transfer.proxy_url)
+            extents = await client.data_extents(plan.incremental)
+            max_readers = await client.max_readers()
+        share = connection_share(max_readers, self.ctx.settings.kafka.partitions)
+        log.info("disk %s: imageio allows %d readers, %d read tasks at once: %d connections per task",
+                 plan.disk.name, max_readers, self.ctx.settings.kafka.partitions, share)
+        return extents, share
 
     def _task_id(self, plan: DiskPlan, n: int) -> str:
         return f"{self.backup_id}/{plan.disk.disk_id}/{n}"

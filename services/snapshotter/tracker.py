@@ -20,6 +20,7 @@ class _Job:
     expected: set[str]
     results: dict[str, TaskResult] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    all_read: asyncio.Event = field(default_factory=asyncio.Event)  # every expected task has its result
     reported: set[str] = field(default_factory=set)
     last_progress: float = field(default_factory=time.monotonic)
 
@@ -42,6 +43,13 @@ class Tracker:
         job.results[result.task_id] = result  # a redone task gives an equivalent result: last one wins
         job.last_progress = time.monotonic()
         job.changed.set()
+        if job.results.keys() >= job.expected:
+            job.all_read.set()
+
+    async def all_read(self, backup_id: str) -> None:
+        """Until every task of the backup has its result: from then on nothing of its disks is read again (the
+        chunks still on their way to packs are in their topics). Stalls are `wait`'s to report."""
+        await self._jobs[backup_id].all_read.wait()
 
     def on_pack(self, record: PackStored) -> None:
         self._index.add_record(record)

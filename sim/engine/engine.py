@@ -30,6 +30,7 @@ class Faults:
     """Faults armed on demand by tests and rehearsals."""
     transfer_fail: int = 0
     backup_stall: int = 0
+    backup_finalize_fail: int = 0  # the next finalized backups end failed, their checkpoint removed
     engine_500: int = 0
     engine_drop: int = 0
     stalled_backups: set = field(default_factory=set)
@@ -545,6 +546,8 @@ class Engine:
             await asyncio.sleep(STEP)
             if premature:
                 await self._fail_backup(vm, backup, "stopped before it was ready")
+            elif self.faults.take("backup_finalize_fail"):
+                await self._fail_backup(vm, backup, "the host could not end the backup (injected fault)")
             else:
                 try:
                     await self._release_backup(backup)

@@ -142,6 +142,45 @@ def test_two_readers_share_a_disk_and_survive_a_kill(pipeline, admin, engine_vie
     assert engine_view.leftovers() == []
 
 
+def imageio_connections_peak(daemon_log, start: int) -> int:
+    """Most client connections the host's imageio daemon held at once after byte `start` of its log, from its own
+    OPEN and CLOSE lines (its control socket's, client=local, left out)."""
+    held, peak = set(), 0
+    with open(daemon_log) as f:
+        f.seek(start)
+        for line in f:
+            if m := re.search(r"\[http\] (OPEN|CLOSE) connection=(\d+) client=(?!local)", line):
+                (held.add if m[1] == "OPEN" else held.discard)(m[2])
+                peak = max(peak, len(held))
+    return peak
+
+
+def test_readers_together_stay_within_the_tickets_connections(pipeline, admin, sim, engine_view, tmp_path):
+    # Four readers on one disk, four of its tasks at once. imageio (OPTIONS max_readers) and the host's NBD server
+    # serve a ticket over at most 8 connections; a ninth waits, and tasks holding connections while waiting on
+    # their last one used to stall each other until a keep-alive or a socket timeout ran out.
+    pipeline.stop("reader")
+    pipeline.env["OLVM_TASK_SIZE"] = str(16 * MIB)
+    pipeline.stop("snapshotter")
+    pipeline.start("snapshotter", "snapshotter")
+    for n in range(1, 5):
+        pipeline.start(f"reader-{n}", "reader")
+    daemon_log = sim.data / "imageio" / "host" / "daemon.log"
+    start = daemon_log.stat().st_size
+    backup(pipeline, "big1")
+    assert re.search(r"imageio allows 8 readers, 4 read tasks at once: 2 connections per task",
+                     (pipeline.logs / "snapshotter.log").read_text())
+    peak = imageio_connections_peak(daemon_log, start)
+    # 4 tasks x 2 connections; one more at most, when the daemon logs a closed connection only after the reader's
+    # next task opened its first (without the budget: 4 x 4, plus each reader's extents connection kept alive).
+    assert 2 <= peak <= 8 + 1, f"readers held {peak} connections to the ticket at once"
+    busy = [n for n in range(1, 5) if "reading disk" in (pipeline.logs / f"reader-{n}.log").read_text()]
+    assert len(busy) >= 2, f"the disk's tasks went to readers {busy} only"
+    [point] = restore_points(pipeline, "big1")
+    assert exported_hash(pipeline, tmp_path, point["backup_id"], "big1_disk") == admin.checksum("big1", "big1_disk")
+    assert engine_view.leftovers() == []
+
+
 def test_failures_and_cancellation_leave_the_engine_clean(pipeline, admin, engine_view, tmp_path):
     # The engine fails the next transfer: the backup fails with a reason, nothing stays open.
     admin.fault("transfer-fail")
@@ -177,6 +216,18 @@ def test_failures_and_cancellation_leave_the_engine_clean(pipeline, admin, engin
     assert pipeline.chunk_topics(settle=60) == [], "the chunk topics of stopped backups were not deleted"
     proc.kill()
     proc.communicate()
+
+
+def test_a_backup_the_engine_ends_failed_is_no_restore_point(pipeline, admin, engine_view):
+    # Everything read and stored, but the engine ends the backup failed and drops its checkpoint: a restore point
+    # naming that checkpoint would send the next incremental to one the engine no longer has.
+    admin.fault("backup-finalize-fail")
+    r = pipeline.cli("backup", "app1", "--wait", "--exclude", "app1_scratch")
+    assert r.returncode != 0, r.stdout
+    assert "the engine ended backup" in r.stdout + r.stderr and "not committed" in r.stdout + r.stderr, r.stdout
+    assert restore_points(pipeline, "app1") == []
+    assert engine_view.leftovers() == []
+    assert pipeline.chunk_topics(settle=30) == []
 
 
 def _wait_for_log(path, text: str, after: int = 1, timeout: float = 120) -> None:
