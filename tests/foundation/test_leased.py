@@ -51,8 +51,10 @@ async def test_commit_survives_a_chunk_topic_deleted_before_it(kafka_settings):
             await delete_topics(kafka_settings, [doomed])
             await asyncio.wait_for(consumer.commit_processed(), timeout=20)
 
-    # The live topic's one record is committed under the group's offsets (any partition it landed in).
-    reader = AIOKafkaConsumer(bootstrap_servers=kafka_settings.bootstrap_servers, group_id="test-writers.offsets",
+    # The live topic's one record is committed under the group's offsets (any partition it landed in); groups,
+    # like topics, carry the installation's prefix.
+    reader = AIOKafkaConsumer(bootstrap_servers=kafka_settings.bootstrap_servers,
+                              group_id=kafka_settings.topic_prefix + "test-writers.offsets",
                               enable_auto_commit=False)
     await reader.start()
     try:
