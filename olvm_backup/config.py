@@ -51,6 +51,8 @@ class EngineSettings:
     password: Secret = setting(Secret(""), "OLVM_ENGINE_PASSWORD", "engine password")
     ca_file: str = setting("", "OLVM_ENGINE_CA_FILE", "CA certificate of the engine and imageio (PEM)")
     insecure: bool = setting(False, "OLVM_ENGINE_INSECURE", "skip TLS verification (never in production)")
+    imageio_local_socket: bool = setting(True, "OLVM_IMAGEIO_LOCAL_SOCKET",
+                                         "on an imageio daemon's host, move disk data over its local socket, not TLS")
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,14 @@ requests stay on the asyncio client (imageio.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
+import json
+import logging
 import queue
+import socket
 import ssl
+import threading
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
@@ -20,7 +25,27 @@ from typing import Iterable
 from .imageio import ImageioUnavailable, ssl_context, status_error
 from .retry import retry
 
+log = logging.getLogger(__name__)
+
 TIMEOUT = 120.0
+
+
+class _LocalConnection(http.client.HTTPConnection):
+    """HTTP over the daemon's local socket (imageio's `[local]` service): the same requests, without TLS."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 class BlockingImageio:
@@ -28,13 +53,16 @@ class BlockingImageio:
     their requests in flight (and the buffers they hold) with `slots`; each request runs in its own thread."""
 
     def __init__(self, transfer_url: str, proxy_url: str | None, ca_file: str, insecure: bool,
-                 connections: int = 4) -> None:
+                 connections: int = 4, *, local_socket: bool = True) -> None:
+        self._may_go_local = local_socket
         self._urls = [u for u in (transfer_url, proxy_url) if u]
         self._target(self._urls[0])
         context = ssl_context(ca_file, insecure)
         self._ssl = context if isinstance(context, ssl.SSLContext) else ssl._create_unverified_context()
-        self._idle: queue.SimpleQueue[http.client.HTTPSConnection] = queue.SimpleQueue()
-        self._all: list[http.client.HTTPSConnection] = []
+        self._idle: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
+        self._all: list[http.client.HTTPConnection] = []
+        self._local: str | None = None  # the daemon's local socket, "" when not usable; None: not asked yet
+        self._local_lock = threading.Lock()
         self._threads = ThreadPoolExecutor(connections, thread_name_prefix="imageio")
         self.slots = asyncio.Semaphore(connections)
         self.bytes_read = 0
@@ -44,14 +72,58 @@ class BlockingImageio:
         parsed = urllib.parse.urlsplit(url)
         self.url = url
         self._host, self._port, self._path = parsed.hostname or "", parsed.port or 443, parsed.path
+        self._local = None
 
-    def _connection(self) -> http.client.HTTPSConnection:
+    def _connection(self) -> http.client.HTTPConnection:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
-            conn = http.client.HTTPSConnection(self._host, self._port, context=self._ssl, timeout=TIMEOUT)
+            path = self._local_socket()
+            if not path:
+                with contextlib.suppress(queue.Empty):
+                    return self._idle.get_nowait()  # the probe's TLS connection
+            conn: http.client.HTTPConnection = (
+                _LocalConnection(path, TIMEOUT) if path else
+                http.client.HTTPSConnection(self._host, self._port, context=self._ssl, timeout=TIMEOUT))
             self._all.append(conn)
             return conn
+
+    def _local_socket(self) -> str:
+        """The daemon's local socket when we run on its host, as imageio's own client does: a TLS connection
+        whose two ends have the same address, and an OPTIONS answer naming `unix_socket`. Bulk data then skips
+        TLS on both sides. Anything else (or a socket we may not open) keeps TLS."""
+        with self._local_lock:
+            if self._local is None and not self._may_go_local:
+                self._local = ""
+            if self._local is None:
+                self._local = ""
+                probe = http.client.HTTPSConnection(self._host, self._port, context=self._ssl, timeout=TIMEOUT)
+                self._all.append(probe)
+                reusable = False
+                try:
+                    probe.connect()
+                    if probe.sock.getsockname()[0] == probe.sock.getpeername()[0]:
+                        probe.request("OPTIONS", self._path)
+                        resp = probe.getresponse()
+                        body = resp.read()
+                        path = json.loads(body).get("unix_socket") if resp.status == 200 else None
+                        if isinstance(path, str) and path:
+                            with contextlib.closing(_LocalConnection(path, TIMEOUT)) as local:
+                                local.connect()
+                            self._local = path
+                    reusable = not self._local
+                except (OSError, http.client.HTTPException, ValueError, AttributeError) as e:
+                    log.info("imageio %s: local socket not usable (%s), staying on TLS", self.url, e)
+                if reusable:
+                    self._idle.put(probe)  # a TLS connection like the others: the next request takes it
+                else:
+                    probe.close()
+            return self._local
+
+    @property
+    def local(self) -> bool:
+        """Whether requests go over the daemon's local socket."""
+        return bool(self._local)
 
     def _exchange(self, method: str, query: str, headers: dict[str, str], body: Iterable[memoryview] | None,
                   expect: tuple[int, ...], what: str) -> bytes:

@@ -75,11 +75,13 @@ class Reader:
 
         # Within the task's share of the ticket's connections: beyond it a connection would wait for a free one.
         with BlockingImageio(client.url, task.proxy_url, self._engine.ca_file, self._engine.insecure,
-                             connections=min(task.connections, PARALLEL_CHUNKS)) as data:
+                             connections=min(task.connections, PARALLEL_CHUNKS),
+                             local_socket=self._engine.imageio_local_socket) as data:
             result = await read_task(task, data, extents, self._index, publish_chunk)
+            over = "the daemon's local socket" if data.local else "TLS"
         await self._bus.publish(READ_RESULTS, result, key=task.backup_id)
-        log.info("task %s: read %d bytes, %d chunks, %d new bytes in %.2fs", task.task_id, result.bytes_read,
-                 len(result.chunks), result.bytes_new, time.monotonic() - started)
+        log.info("task %s: read %d bytes, %d chunks, %d new bytes in %.2fs over %s", task.task_id,
+                 result.bytes_read, len(result.chunks), result.bytes_new, time.monotonic() - started, over)
 
 
 async def main(settings: Settings) -> None:

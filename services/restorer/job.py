@@ -195,8 +195,9 @@ class RestoreJob:
         transfer = await cbt.open_transfer(self.engine, disk_id, None, direction="upload")
         async with self._cancelled_on_failure(transfer.transfer_id):
             client = ImageioClient(self.session, transfer.transfer_url, transfer.proxy_url)
-            with BlockingImageio(transfer.transfer_url, transfer.proxy_url, self.settings.engine.ca_file,
-                                 self.settings.engine.insecure) as writer:
+            engine = self.settings.engine
+            with BlockingImageio(transfer.transfer_url, transfer.proxy_url, engine.ca_file, engine.insecure,
+                                 local_socket=engine.imageio_local_socket) as writer:
                 sent = await upload_disk(disk, windows, client, writer, self._progress)
         return _Uploaded(disk, disk_id, transfer.transfer_id, sent)
 

@@ -63,7 +63,9 @@ host = 127.0.0.1
 port = {daemon.port}
 
 [local]
-enable = false
+# As on a real host: a client on the same machine may read and write over this socket instead of TLS.
+enable = true
+socket = {daemon.conf_dir / 'local.sock'}
 
 [control]
 transport = unix

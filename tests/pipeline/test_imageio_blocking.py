@@ -109,3 +109,21 @@ def test_reads_return_what_was_written_through_the_proxy_when_the_host_is_down(s
     head, rest, before = asyncio.run(write_then_read())
     assert head == data[:MIB] and rest == data[MIB:] and before == bytes(MIB)
     finalize_transfer(connection, transfer)
+
+
+@pytest.mark.parametrize("local_socket", [True, False], ids=["local-socket", "tls"])
+def test_on_the_daemons_host_data_skips_tls_unless_told_not_to(sim, connection, upload, local_socket):
+    # The simulator's daemon runs on this machine, and names its local socket in OPTIONS as a host's does.
+    disk, transfer = upload
+    data = random.Random(5).randbytes(2 * MIB)
+
+    async def roundtrip() -> tuple[bool, bytes]:
+        with BlockingImageio(transfer.transfer_url, transfer.proxy_url, sim.connection["ca_file"], False,
+                             local_socket=local_socket) as io:
+            await io.write(MIB, [memoryview(data)])
+            got = await io.read(MIB, 2 * MIB)
+            return io.local, got
+    local, got = asyncio.run(roundtrip())
+    assert got == data
+    assert local is local_socket
+    finalize_transfer(connection, transfer)
