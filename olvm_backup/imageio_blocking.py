@@ -53,7 +53,8 @@ class BlockingImageio:
     their requests in flight (and the buffers they hold) with `slots`; each request runs in its own thread."""
 
     def __init__(self, transfer_url: str, proxy_url: str | None, ca_file: str, insecure: bool,
-                 connections: int = 4, *, local_socket: bool = True) -> None:
+                 connections: int = 4, *, local_socket: bool = True, known_local: str | None = None) -> None:
+        """`known_local`: what `local_path` said for this transfer URL before ("" for TLS), to skip the probe."""
         self._may_go_local = local_socket
         self._urls = [u for u in (transfer_url, proxy_url) if u]
         self._target(self._urls[0])
@@ -62,6 +63,8 @@ class BlockingImageio:
         self._idle: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
         self._all: list[http.client.HTTPConnection] = []
         self._local: str | None = None  # the daemon's local socket, "" when not usable; None: not asked yet
+        if known_local is not None and self.url == transfer_url:
+            self._local = known_local if local_socket else ""
         self._local_lock = threading.Lock()
         self._threads = ThreadPoolExecutor(connections, thread_name_prefix="imageio")
         self.slots = asyncio.Semaphore(connections)
@@ -125,6 +128,11 @@ class BlockingImageio:
         """Whether requests go over the daemon's local socket."""
         return bool(self._local)
 
+    @property
+    def local_path(self) -> str | None:
+        """The local socket of the transfer URL, "" if it goes over TLS, None if unknown or moved to the proxy."""
+        return self._local if self.url == self._urls[0] else None
+
     def _exchange(self, method: str, query: str, headers: dict[str, str], body: Iterable[memoryview] | None,
                   expect: tuple[int, ...], what: str) -> bytes:
         """One request on an idle connection; the response body, read whole in C."""
@@ -136,7 +144,11 @@ class BlockingImageio:
         except (OSError, http.client.HTTPException) as e:
             conn.close()
             failed = self.url
-            if isinstance(e, ConnectionRefusedError) and self._urls[-1] != failed:
+            if isinstance(conn, _LocalConnection):
+                if isinstance(e, (FileNotFoundError, ConnectionRefusedError, PermissionError)):
+                    log.info("imageio %s: local socket unusable (%s): going on over TLS", failed, e)
+                    self._local = ""  # the retry goes over TLS; the host itself may be fine
+            elif isinstance(e, ConnectionRefusedError) and self._urls[-1] != failed:
                 self._target(self._urls[self._urls.index(failed) + 1])  # the retry goes to the proxy
                 self.close_connections()
             raise ImageioUnavailable(f"{what}: {type(e).__name__}: {e}", url=failed) from None

@@ -27,6 +27,24 @@ def task_ranges(size: int, task_size: int = DEFAULT_TASK_SIZE) -> list[tuple[int
     return [(o, min(task_size, size - o)) for o in range(0, size, task_size)]
 
 
+def read_tasks(size: int, extents: list[Extent], task_size: int, tasks_at_once: int) -> list[tuple[int, int, int]]:
+    """[(offset, length, bytes to read)] covering [0, size): task_size ranges, the consecutive ones joined while
+    the data they read together stays within a share of the disk's (its data over `tasks_at_once`, at most
+    task_size). A task is cheap to redo because it reads little, whatever its span; an incremental's few dirty
+    megabytes, or a sparse disk's holes, then make a few tasks for the readers to share, not one per range, each
+    paying a round of Kafka and imageio requests for a megabyte or nothing."""
+    spans = [(o, n, data_bytes(extents, o, o + n)) for o, n in task_ranges(size, task_size)]
+    share = max(1, min(task_size, -(-sum(d for _, _, d in spans) // max(1, tasks_at_once))))
+    tasks: list[tuple[int, int, int]] = []
+    for offset, length, data in spans:
+        if tasks and tasks[-1][2] + data <= share:
+            start, span, read = tasks[-1]
+            tasks[-1] = (start, span + length, read + data)
+        else:
+            tasks.append((offset, length, data))
+    return tasks
+
+
 def connection_share(max_readers: int, tasks_at_once: int) -> int:
     """Connections one read task may open to its disk's ticket when `tasks_at_once` tasks of that disk may run
     side by side: together they stay within the ticket's `max_readers`. Beyond it a connection would wait for

@@ -37,6 +37,7 @@ class Reader:
         self._engine = engine
         self._index = index
         self._extents: dict[str, tuple[float, list[Extent]]] = {}  # per transfer URL: one query per disk
+        self._local: dict[str, tuple[float, str]] = {}  # per transfer URL: its daemon's local socket, "" for TLS
 
     async def _extents_for(self, client: ImageioClient, task: ReadTask) -> list[Extent]:
         key = f"{task.transfer_url}|{task.incremental}"
@@ -69,6 +70,7 @@ class Reader:
         log.info("task %s: reading disk %s [%d, %d)", task.task_id, task.disk_id, task.offset, task.offset + task.length)
         client = ImageioClient(self._session, task.transfer_url, task.proxy_url)
         extents = await self._extents_for(client, task)
+        self._local = {k: v for k, v in self._local.items() if started - v[0] < EXTENTS_TTL}
 
         async def publish_chunk(chunk: ChunkData) -> None:
             await self._bus.publish(CHUNKS, chunk, key=chunk.digest, member=task.chunk_topic)
@@ -76,9 +78,12 @@ class Reader:
         # Within the task's share of the ticket's connections: beyond it a connection would wait for a free one.
         with BlockingImageio(client.url, task.proxy_url, self._engine.ca_file, self._engine.insecure,
                              connections=min(task.connections, PARALLEL_CHUNKS),
-                             local_socket=self._engine.imageio_local_socket) as data:
+                             local_socket=self._engine.imageio_local_socket,
+                             known_local=self._local.get(client.url, (0.0, None))[1]) as data:
             result = await read_task(task, data, extents, self._index, publish_chunk)
             over = "the daemon's local socket" if data.local else "TLS"
+            if data.local_path is not None:
+                self._local[client.url] = (time.monotonic(), data.local_path)  # the next task skips the probe
         await self._bus.publish(READ_RESULTS, result, key=task.backup_id)
         log.info("task %s: read %d bytes, %d chunks, %d new bytes in %.2fs over %s", task.task_id,
                  result.bytes_read, len(result.chunks), result.bytes_new, time.monotonic() - started, over)

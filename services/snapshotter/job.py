@@ -24,7 +24,7 @@ from olvm_backup.engine import cbt
 from olvm_backup.engine.vms import find_vm, vm_disks, vm_ovf
 from olvm_backup.errors import BackupError
 from olvm_backup.format.manifest import DiskRecord, Location, Manifest
-from olvm_backup.format.planning import Extent, connection_share, data_bytes, group_waves, task_ranges
+from olvm_backup.format.planning import Extent, connection_share, group_waves, read_tasks
 from olvm_backup.imageio import ImageioClient, new_session
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
@@ -179,9 +179,10 @@ class BackupJob:
         await journal.save()
         for plan, (transfer, extents, share) in zip(plans, opened):
             connections[plan.disk.disk_id] = share
-            for n, (offset, length) in enumerate(task_ranges(plan.disk.size, pipeline.task_size)):
+            tasks = read_tasks(plan.disk.size, extents, pipeline.task_size, ctx.settings.kafka.partitions)
+            for n, (offset, length, data) in enumerate(tasks):
                 ranges.append((plan, transfer, n, offset, length))
-                to_read.append(data_bytes(extents, offset, offset + length))
+                to_read.append(data)
         self.bytes_total = sum(r[4] for r in ranges)
         ctx.tracker.expect(self.backup_id, {self._task_id(plan, n) for plan, _, n, _, _ in ranges})
         done = {"bytes": 0}

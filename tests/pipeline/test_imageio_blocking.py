@@ -127,3 +127,18 @@ def test_on_the_daemons_host_data_skips_tls_unless_told_not_to(sim, connection, 
     assert got == data
     assert local is local_socket
     finalize_transfer(connection, transfer)
+
+
+def test_a_local_socket_that_went_away_falls_back_to_tls(sim, connection, upload, tmp_path):
+    # A reader remembers a ticket's local socket between tasks; if the socket is gone, the data still comes.
+    disk, transfer = upload
+    data = random.Random(6).randbytes(MIB)
+
+    async def roundtrip() -> tuple[bool, bytes]:
+        with BlockingImageio(transfer.transfer_url, transfer.proxy_url, sim.connection["ca_file"], False,
+                             known_local=str(tmp_path / "gone.sock")) as io:
+            await io.write(0, [memoryview(data)])
+            return io.local, await io.read(0, MIB)
+    local, got = asyncio.run(roundtrip())
+    assert got == data and local is False
+    finalize_transfer(connection, transfer)
