@@ -116,7 +116,7 @@ class BlockingImageio:
                             self._local = path
                     reusable = not self._local
                 except (OSError, http.client.HTTPException, ValueError, AttributeError) as e:
-                    log.info("imageio %s: local socket not usable (%s), staying on TLS", self.url, e)
+                    log.info("imageio %s: no local socket to use (%s): TLS it is", self.url, e)
                 if reusable:
                     self._idle.put(probe)  # a TLS connection like the others: the next request takes it
                 else:
