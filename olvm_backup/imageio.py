@@ -29,11 +29,10 @@ class TicketGone(ImageioError):
     """imageio answered 403: the transfer's ticket was finalized or cancelled, so nobody can read it any more."""
 
 
-def status_error(status: int) -> type[ImageioError] | type[ImageioUnavailable]:
-    """The error for an imageio answer that is not a success."""
-    if status >= 500:
-        return ImageioUnavailable
-    return TicketGone if status == 403 else ImageioError
+def answer_error(what: str, status: int, body: bytes, url: str) -> ImageioError | ImageioUnavailable:
+    """The error for an imageio answer that is not a success: retriable for a server error, TicketGone for 403."""
+    kind = ImageioUnavailable if status >= 500 else TicketGone if status == 403 else ImageioError
+    return kind(f"{what} answered {status}: {body[:300].decode(errors='replace')}", url=url)
 
 
 def ssl_context(ca_file: str, insecure: bool) -> ssl.SSLContext | bool:
@@ -67,8 +66,7 @@ class ImageioClient:
                     async with self._session.request(method, url + suffix, headers=headers, data=data) as resp:
                         body = await resp.read()
                         if resp.status != 200:
-                            text = body[:300].decode(errors="replace")
-                            raise status_error(resp.status)(f"{method} {suffix or '/'} answered {resp.status}: {text}", url=url)
+                            raise answer_error(f"{method} {suffix or '/'}", resp.status, body, url)
                         self.url = url
                         return body
                 except (aiohttp.ClientConnectionError, OSError) as e:

@@ -22,7 +22,7 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
-from .imageio import ImageioUnavailable, ssl_context, status_error
+from .imageio import ImageioUnavailable, answer_error, ssl_context
 from .retry import retry
 
 log = logging.getLogger(__name__)
@@ -58,13 +58,12 @@ class BlockingImageio:
         self._may_go_local = local_socket
         self._urls = [u for u in (transfer_url, proxy_url) if u]
         self._target(self._urls[0])
+        if known_local is not None and local_socket:
+            self._local = known_local
         context = ssl_context(ca_file, insecure)
         self._ssl = context if isinstance(context, ssl.SSLContext) else ssl._create_unverified_context()
         self._idle: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
         self._all: list[http.client.HTTPConnection] = []
-        self._local: str | None = None  # the daemon's local socket, "" when not usable; None: not asked yet
-        if known_local is not None and self.url == transfer_url:
-            self._local = known_local if local_socket else ""
         self._local_lock = threading.Lock()
         self._threads = ThreadPoolExecutor(connections, thread_name_prefix="imageio")
         self.slots = asyncio.Semaphore(connections)
@@ -75,7 +74,8 @@ class BlockingImageio:
         parsed = urllib.parse.urlsplit(url)
         self.url = url
         self._host, self._port, self._path = parsed.hostname or "", parsed.port or 443, parsed.path
-        self._local = None
+        # The daemon's local socket; "" for TLS only; None: not asked yet (each daemon is asked once).
+        self._local: str | None = None if self._may_go_local else ""
 
     def _connection(self) -> http.client.HTTPConnection:
         try:
@@ -96,8 +96,6 @@ class BlockingImageio:
         whose two ends have the same address, and an OPTIONS answer naming `unix_socket`. Bulk data then skips
         TLS on both sides. Anything else (or a socket we may not open) keeps TLS."""
         with self._local_lock:
-            if self._local is None and not self._may_go_local:
-                self._local = ""
             if self._local is None:
                 self._local = ""
                 probe = http.client.HTTPSConnection(self._host, self._port, context=self._ssl, timeout=TIMEOUT)
@@ -154,7 +152,7 @@ class BlockingImageio:
             raise ImageioUnavailable(f"{what}: {type(e).__name__}: {e}", url=failed) from None
         if resp.status not in expect:
             conn.close()
-            raise status_error(resp.status)(f"{what} answered {resp.status}: {data[:300].decode(errors='replace')}", url=self.url)
+            raise answer_error(what, resp.status, data, self.url)
         self._idle.put(conn)
         return data
 
