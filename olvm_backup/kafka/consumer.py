@@ -23,6 +23,7 @@ from ..config import KafkaSettings
 from ..errors import BackupError, DecodeError
 from ..retry import retry
 from .bus import Bus
+from .gapless import Gapless
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,7 @@ class Consumer(RecordLoop):
             kafka, *self._topics, group=group, client_id=client_id, fetch_max_bytes=fetch_max_bytes,
             max_poll_interval_ms=max_poll_interval_ms, session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(1000, session_timeout_ms // 4))
+        self._fetch = Gapless(self._consumer, "group " + group, from_commits=True)
         self._started = False
 
     async def start(self) -> None:
@@ -207,7 +209,7 @@ class Consumer(RecordLoop):
             await self._consumer.stop()
 
     async def _poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list]:
-        return await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return await self._fetch.getmany(timeout_ms, max_records)
 
     def _owned(self) -> set[TopicPartition]:
         return self._consumer.assignment()
@@ -217,11 +219,6 @@ class Consumer(RecordLoop):
 
     def _topic_of(self, name: str) -> Topic:
         return self._topics[name]
-
-    async def seek_to_end(self) -> None:
-        """Skip history: for consumers that only care about what happens from now on."""
-        await self.start()
-        await self._consumer.seek_to_end()
 
     def assignment(self) -> set[TopicPartition]:
         return self._consumer.assignment()

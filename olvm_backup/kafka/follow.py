@@ -6,12 +6,14 @@ import logging
 from typing import Awaitable, Callable
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from schemas import Record, Topic, decode
 
 from ..config import KafkaSettings
 from ..errors import DecodeError
 from .consumer import kafka_consumer
+from .gapless import Gapless
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ class Follower:
         self._name = topic.full_name(kafka.topic_prefix)
         self._handler = handler
         self._consumer = kafka_consumer(kafka, group=None, client_id=client_id, fetch_max_bytes=8 * 1024 * 1024)
+        self._fetch = Gapless(self._consumer, "following " + self._name, from_commits=False)
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -41,8 +44,15 @@ class Follower:
         self._task = asyncio.create_task(self._run(), name=f"follow {self._name}")
 
     async def _run(self) -> None:
+        # Whoever follows (a snapshotter waiting on results and packs) stalls if this task ends: it does not,
+        # short of cancellation. A broker error is waited out; a record its handler fails on is logged and passed.
         while True:
-            batches = await self._consumer.getmany(timeout_ms=500)
+            try:
+                batches = await self._fetch.getmany(500, 10_000)
+            except KafkaError as e:
+                log.warning("following %s: %s; trying again", self._name, e)
+                await asyncio.sleep(1.0)
+                continue
             for messages in batches.values():
                 for msg in messages:
                     try:
@@ -50,9 +60,12 @@ class Follower:
                     except DecodeError as e:
                         log.warning("ignoring %s@%d: %s", self._name, msg.offset, e)
                         continue
-                    result = self._handler(record)
-                    if asyncio.iscoroutine(result):
-                        await result
+                    try:
+                        result = self._handler(record)
+                        if asyncio.iscoroutine(result):
+                            await result
+                    except Exception:
+                        log.exception("following %s: handling the record at offset %d failed", self._name, msg.offset)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -22,6 +22,7 @@ from schemas import Topic
 from ..config import KafkaSettings
 from .bus import Bus
 from .consumer import RecordLoop, kafka_consumer, start_consumer
+from .gapless import Gapless
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class LeasedConsumer(RecordLoop):
             heartbeat_interval_ms=max(1000, session_timeout_ms // 4))
         self._data = kafka_consumer(kafka, group=group + ".offsets", client_id=client_id,
                                     fetch_max_bytes=fetch_max_bytes)
-        self._positions: dict[TopicPartition, int] = {}  # next offset of partitions held since the last assign
+        self._fetch = Gapless(self._data, "group " + group + ".offsets", from_commits=True)
         self._refreshed = 0.0
         self._started = False
 
@@ -73,11 +74,7 @@ class LeasedConsumer(RecordLoop):
         if not self._data.assignment():
             await asyncio.sleep(wait_ms / 1000)
             return {}
-        batches = await self._data.getmany(timeout_ms=wait_ms, max_records=max_records)
-        for tp, messages in batches.items():
-            if messages:
-                self._positions[tp] = messages[-1].offset + 1
-        return batches
+        return await self._fetch.getmany(wait_ms, max_records)
 
     async def _reassign(self) -> None:
         self._refreshed = time.monotonic()
@@ -89,11 +86,9 @@ class LeasedConsumer(RecordLoop):
             return
         # assign() forgets every position; partitions held all along go on where they were instead of
         # re-reading from the last commit (which would put their chunks twice into the open pack).
-        kept = {tp: off for tp, off in self._positions.items() if tp in current and tp in wanted}
+        kept = {tp: off for tp, off in self._fetch.positions.items() if tp in current and tp in wanted}
         self._data.assign(list(wanted))
-        for tp, offset in kept.items():
-            self._data.seek(tp, offset)
-        self._positions = kept
+        self._fetch.resume(kept)
 
     def _owned(self) -> set[TopicPartition]:
         return set(self._data.assignment())

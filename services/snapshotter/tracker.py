@@ -56,8 +56,10 @@ class Tracker:
         for job in self._jobs.values():
             job.changed.set()
 
-    def _missing_chunks(self, job: _Job, tasks: set[str]) -> int:
-        return sum(1 for t in tasks if t in job.results for _, _, d in job.results[t].chunks if d not in self._index)
+    def _missing_chunks(self, job: _Job, tasks: set[str]) -> list[tuple[str, int, str]]:
+        """(task, offset, digest) of the chunks the tasks' results name that no stored pack holds yet."""
+        return [(t, offset, d) for t in sorted(tasks & job.results.keys())
+                for offset, _, d in job.results[t].chunks if d not in self._index]
 
     def results(self, backup_id: str) -> dict[str, TaskResult]:
         return dict(self._jobs[backup_id].results)
@@ -71,15 +73,17 @@ class Tracker:
             for task_id in list(job.results.keys() - job.reported):
                 job.reported.add(task_id)
                 await progress(job.results[task_id], len(job.reported), len(job.expected))
-            if job.results.keys() >= tasks and self._missing_chunks(job, tasks) == 0:
+            if job.results.keys() >= tasks and not self._missing_chunks(job, tasks):
                 return
             job.changed.clear()
             idle = time.monotonic() - job.last_progress
             if idle > stall_timeout:
                 waiting = len(tasks - job.results.keys())
+                missing = self._missing_chunks(job, tasks)
+                named = "; ".join(f"task {t} at {offset}: {d[:16]}" for t, offset, d in missing[:3])
                 raise ReadersStalled(
                     f"no progress for {stall_timeout:.0f}s: {waiting} task(s) without a result, "
-                    f"{self._missing_chunks(job, tasks)} chunk(s) not yet in a stored pack "
+                    f"{len(missing)} chunk(s) not yet in a stored pack{' (' + named + ')' if named else ''} "
                     "(are readers and writers up?)", backup_id=backup_id)
             try:
                 await asyncio.wait_for(job.changed.wait(), timeout=min(5.0, stall_timeout - idle + 0.1))

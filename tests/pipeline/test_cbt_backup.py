@@ -143,15 +143,18 @@ def test_two_readers_share_a_disk_and_survive_a_kill(pipeline, admin, engine_vie
 
 
 def imageio_connections_peak(daemon_log, start: int) -> int:
-    """Most client connections the host's imageio daemon held at once after byte `start` of its log, from its own
-    OPEN and CLOSE lines (its control socket's, client=local, left out)."""
-    held, peak = set(), 0
+    """Most data connections the host's imageio daemon held at once after byte `start` of its log, from its own
+    OPEN and CLOSE lines. A data connection is one that read (its CLOSE line counts read ops), over TLS or over
+    the local socket alike; the control socket's (tickets) and the readers' probes read nothing."""
     with open(daemon_log) as f:
         f.seek(start)
-        for line in f:
-            if m := re.search(r"\[http\] (OPEN|CLOSE) connection=(\d+) client=(?!local)", line):
-                (held.add if m[1] == "OPEN" else held.discard)(m[2])
-                peak = max(peak, len(held))
+        lines = f.readlines()
+    readers = {m[1] for line in lines if (m := re.search(r"\[http\] CLOSE connection=(\d+) .*\[read ", line))}
+    held, peak = set(), 0
+    for line in lines:
+        if (m := re.search(r"\[http\] (OPEN|CLOSE) connection=(\d+) ", line)) and m[2] in readers:
+            (held.add if m[1] == "OPEN" else held.discard)(m[2])
+            peak = max(peak, len(held))
     return peak
 
 
