@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from site_setup import DISK, DISK_SIZE, MIB, VM, Restic, Site, human, plain_download, say
+
+from services.snapshotter.steps import ENGINE_STEPS
 
 CHANGED = DISK_SIZE // 100 // MIB * MIB  # 1% of the disk (40 MiB of 4 GiB), in 1 MiB writes spread over it
 
@@ -47,7 +50,8 @@ def main() -> int:
 
             say("olvm-backup: full backup")
             before, cpu_before = site.bucket_bytes(), site.service_cpu()
-            figures["full_s"], _ = site.cli("backup", VM, "--mode", "full", "--wait")
+            figures["full_s"], run = site.cli("backup", VM, "--mode", "full", "--wait")
+            steps = {"full": steps_shown(run.stderr)}
             figures["full_bytes"] = site.bucket_bytes() - before
             full_cpu = {name: used - cpu_before.get(name, 0.0) for name, used in site.service_cpu().items()}
 
@@ -59,7 +63,8 @@ def main() -> int:
 
             say("olvm-backup: incremental backup")
             before = site.bucket_bytes()
-            figures["inc_s"], _ = site.cli("backup", VM, "--mode", "incremental", "--wait")
+            figures["inc_s"], run = site.cli("backup", VM, "--mode", "incremental", "--wait")
+            steps["incremental"] = steps_shown(run.stderr)
             figures["inc_bytes"] = site.bucket_bytes() - before
             points = site.restore_points()
             inc = next(p for p in points if p["mode"] == "incremental")
@@ -75,12 +80,22 @@ def main() -> int:
             figures["broker_now"] = site.broker_rss_now()
             figures["broker_bound"] = site.settings.pipeline.waves_in_flight * site.settings.pipeline.wave_bytes
         report(figures, rss_by_process)
+        for mode, shown in steps.items():
+            engine = sum(v for k, v in shown.items() if k in ENGINE_STEPS)
+            print(f"{mode} backup, where the time went: " + ", ".join(f"{k} {v:.2f} s" for k, v in shown.items())
+                  + f"; engine steps {engine:.2f} s of {figures['full_s' if mode == 'full' else 'inc_s']:.1f} s")
         print("CPU seconds used during the full backup: " + ", ".join(
             f"{name} {used:.1f}" for name, used in sorted(full_cpu.items(), key=lambda kv: -kv[1])))
         return 0
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def steps_shown(cli_output: str) -> dict[str, float]:
+    """The steps of a backup as the CLI's summary shows them ("time: prepare 0.10 s, engine start 0.52 s, ...")."""
+    line = next((ln for ln in cli_output.splitlines() if ln.strip().startswith("time:")), "")
+    return {name: float(value) for name, value in re.findall(r"([a-z][a-z -]*?) ([0-9.]+) s", line.split(":", 1)[-1])}
 
 
 def report(f: dict[str, float], rss: dict[str, int]) -> None:

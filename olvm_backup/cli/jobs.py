@@ -98,5 +98,16 @@ def _summary(bar: ProgressBar, event: BackupEvent) -> int:
         why = f" ({disk['reason']})" if disk.get("reason") else ""
         bar.message(f"  disk {name}: {disk['mode']}{why}, read {human(disk['bytes_read'])}, "
                     f"stored {human(disk['bytes_new'])}")
+    if d.get("steps"):
+        bar.message(f"  time: {steps_line(d['steps'])}")
     print(event.backup_id)
     return 0
+
+
+def steps_line(steps: dict[str, float]) -> str:
+    """`prepare 0.1 s, engine start 0.5 s, ...`: where a backup's time went (the engine is released while the last
+    packs are sealed, so those two steps overlap)."""
+    def seconds(value: float) -> str:
+        return f"{value:.2f} s" if value < 60 else duration(value)
+
+    return ", ".join(f"{name} {seconds(value)}" for name, value in steps.items())

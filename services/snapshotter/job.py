@@ -35,6 +35,7 @@ from schemas.topics import BACKUP_EVENTS, READ_TASKS
 from .chain import DiskPlan, build_map, choose_checkpoint, plan_disk, select_disks
 from .hooks import run_hook
 from .journal import Journal, JournalEntry, process_name
+from .steps import StepTimes
 from .tracker import Tracker
 from .waves import ChunkTopics
 
@@ -59,6 +60,7 @@ class BackupJob:
         self.vm_name = request.vm
         self.started = time.monotonic()
         self.bytes_total = 0
+        self.steps = StepTimes()
         self.completion: tuple[str, dict] = ("", {})  # the "completed" event's message and detail
 
     async def event(self, kind: str, message: str, **fields) -> None:
@@ -78,12 +80,14 @@ class BackupJob:
         except Exception as e:
             log.exception("backup %s of %s failed", self.backup_id, self.request.vm) if not isinstance(
                 e, BackupError) else log.error("backup %s of %s failed: %s", self.backup_id, self.request.vm, e)
-            await self.event("failed", str(e), detail={"error_type": type(e).__name__})
+            await self.event("failed", str(e), detail={"error_type": type(e).__name__,
+                                                        "steps": self.steps.as_detail()})
             await self._post_hook("failed")
             return None
         message, detail = self.completion
         await self.event("completed", message, bytes_total=self.bytes_total, bytes_done=self.bytes_total,
-                         detail={**detail, "duration": round(time.monotonic() - self.started, 3)})
+                         detail={**detail, "duration": round(time.monotonic() - self.started, 3),
+                                 "steps": self.steps.as_detail()})
         await self._post_hook("completed")
         return manifest
 
@@ -98,23 +102,25 @@ class BackupJob:
 
     async def _run(self) -> Manifest:
         ctx, request = self.ctx, self.request
-        vm = await find_vm(ctx.engine, request.vm)
-        self.vm_name = vm.name
-        disks, excluded = select_disks(await vm_disks(ctx.engine, vm.vm_id), request.exclude_disks)
-        if not disks:
-            raise BackupError(f"VM {vm.name} has no disk to back up (all {len(excluded)} excluded)")
+        with self.steps.step("prepare"):
+            vm = await find_vm(ctx.engine, request.vm)
+            self.vm_name = vm.name
+            disks, excluded = select_disks(await vm_disks(ctx.engine, vm.vm_id), request.exclude_disks)
+            if not disks:
+                raise BackupError(f"VM {vm.name} has no disk to back up (all {len(excluded)} excluded)")
         if ctx.settings.pipeline.pre_backup_hook:
-            await run_hook(ctx.settings.pipeline.pre_backup_hook, {"OLVM_VM": vm.name, "OLVM_BACKUP_ID":
-                                                                   self.backup_id})
-        previous = None if request.mode == "full" else await catalog.latest(ctx.store, vm.vm_id)
-        engine_checkpoints = await cbt.checkpoints(ctx.engine, vm.vm_id) if previous else []
-        from_checkpoint, full_reason = choose_checkpoint(request.mode, previous, engine_checkpoints)
-        if request.mode == "incremental" and from_checkpoint is None:
-            await self.event("progress", f"incremental not possible, backing up full: {full_reason}")
-
-        journal = Journal(ctx.store, JournalEntry(self.backup_id, vm.vm_id, request.request_id,
-                                                  engine_backup=self.backup_id, owner=process_name()))
-        await journal.save()  # before the engine backup exists: a crash from here on is cleaned up
+            with self.steps.step("pre-backup hook"):
+                await run_hook(ctx.settings.pipeline.pre_backup_hook, {"OLVM_VM": vm.name, "OLVM_BACKUP_ID":
+                                                                       self.backup_id})
+        with self.steps.step("prepare"):
+            previous = None if request.mode == "full" else await catalog.latest(ctx.store, vm.vm_id)
+            engine_checkpoints = await cbt.checkpoints(ctx.engine, vm.vm_id) if previous else []
+            from_checkpoint, full_reason = choose_checkpoint(request.mode, previous, engine_checkpoints)
+            if request.mode == "incremental" and from_checkpoint is None:
+                await self.event("progress", f"incremental not possible, backing up full: {full_reason}")
+            journal = Journal(ctx.store, JournalEntry(self.backup_id, vm.vm_id, request.request_id,
+                                                      engine_backup=self.backup_id, owner=process_name()))
+            await journal.save()  # before the engine backup exists: a crash from here on is cleaned up
         heartbeat = asyncio.create_task(journal.keep_alive(), name=f"journal {self.backup_id}")
         try:
             manifest = await self._with_engine_backup(vm, disks, excluded, previous, from_checkpoint, full_reason,
@@ -131,20 +137,27 @@ class BackupJob:
         ctx = self.ctx
         description = f"olvm-backup {self.backup_id} (request {self.request.request_id})"
         created_at = time.time()
+        asked = time.monotonic()
         async with cbt.running_backup(ctx.engine, vm.vm_id, [d.disk_id for d in disks], from_checkpoint,
                                       description, backup_id=self.backup_id) as started:
-            backup = await cbt.wait_ready(ctx.engine, vm.vm_id, started.backup_id)
-            modes = await cbt.backup_disk_modes(ctx.engine, vm.vm_id, backup.backup_id)
+            try:
+                backup = await cbt.wait_ready(ctx.engine, vm.vm_id, started.backup_id)
+                modes = await cbt.backup_disk_modes(ctx.engine, vm.vm_id, backup.backup_id)
+            finally:
+                self.steps.add("engine start", time.monotonic() - asked)
             plans = [plan_disk(d, modes.get(d.disk_id, "full"), previous, from_checkpoint, full_reason)
                      for d in disks]
             await self.event("started", self._plan_summary(plans, excluded), detail={
                 "from_checkpoint": from_checkpoint, "to_checkpoint": backup.to_checkpoint,
                 "disks": {p.disk.name: ("incremental" if p.incremental else f"full: {p.reason}") for p in plans},
                 "excluded": [d.name for d in excluded]})
-            ovf = await vm_ovf(ctx.engine, vm.vm_id)
             async with contextlib.AsyncExitStack() as transfers:
-                results = await self._read_disks(vm.vm_id, plans, backup.backup_id, transfers, journal)
-                manifest = await self._commit(vm, plans, excluded, results, ovf, backup, previous, created_at)
+                # The OVF is read while the transfers start (the engine thread is free between its polls).
+                ovf, results = await side_by_side(
+                    vm_ovf(ctx.engine, vm.vm_id),
+                    self._read_disks(vm.vm_id, plans, backup.backup_id, transfers, journal))
+                with self.steps.step("commit"):
+                    manifest = await self._commit(vm, plans, excluded, results, ovf, backup, previous, created_at)
             await journal.save()
         return manifest
 
@@ -174,9 +187,10 @@ class BackupJob:
             transfers.push_async_callback(self._cancel_if_open, journal, transfer.transfer_id)
             return transfer, *await self._probe(plan, transfer)
 
-        # One transfer per disk, opened side by side: each takes the engine a few polls to start.
-        opened = await side_by_side(*(open_one(plan) for plan in plans))
-        await journal.save()
+        with self.steps.step("open transfers"):
+            # One transfer per disk, opened side by side: each takes the engine a few polls to start.
+            opened = await side_by_side(*(open_one(plan) for plan in plans))
+            await journal.save()
         for plan, (transfer, extents, share) in zip(plans, opened):
             connections[plan.disk.disk_id] = share
             tasks = read_tasks(plan.disk.size, extents, pipeline.task_size, ctx.settings.kafka.partitions)
@@ -201,6 +215,7 @@ class BackupJob:
 
         # Waves bound the chunks the broker holds: the next wave is published once an earlier one is stored.
         in_flight: deque[tuple[str, set[str]]] = deque()
+        reading = time.monotonic()
         # Waves are cut by data to read, not disk size: an incremental's few dirty megabytes make one wave.
         for w, members in enumerate(group_waves(to_read, pipeline.wave_bytes)):
             if len(in_flight) >= max(1, pipeline.waves_in_flight):
@@ -218,16 +233,20 @@ class BackupJob:
             in_flight.append((topic, task_ids))
 
         async def drain() -> None:
-            while in_flight:
-                await finish(in_flight.popleft())
+            try:
+                while in_flight:
+                    await finish(in_flight.popleft())
+            finally:
+                self.steps.add("read and store", time.monotonic() - reading)
 
         async def release_engine() -> None:
             # With every task read, the engine is not needed until the commit: the transfers and the engine
             # backup end while the writers seal the last packs. (A task redelivered after this finds its ticket
             # gone and is dropped; its result is in already.)
             await ctx.tracker.all_read(self.backup_id)
-            await side_by_side(*(self._finalize_transfer(journal, t) for t in list(journal.entry.transfers)))
-            phase = await cbt.finalize_backup(ctx.engine, vm_id, engine_backup)
+            with self.steps.step("engine release"):
+                await side_by_side(*(self._finalize_transfer(journal, t) for t in list(journal.entry.transfers)))
+                phase = await cbt.finalize_backup(ctx.engine, vm_id, engine_backup)
             if phase != "succeeded":
                 raise BackupError(f"the engine ended backup {engine_backup} {phase}: its checkpoint is not one to "
                                   "build on, so this restore point is not committed")

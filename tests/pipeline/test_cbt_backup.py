@@ -61,8 +61,17 @@ def test_full_then_incremental_then_dedup(pipeline, admin, engine_view, tmp_path
     writes = [("app1_os", 100 * MIB, 8 * MIB), ("app1_os", 700 * MIB, MIB), ("app1_data", 20 * MIB, 64 * 1024)]
     for disk, offset, length in writes:
         admin.write("app1", disk, offset, length, seed=offset)
-    backup(pipeline, "app1", "--exclude", "app1_scratch")
+    started = time.monotonic()
+    summary = backup(pipeline, "app1", "--exclude", "app1_scratch").stderr
+    took = time.monotonic() - started
     full, inc = restore_points(pipeline, "app1")
+    # The summary says where the time went, step by step, in the order the steps ran.
+    [line] = [ln for ln in summary.splitlines() if ln.strip().startswith("time:")]
+    steps = {name: float(value) for name, value in re.findall(r"([a-z][a-z -]*?) ([0-9.]+) s", line.split(":", 1)[1])}
+    assert list(steps) == ["prepare", "engine start", "open transfers", "read and store", "engine release",
+                           "commit"], line
+    # All but the engine's release run one after another (it overlaps the sealing of the last packs).
+    assert 0 < sum(v for k, v in steps.items() if k != "engine release") <= took, (line, took)
     (tmp_path / "points.json").write_text(json.dumps([full, inc], indent=1))
     assert inc["mode"] == "incremental" and inc["from_checkpoint"] == full["to_checkpoint"], (full, inc)
     assert {d["mode"] for d in inc["disks"]} == {"incremental"}
