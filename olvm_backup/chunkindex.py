@@ -26,6 +26,7 @@ def encode_index(entries: list[tuple[str, int, int, int, str]], pack_key: str) -
 class ChunkIndex:
     def __init__(self) -> None:
         self._where: dict[str, Location] = {}
+        self._packs: set[str] = set()  # ids of the packs whose chunks are in
 
     def __contains__(self, digest: str) -> bool:
         return digest in self._where
@@ -37,6 +38,7 @@ class ChunkIndex:
         return self._where.get(digest)
 
     def add_pack(self, pack_key: str, entries) -> None:
+        self._packs.add(pack_key.rsplit("/", 1)[-1])
         for digest, offset, length, raw_size, codec in entries:
             # First location wins: a chunk stored twice by a redone task is harmless either way.
             self._where.setdefault(digest, Location(pack_key, offset, length, raw_size, codec))
@@ -45,10 +47,18 @@ class ChunkIndex:
         self.add_pack(record.pack_key, record.entries)
 
     async def load(self, store: ObjectStore) -> "ChunkIndex":
+        count = await self.refresh(store)
+        log.info("chunk index: %d chunks in %d packs", len(self._where), count)
+        return self
+
+    async def refresh(self, store: ObjectStore) -> int:
+        """Read the index objects of the packs not known yet (every pack, the first time); returns how many. For
+        when a pack record may have been missed: the store is what is durable, the records only announce it."""
         count = 0
         async for info in store.list(INDEX_PREFIX):
+            if info.key[len(INDEX_PREFIX):] in self._packs:
+                continue
             doc = msgpack.unpackb(await store.get(info.key), raw=False)
             self.add_pack(doc["pack"], doc["entries"])
             count += 1
-        log.info("chunk index: %d chunks in %d packs", len(self._where), count)
-        return self
+        return count

@@ -50,6 +50,9 @@ CHUNKS = Topic("chunks.<backup>.<wave>", "chunk digest", (ChunkData,), "readers"
                work=True, family=True)
 WRITER_LEASES = Topic("writer.leases", "none: never written", (), "nobody",
                       "writers (group): partition p leased = partition p of every chunk topic", DAY_MS, work=True)
+# The writers' consumer group. Their chunk-topic offsets are committed under "<group>.offsets" (leased.py), once the
+# packs holding those chunks are durable: the snapshotter reads them to tell a slow writer from a skipped chunk.
+WRITERS_GROUP = "writers"
 PACKS = Topic("packs", "pack key", (PackStored,), "writers", "snapshotter, readers (index)", 30 * DAY_MS)
 RESTORE_REQUESTS = Topic("restore.requests", "restore point id", (RestoreRequest,), "CLI", "restorer", 7 * DAY_MS)
 RESTORE_EVENTS = Topic("restore.events", "request id", (RestoreEvent,), "restorer", "CLI (progress), audit", -1)

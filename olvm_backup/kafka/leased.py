@@ -31,6 +31,11 @@ COMMIT_PATIENCE = 1.0  # seconds before a commit is suspected of naming a delete
 COMMIT_DEADLINE = 120.0  # seconds a commit may keep failing with every topic present before the loop gives up
 
 
+def offsets_group(group: str) -> str:
+    """The group a leased consumer commits its family topics' offsets under."""
+    return group + ".offsets"
+
+
 class LeasedConsumer(RecordLoop):
     def __init__(self, kafka: KafkaSettings, bus: Bus, family: Topic, leases: Topic, group: str, *,
                  client_id: str, handler_attempts: int = 3, max_batch: int = 16,
@@ -42,9 +47,9 @@ class LeasedConsumer(RecordLoop):
             kafka, leases.full_name(kafka.topic_prefix), group=group, client_id=client_id + "/leases",
             fetch_max_bytes=1 << 20, session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(1000, session_timeout_ms // 4))
-        self._data = kafka_consumer(kafka, group=group + ".offsets", client_id=client_id,
+        self._data = kafka_consumer(kafka, group=offsets_group(group), client_id=client_id,
                                     fetch_max_bytes=fetch_max_bytes)
-        self._fetch = Gapless(self._data, "group " + group + ".offsets", from_commits=True)
+        self._fetch = Gapless(self._data, "group " + offsets_group(group), from_commits=True)
         self._refreshed = 0.0
         self._started = False
 

@@ -210,7 +210,8 @@ class BackupJob:
 
         async def finish(wave: tuple[str, set[str]]) -> None:
             topic, task_ids = wave
-            await ctx.tracker.wait(self.backup_id, task_ids, stall_timeout=pipeline.stall_timeout, progress=progress)
+            await ctx.tracker.wait(self.backup_id, task_ids, stall_timeout=pipeline.stall_timeout, progress=progress,
+                                   heal=lambda digests: self._resend_lost(topics, topic, digests))
             await topics.close(topic)
 
         # Waves bound the chunks the broker holds: the next wave is published once an earlier one is stored.
@@ -256,6 +257,33 @@ class BackupJob:
         for result in ctx.tracker.results(self.backup_id).values():
             by_disk[result.disk_id].append(result)
         return by_disk
+
+    async def _resend_lost(self, topics: ChunkTopics, topic: str, digests: set[str]) -> None:
+        """Chunks of a wave that every result names but no stored pack holds. Once the writers are done with the
+        wave's topic, a writer skipped them: they are sent again from the topic (waves.py). One that is not in the
+        topic may be in a pack whose record never came: the store's index objects tell."""
+        try:
+            sent = await topics.resend_lost(self.ctx.bus, topic, digests)
+            if sent is None:
+                log.info("backup %s: %d chunk(s) of %s not in a stored pack yet; the writers are still at it",
+                         self.backup_id, len(digests), topic)
+                return
+            if sent:
+                log.warning("backup %s: %d chunk(s) of %s were in no stored pack although the writers had committed "
+                            "the whole topic (a skipped record): sent again from the topic", self.backup_id, len(sent),
+                            topic)
+                await self.event("progress", f"{len(sent)} chunk(s) a writer skipped sent again from {topic}")
+            if lost := digests - sent:
+                await self.ctx.index.refresh(self.ctx.store)
+                if lost := {d for d in lost if d not in self.ctx.index}:
+                    log.error("backup %s: %d chunk(s) of %s are neither in a stored pack nor in the topic (lost "
+                              "before the broker kept them), e.g. %s", self.backup_id, len(lost), topic,
+                              min(lost)[:16])
+                else:
+                    log.warning("backup %s: chunks of %s were in stored packs whose records never came",
+                                self.backup_id, topic)
+        except Exception as e:  # the stall timeout stays the judge: a failed look is only logged
+            log.warning("backup %s: could not look for skipped chunks in %s: %s", self.backup_id, topic, e)
 
     async def _probe(self, plan: DiskPlan, transfer: cbt.TransferInfo) -> tuple[list[Extent], int]:
         """The disk's extents to read, and how many connections each of its read tasks may open: as many

@@ -11,6 +11,11 @@ from olvm_backup.errors import BackupError
 from schemas import PackStored, TaskResult
 
 
+# Seconds every result of a wave may be in while the count of its chunks in no stored pack stays the same, before
+# `heal` is asked to look for skipped records (then again each time as long).
+HEAL_AFTER = 10.0
+
+
 class ReadersStalled(BackupError):
     template = "backup {backup_id}: {reason}"
 
@@ -65,17 +70,28 @@ class Tracker:
         return dict(self._jobs[backup_id].results)
 
     async def wait(self, backup_id: str, tasks: set[str], *, stall_timeout: float,
-                   progress: Callable[[TaskResult, int, int], Awaitable[None]]) -> None:
+                   progress: Callable[[TaskResult, int, int], Awaitable[None]],
+                   heal: Callable[[set[str]], Awaitable[None]] | None = None) -> None:
         """Until each of `tasks` has a result and every chunk they name is durable; fails when nothing moves.
-        `progress` is called once per result of the backup, whichever wait sees it first."""
+        `progress` is called once per result of the backup, whichever wait sees it first. `heal` is given the
+        digests still in no stored pack once every result is in and their count has not moved for HEAL_AFTER."""
         job = self._jobs[backup_id]
+        stuck: tuple[int, float] | None = None  # (chunks in no stored pack, since when) once every result is in
         while True:
+            job.changed.clear()  # before looking: whatever comes in while we look (or heal) wakes the wait below
             for task_id in list(job.results.keys() - job.reported):
                 job.reported.add(task_id)
                 await progress(job.results[task_id], len(job.reported), len(job.expected))
-            if job.results.keys() >= tasks and not self._missing_chunks(job, tasks):
-                return
-            job.changed.clear()
+            if job.results.keys() >= tasks:
+                missing = self._missing_chunks(job, tasks)
+                if not missing:
+                    return
+                if stuck is None or stuck[0] != len(missing):
+                    stuck = (len(missing), time.monotonic())
+                elif heal is not None and time.monotonic() - stuck[1] >= HEAL_AFTER:
+                    await heal({d for _, _, d in missing})
+                    stuck = (len(missing), time.monotonic())
+                    continue  # look again at once: the heal may have found what was missing
             idle = time.monotonic() - job.last_progress
             if idle > stall_timeout:
                 waiting = len(tasks - job.results.keys())
@@ -85,8 +101,10 @@ class Tracker:
                     f"no progress for {stall_timeout:.0f}s: {waiting} task(s) without a result, "
                     f"{len(missing)} chunk(s) not yet in a stored pack{' (' + named + ')' if named else ''} "
                     "(are readers and writers up?)", backup_id=backup_id)
+            next_heal = HEAL_AFTER - (time.monotonic() - stuck[1]) if heal is not None and stuck else 5.0
             try:
-                await asyncio.wait_for(job.changed.wait(), timeout=min(5.0, stall_timeout - idle + 0.1))
+                await asyncio.wait_for(job.changed.wait(),
+                                       timeout=max(0.01, min(5.0, stall_timeout - idle + 0.1, next_heal)))
             except asyncio.TimeoutError:
                 pass
             else:

@@ -12,8 +12,10 @@ import logging
 from typing import Iterable
 
 from olvm_backup.config import KafkaSettings
-from olvm_backup.kafka import Bus, create_topic, delete_topics
-from schemas.topics import CHUNKS
+from olvm_backup.errors import DecodeError
+from olvm_backup.kafka import Bus, Replay, create_topic, delete_topics, offsets_group
+from schemas import ChunkData, decode
+from schemas.topics import CHUNKS, WRITERS_GROUP
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,29 @@ class ChunkTopics:
     async def close(self, name: str) -> None:
         await delete_topics(self._kafka, [name])
         self._open.remove(name)
+
+    async def resend_lost(self, bus: Bus, name: str, digests: set[str]) -> set[str] | None:
+        """Re-send, from the wave's topic itself, the chunks among `digests` that the writers are done with.
+
+        Writers commit a topic's offsets once the packs holding its chunks are durable. When their commits have
+        reached the topic's end and a chunk a task result names is still in no stored pack, a consumer skipped a
+        record (gapless.py tells how a broker can make that happen): the record is still in the topic, and sent
+        again it reaches a writer. Storing a chunk twice is harmless. Returns the digests re-sent, or None while
+        the writers have not yet committed the whole topic (nothing is lost then: they are still at it)."""
+        async with Replay(self._kafka, name, client_id=f"snapshotter/resend {self._backup_id}") as replay:
+            committed = await replay.committed(offsets_group(WRITERS_GROUP))
+            if any(committed.get(p, 0) < end for p, end in replay.ends.items()):
+                return None
+            sent: set[str] = set()
+            async for msg in replay:
+                try:
+                    chunk = decode(msg.value, (ChunkData,))
+                except DecodeError:
+                    continue
+                if chunk.digest in digests and chunk.digest not in sent:
+                    await bus.publish_raw(name, msg.value, key=msg.key)
+                    sent.add(chunk.digest)
+        return sent
 
     async def __aenter__(self) -> "ChunkTopics":
         return self

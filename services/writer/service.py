@@ -19,11 +19,10 @@ from olvm_backup.kafka import Bus, LeasedConsumer, Message
 from olvm_backup.objectstore import open_store
 from olvm_backup.packs import OpenPack, PackBuilder
 from schemas import ChunkData, PackStored
-from schemas.topics import CHUNKS, PACKS, WRITER_LEASES
+from schemas.topics import CHUNKS, PACKS, WRITER_LEASES, WRITERS_GROUP
 
 log = logging.getLogger(__name__)
 
-GROUP = "writers"
 FLUSH_AFTER_IDLE = 0.2   # seconds without a new chunk before a partial pack is sealed (ends a wave quickly)
 MAX_PACK_AGE = 10.0      # seconds a pack may stay open while chunks trickle in
 
@@ -94,7 +93,8 @@ class Writer:
 async def main(settings: Settings) -> None:
     name = f"writer@{socket.gethostname()}:{os.getpid()}"
     async with open_store(settings.s3) as store, Bus(settings.kafka, client_id=name) as bus:
-        consumer = LeasedConsumer(settings.kafka, bus, CHUNKS, WRITER_LEASES, GROUP, client_id=name, max_batch=64)
+        consumer = LeasedConsumer(settings.kafka, bus, CHUNKS, WRITER_LEASES, WRITERS_GROUP, client_id=name,
+                                  max_batch=64)
         packs = PackBuilder(store)
         writer = Writer(bus, consumer, packs, name)
         async with consumer:

@@ -2,12 +2,14 @@
 names what is missing."""
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
 from olvm_backup.chunkindex import ChunkIndex
 from schemas import PackStored, TaskResult
+from services.snapshotter import tracker as tracker_module
 from services.snapshotter.tracker import ReadersStalled, Tracker
 
 
@@ -44,3 +46,45 @@ async def test_a_stall_names_the_chunk_no_pack_holds():
     message = str(stalled.value)
     assert "1 task(s) without a result" in message
     assert "1 chunk(s) not yet in a stored pack (task t1 at 1024: " + "b" * 16 + ")" in message
+
+
+async def test_a_wave_whose_chunks_stop_coming_is_healed(monkeypatch):
+    monkeypatch.setattr(tracker_module, "HEAL_AFTER", 0.2)
+    tracker = Tracker(ChunkIndex())
+    tracker.expect("b1", {"t1"})
+    tracker.on_result(result("t1", ["a" * 64, "b" * 64, "c" * 64]))
+    tracker.on_pack(pack(["a" * 64]))
+    asked: list[set[str]] = []
+
+    async def heal(digests: set[str]) -> None:
+        asked.append(digests)
+        if len(asked) == 2:  # the first look finds nothing to do (writers still busy); the second re-sends
+            tracker.on_pack(pack(["b" * 64, "c" * 64]))
+
+    started = time.monotonic()
+    await tracker.wait("b1", {"t1"}, stall_timeout=30, progress=progress, heal=heal)
+    assert asked == [{"b" * 64, "c" * 64}] * 2
+    assert time.monotonic() - started < 5, "each heal comes HEAL_AFTER after the last, not at the stall timeout"
+
+
+async def test_no_heal_while_results_are_missing_or_chunks_keep_coming(monkeypatch):
+    monkeypatch.setattr(tracker_module, "HEAL_AFTER", 0.3)
+    tracker = Tracker(ChunkIndex())
+    tracker.expect("b1", {"t1", "t2"})
+    tracker.on_result(result("t1", ["a" * 64]))
+    asked: list[set[str]] = []
+
+    async def heal(digests: set[str]) -> None:
+        asked.append(digests)
+
+    async def feed() -> None:
+        await asyncio.sleep(0.5)  # t2 has no result meanwhile: nothing to heal
+        tracker.on_result(result("t2", ["b" * 64, "c" * 64, "d" * 64]))
+        for digest in ("a", "b", "c", "d"):  # then a chunk stored every 0.2 s: the wave moves, no heal
+            await asyncio.sleep(0.2)
+            tracker.on_pack(pack([digest * 64]))
+
+    feeding = asyncio.create_task(feed())
+    await tracker.wait("b1", {"t1", "t2"}, stall_timeout=30, progress=progress, heal=heal)
+    await feeding
+    assert asked == []
