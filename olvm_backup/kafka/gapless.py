@@ -80,7 +80,11 @@ class Gapless:
         for tp, messages in batches.items():
             expected = self._next.get(tp)
             if expected is None:
-                # Assigned within this very poll (a rebalance), or its start took too long to learn: taken as it came.
+                # Assigned within this very poll (a rebalance): where it starts is learned now, before its records
+                # count (they may begin after a hole, like any fetch).
+                expected = await self._start_within_poll(tp)
+            if expected is None:
+                # A follower's partition it did not pin, or a start that took too long to learn: taken as it came.
                 kept = messages
             else:
                 kept = contiguous(messages, expected)
@@ -121,6 +125,17 @@ class Gapless:
                 self._next[tp] = future.result()
             elif not isinstance(error, IllegalStateError):  # IllegalStateError: revoked meanwhile
                 raise error
+
+    async def _start_within_poll(self, tp: TopicPartition) -> int | None:
+        """A group's partition that came with records before its start was learned: its committed offset or 0, asked
+        without moving the consumer (its records are checked against it like any fetch); None if not learnable."""
+        if not self._from_commits:
+            return None
+        try:
+            start = await asyncio.wait_for(self._consumer.committed(tp), POSITION_WAIT)
+        except (asyncio.TimeoutError, IllegalStateError):
+            return None
+        return 0 if start is None else start
 
     async def _start_of(self, tp: TopicPartition) -> int:
         if not self._from_commits:

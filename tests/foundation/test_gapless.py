@@ -13,9 +13,11 @@ import os
 import random
 import time
 
+from aiokafka import TopicPartition
+
 from olvm_backup.kafka import Bus, Consumer, LeasedConsumer, create_topic, ensure_topics
 from olvm_backup.kafka.follow import Follower
-from olvm_backup.kafka.gapless import contiguous
+from olvm_backup.kafka.gapless import Gapless, contiguous
 from schemas import ChunkData, DeadLetter
 from schemas.topics import CHUNKS, DEAD_LETTERS, WRITER_LEASES
 
@@ -127,3 +129,41 @@ def test_contiguous_stops_at_the_first_hole():
     assert offsets(contiguous([Msg(o) for o in (5, 6, 8, 9)], 5)) == [5, 6]
     assert offsets(contiguous([Msg(o) for o in (6, 7)], 5)) == []  # the very first is missing
     assert offsets(contiguous([Msg(o) for o in (3, 4, 5, 6)], 5)) == [5, 6]  # already seen: dropped
+
+
+async def test_a_partition_handed_over_within_a_poll_starts_at_its_commit():
+    """A rebalance inside aiokafka's getmany can hand over a partition together with its first records, before
+    Gapless learned where it starts. If those records begin after a hole, they are fetched again from the group's
+    committed offset. The broker's race cannot be produced on demand, so the consumer here is a stand-in for
+    aiokafka's (the calls Gapless makes, answering as aiokafka does)."""
+    tp = TopicPartition("t", 0)
+
+    class Msg:
+        def __init__(self, offset: int) -> None:
+            self.offset = offset
+
+    class HandedOver:
+        def __init__(self) -> None:
+            self.fetches = [[Msg(3), Msg(4)], [Msg(2), Msg(3), Msg(4)]]  # record 2 not readable at first
+            self.assigned: set = set()
+            self.seeks: list[int] = []
+
+        def assignment(self) -> set:
+            return self.assigned
+
+        async def getmany(self, timeout_ms: int, max_records: int) -> dict:
+            self.assigned = {tp}  # the rebalance happens inside this call
+            return {tp: self.fetches.pop(0)} if self.fetches else {}
+
+        async def committed(self, partition) -> int:
+            return 2
+
+        def seek(self, partition, offset: int) -> None:
+            self.seeks.append(offset)
+
+    consumer = HandedOver()
+    fetch = Gapless(consumer, "test", from_commits=True)
+    assert await fetch.getmany(100, 10) == {}, "records after a hole at the partition's start are not taken"
+    assert consumer.seeks[0] == 2, "fetched again from the committed offset"
+    again = await fetch.getmany(100, 10)
+    assert [m.offset for m in again[tp]] == [2, 3, 4]
