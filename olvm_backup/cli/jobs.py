@@ -98,6 +98,8 @@ def _summary(bar: ProgressBar, event: BackupEvent) -> int:
         why = f" ({disk['reason']})" if disk.get("reason") else ""
         bar.message(f"  disk {name}: {disk['mode']}{why}, read {human(disk['bytes_read'])}, "
                     f"stored {human(disk['bytes_new'])}")
+    if d.get("consistency"):
+        bar.message(f"  consistency: {d['consistency']}")
     if d.get("steps"):
         bar.message(f"  time: {steps_line(d['steps'])}")
     print(event.backup_id)

@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--mode", choices=["auto", "full", "incremental"], default="auto",
                         help="auto (default): incremental from the last restore point when possible")
     backup.add_argument("--exclude", action="append", default=[], metavar="DISK", help="disk name or id to skip")
-    backup.add_argument("--no-quiesce", action="store_true", help="do not ask for a file-system freeze")
+    backup.add_argument("--no-quiesce", action="store_true",
+                        help="do not require the guest's file systems frozen (the engine still freezes them if it can)")
     backup.add_argument("--wait", action="store_true", help="follow progress until the backup ends")
     backup.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the end (with --wait)")
     backup.set_defaults(func=_backup)

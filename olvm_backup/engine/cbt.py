@@ -68,12 +68,14 @@ async def backup_disk_modes(engine: Engine, vm_id: str, backup_id: str) -> dict[
 
 
 async def start_backup(engine: Engine, vm_id: str, disk_ids: list[str], from_checkpoint: str | None,
-                       description: str, backup_id: str | None = None) -> BackupInfo:
-    """Start an engine backup; our own `backup_id` lets a journal name it before it exists."""
+                       description: str, backup_id: str | None = None, require_consistency: bool = False) -> BackupInfo:
+    """Start an engine backup; our own `backup_id` lets a journal name it before it exists. With
+    `require_consistency` the engine fails the backup if it cannot freeze the guest's file systems (4.4.4+; the
+    parameter is sent only then, so older engines see the request they know)."""
     def add() -> types.Backup:
         return engine.system.vms_service().vm_service(vm_id).backups_service().add(types.Backup(
             id=backup_id, disks=[types.Disk(id=d) for d in disk_ids], from_checkpoint_id=from_checkpoint,
-            description=description))
+            description=description), require_consistency=True if require_consistency else None)
 
     b = await engine.call(add, what=f"start backup of VM {vm_id}", deadline=300)
     return _backup_info(vm_id, b)
@@ -107,8 +109,10 @@ async def finalize_backup(engine: Engine, vm_id: str, backup_id: str) -> str:
 
 @contextlib.asynccontextmanager
 async def running_backup(engine: Engine, vm_id: str, disk_ids: list[str], from_checkpoint: str | None,
-                         description: str, backup_id: str | None = None) -> AsyncIterator[BackupInfo]:
-    backup = await start_backup(engine, vm_id, disk_ids, from_checkpoint, description, backup_id)
+                         description: str, backup_id: str | None = None,
+                         require_consistency: bool = False) -> AsyncIterator[BackupInfo]:
+    backup = await start_backup(engine, vm_id, disk_ids, from_checkpoint, description, backup_id,
+                                require_consistency)
     try:
         yield backup
     finally:

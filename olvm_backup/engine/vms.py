@@ -30,6 +30,7 @@ class VmInfo:
     name: str
     status: str
     details: dict[str, Any] = field(default_factory=dict)
+    guest_agent: bool = False  # the engine reports the guest's OS: an agent runs in it (and can freeze it)
 
 
 def _enum(value) -> str | None:
@@ -61,7 +62,8 @@ async def find_vm(engine: Engine, name_or_id: str) -> VmInfo:
             return exact[0]
 
     vm = await engine.call(lookup, what=f"find VM {name_or_id}")
-    return VmInfo(vm.id, vm.name, _enum(vm.status) or "unknown", _vm_details(vm))
+    return VmInfo(vm.id, vm.name, _enum(vm.status) or "unknown", _vm_details(vm),
+                  guest_agent=vm.guest_operating_system is not None)
 
 
 async def vm_ovf(engine: Engine, vm_id: str) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from olvm_backup import catalog
 from olvm_backup.chunkindex import ChunkIndex
 from olvm_backup.config import Settings
-from olvm_backup.engine import Engine
+from olvm_backup.engine import Engine, EngineError
 from olvm_backup.engine import cbt
 from olvm_backup.engine.vms import find_vm, vm_disks, vm_ovf
 from olvm_backup.errors import BackupError
@@ -35,6 +35,7 @@ from schemas.topics import BACKUP_EVENTS, READ_TASKS
 from .chain import DiskPlan, build_map, choose_checkpoint, plan_disk, select_disks
 from .hooks import run_hook
 from .journal import Journal, JournalEntry, process_name
+from .quiesce import plan_consistency
 from .steps import StepTimes
 from .tracker import Tracker
 from .waves import ChunkTopics
@@ -61,6 +62,7 @@ class BackupJob:
         self.started = time.monotonic()
         self.bytes_total = 0
         self.steps = StepTimes()
+        self.consistency = ""  # what the backup can say of the guest's file systems, once the engine backup is ready
         self.completion: tuple[str, dict] = ("", {})  # the "completed" event's message and detail
 
     async def event(self, kind: str, message: str, **fields) -> None:
@@ -87,7 +89,7 @@ class BackupJob:
         message, detail = self.completion
         await self.event("completed", message, bytes_total=self.bytes_total, bytes_done=self.bytes_total,
                          detail={**detail, "duration": round(time.monotonic() - self.started, 3),
-                                 "steps": self.steps.as_detail()})
+                                 "steps": self.steps.as_detail(), "consistency": self.consistency})
         await self._post_hook("completed")
         return manifest
 
@@ -137,20 +139,29 @@ class BackupJob:
         ctx = self.ctx
         description = f"olvm-backup {self.backup_id} (request {self.request.request_id})"
         created_at = time.time()
+        consistency = plan_consistency(self.request.quiesce, vm.status, vm.guest_agent)
         asked = time.monotonic()
         async with cbt.running_backup(ctx.engine, vm.vm_id, [d.disk_id for d in disks], from_checkpoint,
-                                      description, backup_id=self.backup_id) as started:
+                                      description, backup_id=self.backup_id,
+                                      require_consistency=consistency.require) as started:
             try:
                 backup = await cbt.wait_ready(ctx.engine, vm.vm_id, started.backup_id)
                 modes = await cbt.backup_disk_modes(ctx.engine, vm.vm_id, backup.backup_id)
+            except EngineError as e:
+                if not consistency.require:
+                    raise
+                raise BackupError(f"{e}. This backup required the guest's file systems to be frozen: if the engine "
+                                  "could not freeze them (its events on the VM say), a backup with --no-quiesce "
+                                  "goes on without them frozen") from e
             finally:
                 self.steps.add("engine start", time.monotonic() - asked)
             plans = [plan_disk(d, modes.get(d.disk_id, "full"), previous, from_checkpoint, full_reason)
                      for d in disks]
+            self.consistency = consistency.says
             await self.event("started", self._plan_summary(plans, excluded), detail={
                 "from_checkpoint": from_checkpoint, "to_checkpoint": backup.to_checkpoint,
                 "disks": {p.disk.name: ("incremental" if p.incremental else f"full: {p.reason}") for p in plans},
-                "excluded": [d.name for d in excluded]})
+                "excluded": [d.name for d in excluded], "consistency": consistency.says})
             async with contextlib.AsyncExitStack() as transfers:
                 # The OVF is read while the transfers start (the engine thread is free between its polls).
                 ovf, results = await side_by_side(

@@ -449,7 +449,7 @@ class Api:
         backup = self.engine.start_backup(
             request.match_info["vm"], backup_id=body.id, disk_ids=[d.id for d in body.disks or [] if d.id],
             from_checkpoint_id=body.from_checkpoint_id, description=body.description,
-            correlation_id=_correlation(request))
+            require_consistency=_flag(request, "require_consistency"), correlation_id=_correlation(request))
         return _one(render.backup(backup), 201)
 
     async def finalize_backup(self, request):

@@ -31,6 +31,7 @@ class Faults:
     transfer_fail: int = 0
     backup_stall: int = 0
     backup_finalize_fail: int = 0  # the next finalized backups end failed, their checkpoint removed
+    freeze_fail: int = 0  # the guest agent of the next backed-up running VMs cannot freeze their file systems
     engine_500: int = 0
     engine_drop: int = 0
     stalled_backups: set = field(default_factory=set)
@@ -431,7 +432,8 @@ class Engine:
 
     # -- backups --------------------------------------------------------------------------------------------
     def start_backup(self, vm_id: str, *, backup_id: str | None, disk_ids: list[str] | None,
-                     from_checkpoint_id: str | None, description: str | None, correlation_id: str | None) -> dict:
+                     from_checkpoint_id: str | None, description: str | None, correlation_id: str | None,
+                     require_consistency: bool = False) -> dict:
         vm = self.vm(vm_id)
         if vm["status"] not in ("up", "down"):
             raise conflict(f"Cannot backup VM. VM {vm['name']} status is {vm['status']}")
@@ -468,7 +470,7 @@ class Engine:
             "id": backup_id or new_id(), "vm_id": vm_id, "phase": "initializing", "created": now(),
             "description": description, "from_checkpoint_id": from_checkpoint_id, "host_id": self.host_id(),
             "disks": modes, "to_checkpoint_id": new_id() if tracked else None, "tracked": tracked,
-            "snapshot_id": None})
+            "snapshot_id": None, "require_consistency": require_consistency})
         for d in disks:
             d["status"] = "locked"
         if backup["to_checkpoint_id"]:
@@ -488,6 +490,22 @@ class Engine:
         if stall:
             self.faults.stalled_backups.add(backup["id"])
             return
+        # A running VM's guest file systems are frozen while the backup's checkpoint is taken, when its guest agent
+        # runs (engine 4.4.4+); with require_consistency a failed freeze fails the backup, else it goes on.
+        frozen = vm["status"] == "up" and vm.get("guest_agent")
+        if frozen:
+            self.event(10900, f"Freeze of guest filesystems on VM {vm['name']} was initiated.", vm_id=vm["id"],
+                       correlation_id=correlation_id)
+            if self.faults.take("freeze_fail"):
+                frozen = False
+                self.event(10901, f"Failed to freeze guest filesystems on VM {vm['name']}. Note that using the "
+                                  "created snapshot might cause data inconsistency.", severity="warning",
+                           vm_id=vm["id"], correlation_id=correlation_id)
+                if backup.get("require_consistency"):
+                    await self._fail_backup(vm, backup, "failed to freeze the guest filesystems, and the backup "
+                                                        "requires consistency")
+                    self.state.save()
+                    return
         try:
             async with self.vm_lock(vm["id"]):
                 for disk_id, mode in backup["disks"].items():
@@ -499,6 +517,9 @@ class Engine:
                         from_cp = None
                     await asyncio.to_thread(self.store.begin_backup, disk_id, backup["id"],
                                             from_checkpoint_id=from_cp, to_checkpoint_id=to_cp)
+            if frozen:
+                self.event(10902, f"Thaw of guest filesystems on VM {vm['name']} was initiated.", vm_id=vm["id"],
+                           correlation_id=correlation_id)
             await asyncio.sleep(STEP)
             if backup["phase"] == "starting":
                 backup.update(phase="ready", modified=now())

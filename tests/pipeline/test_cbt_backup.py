@@ -230,6 +230,27 @@ def test_failures_and_cancellation_leave_the_engine_clean(pipeline, admin, engin
     proc.communicate()
 
 
+def test_a_quiesced_backup_requires_the_freeze_unless_told_otherwise(pipeline, admin, engine_view):
+    # app1 runs with a guest agent. Its file systems cannot be frozen this time: a quiesced backup (the default)
+    # fails, says why and what to do, and leaves nothing behind.
+    admin.fault("freeze-fail")
+    r = pipeline.cli("backup", "app1", "--wait", "--exclude", "app1_scratch")
+    assert r.returncode != 0
+    assert "frozen" in r.stderr and "--no-quiesce" in r.stderr, r.stderr
+    assert engine_view.leftovers() == []
+    assert restore_points(pipeline, "app1") == [], "a failed backup is no restore point"
+
+    # With --no-quiesce the same failure only costs the freeze, and the summary says so.
+    admin.fault("freeze-fail")
+    r = backup(pipeline, "app1", "--no-quiesce", "--exclude", "app1_scratch")
+    assert "consistency: freeze not required" in r.stderr, r.stderr
+    # With a guest that freezes, the default says it was frozen.
+    r = backup(pipeline, "app1", "--exclude", "app1_scratch")
+    assert "consistency: guest file systems frozen" in r.stderr, r.stderr
+    assert len(restore_points(pipeline, "app1")) == 2
+    assert engine_view.leftovers() == []
+
+
 def test_a_backup_the_engine_ends_failed_is_no_restore_point(pipeline, admin, engine_view):
     # Everything read and stored, but the engine ends the backup failed and drops its checkpoint: a restore point
     # naming that checkpoint would send the next incremental to one the engine no longer has.

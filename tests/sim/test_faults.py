@@ -104,6 +104,34 @@ def test_backup_stall(sim, connection):
         wait_disk_ok(connection, d.id, timeout=60)
 
 
+def test_freeze_fail_fails_only_a_backup_that_requires_consistency(sim, connection):
+    web1 = vm_by_name(connection, "web1")
+    disks = vm_disks(connection, web1)
+    vm_service = connection.system_service().vms_service().vm_service(web1.id)
+    backups = vm_service.backups_service()
+
+    def backup_ends(require_consistency: bool) -> types.BackupPhase:
+        sim.fault("freeze-fail")
+        backup = backups.add(types.Backup(disks=[types.Disk(id=d.id) for d in disks.values()]),
+                             require_consistency=require_consistency)
+        svc = backups.backup_service(backup.id)
+        phase = wait_phase(svc.get, {types.BackupPhase.READY, types.BackupPhase.FAILED}, timeout=60,
+                           what="backup ready or failed").phase
+        if phase == types.BackupPhase.READY:
+            svc.finalize()
+            wait_phase(svc.get, {types.BackupPhase.SUCCEEDED}, timeout=60, what="backup succeeded")
+        for d in disks.values():
+            wait_disk_ok(connection, d.id, timeout=60)
+        return phase
+
+    # Without require_consistency the engine warns and goes on; with it, the backup fails and releases the disks.
+    assert backup_ends(require_consistency=False) == types.BackupPhase.READY
+    assert backup_ends(require_consistency=True) == types.BackupPhase.FAILED
+    events = connection.system_service().events_service().list(search=f"vm.name={web1.name}", max=50)
+    codes = [e.code for e in events]
+    assert codes.count(10901) >= 2 and 10900 in codes, "each freeze is an event, and so is each failed one"
+
+
 def test_state_survives_restart(tmp_path_factory):
     data = tmp_path_factory.mktemp("restart")
     sim = start_sim(data)
