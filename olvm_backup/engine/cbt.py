@@ -69,16 +69,33 @@ async def backup_disk_modes(engine: Engine, vm_id: str, backup_id: str) -> dict[
 
 async def start_backup(engine: Engine, vm_id: str, disk_ids: list[str], from_checkpoint: str | None,
                        description: str, backup_id: str | None = None, require_consistency: bool = False) -> BackupInfo:
-    """Start an engine backup; our own `backup_id` lets a journal name it before it exists. With
-    `require_consistency` the engine fails the backup if it cannot freeze the guest's file systems (4.4.4+; the
-    parameter is sent only then, so older engines see the request they know)."""
+    """Start an engine backup; our own `backup_id` lets a journal name it before it exists, and is the request's
+    correlation id (the engine's events of the backup carry it). With `require_consistency` the engine fails the
+    backup if it cannot freeze the guest's file systems (4.4.4+; the parameter is sent only then, so older engines
+    see the request they know)."""
     def add() -> types.Backup:
         return engine.system.vms_service().vm_service(vm_id).backups_service().add(types.Backup(
             id=backup_id, disks=[types.Disk(id=d) for d in disk_ids], from_checkpoint_id=from_checkpoint,
-            description=description), require_consistency=True if require_consistency else None)
+            description=description), require_consistency=True if require_consistency else None,
+            query={"correlation_id": backup_id} if backup_id else None)
 
     b = await engine.call(add, what=f"start backup of VM {vm_id}", deadline=300)
     return _backup_info(vm_id, b)
+
+
+# The engine's audit log codes for a guest freeze (USER_FREEZE_VM_INITIATED, FAILED_TO_FREEZE_VM).
+FREEZE_STARTED, FREEZE_FAILED = 10900, 10901
+
+
+async def freeze_outcome(engine: Engine, correlation_id: str) -> str | None:
+    """What the engine's events under a backup's correlation id say of the guest freeze: "failed", "frozen", or
+    None when they say nothing of it."""
+    events = await engine.call(lambda: engine.system.events_service().list(
+        search=f"correlation_id={correlation_id}", max=50), what="read the events of the backup")
+    codes = {e.code for e in events}
+    if FREEZE_FAILED in codes:
+        return "failed"
+    return "frozen" if FREEZE_STARTED in codes else None
 
 
 async def wait_ready(engine: Engine, vm_id: str, backup_id: str) -> BackupInfo:

@@ -157,11 +157,12 @@ class BackupJob:
                 self.steps.add("engine start", time.monotonic() - asked)
             plans = [plan_disk(d, modes.get(d.disk_id, "full"), previous, from_checkpoint, full_reason)
                      for d in disks]
-            self.consistency = consistency.says
+            self.consistency = consistency.outcome(
+                await cbt.freeze_outcome(ctx.engine, self.backup_id) if consistency.ask_engine else None)
             await self.event("started", self._plan_summary(plans, excluded), detail={
                 "from_checkpoint": from_checkpoint, "to_checkpoint": backup.to_checkpoint,
                 "disks": {p.disk.name: ("incremental" if p.incremental else f"full: {p.reason}") for p in plans},
-                "excluded": [d.name for d in excluded], "consistency": consistency.says})
+                "excluded": [d.name for d in excluded], "consistency": self.consistency})
             async with contextlib.AsyncExitStack() as transfers:
                 # The OVF is read while the transfers start (the engine thread is free between its polls).
                 ovf, results = await side_by_side(

@@ -6,6 +6,8 @@ warns, unless the backup was started with `require_consistency`, which makes
 it fail instead. A request's `quiesce` (the default) asks for that whenever
 there is an agent to freeze with; `--no-quiesce` settles for what the engine
 manages, crash-consistent at worst. A VM that is down has its disks at rest.
+Once the backup is ready, the engine's events under its correlation id tell
+how the freeze went, and that is what the backup says.
 """
 from __future__ import annotations
 
@@ -15,7 +17,17 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Consistency:
     require: bool  # start the engine backup with require_consistency
-    says: str      # for the backup's events and summary
+    says: str      # for the backup's events and summary, before the engine said how the freeze went
+    ask_engine: bool = False  # whether the engine's events may tell how the freeze went
+
+    def outcome(self, freeze: str | None) -> str:
+        """What the backup says once the engine's events told how the freeze went ("frozen", "failed" or None)."""
+        if freeze == "frozen":
+            required = " (required)" if self.require else ""
+            return f"guest file systems frozen by the engine for the checkpoint{required}"
+        if freeze == "failed":
+            return "crash-consistent: the engine could not freeze the guest's file systems (its events say why)"
+        return self.says
 
 
 def plan_consistency(quiesce: bool, vm_status: str, guest_agent: bool) -> Consistency:
@@ -26,6 +38,6 @@ def plan_consistency(quiesce: bool, vm_status: str, guest_agent: bool) -> Consis
                                   "file systems")
     if quiesce:
         return Consistency(True, "guest file systems frozen by the engine for the checkpoint (required: the backup "
-                                 "fails if they cannot be)")
+                                 "fails if they cannot be)", ask_engine=True)
     return Consistency(False, "freeze not required (no quiesce): the engine freezes the guest if it can, and the "
-                              "backup is crash-consistent if not")
+                              "backup is crash-consistent if not", ask_engine=True)
