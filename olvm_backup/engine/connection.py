@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 import logging
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import ovirtsdk4 as sdk
 
@@ -23,6 +24,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 POLL_FIRST, POLL_GROWTH, POLL_MAX = 0.1, 1.2, 0.5  # seconds between polls: 0.1 s at first, 0.5 s after ~2 s
+REPORT_EVERY = 10.0  # seconds between reports of a wait that goes on (a real engine can take minutes)
+
+# Who hears of long waits on the engine (a backup job, to say so in its progress events): set per job, and so seen
+# by the tasks it starts, never by another job's.
+wait_reporter: contextvars.ContextVar[Callable[[str, float], Awaitable[None]] | None] = contextvars.ContextVar(
+    "engine_wait_reporter", default=None)
 
 _CONFLICT_WORDS = ("locked", "is during backup", "another", "in progress", "being", "try again")
 
@@ -98,7 +105,8 @@ class Engine:
                        deadline: float, failed: Callable[[T], str | None] | None = None) -> T:
         """Poll `probe` until `done`; every wait on the engine has a deadline. Polls often at first (most
         phases last well under a second, and a restore or backup waits on several in a row), then less."""
-        end = time.monotonic() + deadline
+        started = time.monotonic()
+        end, reported = started + deadline, started
         interval = POLL_FIRST
         while True:
             value = await self.call(probe, what=what)
@@ -106,8 +114,12 @@ class Engine:
                 return value
             if failed is not None and (reason := failed(value)):
                 raise EngineError(f"{what}: {reason}")
-            if time.monotonic() > end:
+            now = time.monotonic()
+            if now > end:
                 raise EngineDeadline(f"{what}: still not done after {deadline:.0f}s")
+            if now - reported >= REPORT_EVERY and (report := wait_reporter.get()) is not None:
+                reported = now
+                await report(what, now - started)
             await asyncio.sleep(interval)
             interval = min(POLL_MAX, interval * POLL_GROWTH)
 

@@ -1,0 +1,44 @@
+"""Waits on the engine: a wait that goes on is reported to whoever listens in its context (a backup's progress
+events), and only there. The probe here is a plain function, as `wait_for` runs any probe on the engine thread;
+no engine is needed to count polls."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from olvm_backup.config import EngineSettings
+from olvm_backup.engine import Engine
+from olvm_backup.engine import connection
+
+
+async def test_a_long_wait_is_reported_in_its_own_context_only(monkeypatch):
+    monkeypatch.setattr(connection, "REPORT_EVERY", 0.3)
+    heard: list[tuple[str, float]] = []
+    polls = {"n": 0}
+
+    def probe() -> int:
+        polls["n"] += 1
+        return polls["n"]
+
+    async def report(what: str, elapsed: float) -> None:
+        heard.append((what, elapsed))
+
+    async def quiet_wait() -> None:  # another job's wait: nobody listens there
+        await engine.wait_for(lambda: 0, lambda v: False, what="someone else's", deadline=0.8)
+
+    engine = Engine(EngineSettings())
+    try:
+        other = asyncio.create_task(quiet_wait())
+        token = connection.wait_reporter.set(report)
+        try:
+            await engine.wait_for(probe, lambda n: n >= 10, what="backup b1 to become ready", deadline=30)
+        finally:
+            connection.wait_reporter.reset(token)
+        with pytest.raises(connection.EngineDeadline):
+            await other
+    finally:
+        await engine.close()
+    assert heard, "a wait of over a second was reported"
+    assert {what for what, _ in heard} == {"backup b1 to become ready"}
+    assert all(elapsed >= 0.3 for _, elapsed in heard)
