@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import logging
 import time
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 import ovirtsdk4 as sdk
 
@@ -26,10 +27,24 @@ T = TypeVar("T")
 POLL_FIRST, POLL_GROWTH, POLL_MAX = 0.1, 1.2, 0.5  # seconds between polls: 0.1 s at first, 0.5 s after ~2 s
 REPORT_EVERY = 10.0  # seconds between reports of a wait that goes on (a real engine can take minutes)
 
-# Who hears of long waits on the engine (a backup job, to say so in its progress events): set per job, and so seen
-# by the tasks it starts, never by another job's.
+# Who hears of long waits on the engine: set per job (`waits_told_to`), and so seen by the tasks it starts, never by
+# another job's.
 wait_reporter: contextvars.ContextVar[Callable[[str, float], Awaitable[None]] | None] = contextvars.ContextVar(
     "engine_wait_reporter", default=None)
+
+
+@contextlib.contextmanager
+def waits_told_to(say: Callable[[str], Awaitable[None]]) -> Iterator[None]:
+    """Within the block, a wait on the engine that goes on is told to `say` every REPORT_EVERY seconds (a job's
+    progress events)."""
+    async def report(what: str, elapsed: float) -> None:
+        await say(f"waiting for the engine: {what} ({elapsed:.0f} s so far)")
+
+    token = wait_reporter.set(report)
+    try:
+        yield
+    finally:
+        wait_reporter.reset(token)
 
 _CONFLICT_WORDS = ("locked", "is during backup", "another", "in progress", "being", "try again")
 

@@ -28,6 +28,7 @@ from olvm_backup.chunkfetch import ChunkFetcher
 from olvm_backup.config import Settings
 from olvm_backup.engine import Engine
 from olvm_backup.engine import cbt, provision
+from olvm_backup.engine.connection import waits_told_to
 from olvm_backup.engine.vms import find_vm
 from olvm_backup.errors import BackupError
 from olvm_backup.format.manifest import DiskRecord, Manifest
@@ -77,7 +78,8 @@ class RestoreJob:
     async def run(self) -> str | None:
         try:
             await self.event("accepted", f"restore of {self.request.restore_point} accepted")
-            vm_id = await self._run()
+            with waits_told_to(lambda text: self.event("progress", text)):
+                vm_id = await self._run()
         except asyncio.CancelledError:
             await asyncio.shield(self._undo())
             raise

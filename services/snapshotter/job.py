@@ -21,7 +21,7 @@ from olvm_backup.chunkindex import ChunkIndex
 from olvm_backup.config import Settings
 from olvm_backup.engine import Engine, EngineError
 from olvm_backup.engine import cbt
-from olvm_backup.engine.connection import wait_reporter
+from olvm_backup.engine.connection import waits_told_to
 from olvm_backup.engine.vms import find_vm, vm_disks, vm_ovf
 from olvm_backup.errors import BackupError
 from olvm_backup.format.manifest import DiskRecord, Location, Manifest
@@ -75,11 +75,8 @@ class BackupJob:
         """Never raises for a failed backup (it is reported as an event); re-raises cancellation."""
         try:
             await self.event("accepted", f"backup of {self.request.vm} ({self.request.mode}) accepted")
-            reporting = wait_reporter.set(self._engine_wait)
-            try:
+            with waits_told_to(lambda text: self.event("progress", text)):
                 manifest = await self._run()
-            finally:
-                wait_reporter.reset(reporting)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.event("cancelled", "backup cancelled; engine resources released"))
@@ -97,9 +94,6 @@ class BackupJob:
                                  "steps": self.steps.as_detail(), "consistency": self.consistency})
         await self._post_hook("completed")
         return manifest
-
-    async def _engine_wait(self, what: str, elapsed: float) -> None:
-        await self.event("progress", f"waiting for the engine: {what} ({elapsed:.0f} s so far)")
 
     async def _post_hook(self, result: str) -> None:
         hook = self.ctx.settings.pipeline.post_backup_hook
