@@ -14,7 +14,7 @@ from typing import AsyncIterator
 
 import ovirtsdk4.types as types
 
-from .connection import Engine, EngineError, EngineNotFound
+from .connection import Engine, EngineError, EngineNotFound, EngineRetriable
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,13 @@ FREEZE_STARTED, FREEZE_FAILED = 10900, 10901
 
 async def freeze_outcome(engine: Engine, correlation_id: str) -> str | None:
     """What the engine's events under a backup's correlation id say of the guest freeze: "failed", "frozen", or
-    None when they say nothing of it."""
-    events = await engine.call(lambda: engine.system.events_service().list(
-        search=f"correlation_id={correlation_id}", max=50), what="read the events of the backup")
+    None when they say nothing of it, or cannot be read (this only tells, it never fails a backup)."""
+    try:
+        events = await engine.call(lambda: engine.system.events_service().list(
+            search=f"correlation_id={correlation_id}", max=50), what="read the events of the backup", attempts=2)
+    except (EngineError, EngineRetriable) as e:
+        log.warning("could not read the engine's events of backup %s: %s", correlation_id, e)
+        return None
     codes = {e.code for e in events}
     if FREEZE_FAILED in codes:
         return "failed"
