@@ -16,6 +16,7 @@ def _point(m) -> dict:
     return {"backup_id": m.backup_id, "vm_id": m.vm_id, "vm_name": m.vm_name, "mode": m.mode,
             "completed_at": m.completed_at, "from_checkpoint": m.from_checkpoint, "to_checkpoint": m.to_checkpoint,
             "parent_backup": m.parent_backup, "excluded_disks": m.excluded_disks, "stored_bytes": m.stored_bytes(),
+            "consistency": m.consistency or None,
             "disks": [{"disk_id": d.disk_id, "name": d.name, "size": d.size, "mode": d.mode, "reason": d.reason,
                        "bytes_read": d.bytes_read, "bytes_new": d.bytes_new} for d in m.disks]}
 
@@ -32,10 +33,10 @@ async def list_backups(settings: Settings, vm: str | None, as_json: bool = False
         print("no restore points" + (f" for {vm}" if vm else ""), file=sys.stderr)
         return 0
     print(f"{'restore point':<36}  {'vm':<16} {'taken (UTC)':<19}  {'mode':<11} {'disks':>5} {'size':>10} "
-          f"{'stored':>10}")
+          f"{'stored':>10}  consistency")
     for m in manifests:
         taken = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(m.completed_at))
         size = sum(d.size for d in m.disks)
         print(f"{m.backup_id:<36}  {m.vm_name:<16} {taken:<19}  {m.mode:<11} {len(m.disks):>5} "
-              f"{human(size):>10} {human(m.stored_bytes()):>10}")
+              f"{human(size):>10} {human(m.stored_bytes()):>10}  {m.consistency or '-'}")
     return 0

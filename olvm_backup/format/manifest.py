@@ -7,6 +7,7 @@ needs this one object plus ranged reads of the packs it names.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 import msgpack
@@ -17,7 +18,7 @@ from .chunks import CHUNK_HASH, HASHES
 from .diskmap import DiskMap
 
 MANIFEST_MAJOR = 1
-MANIFEST_MINOR = 1        # 1.1: `chunk_hash` says what chunk names are; 1.0 had none and named them by SHA-256
+MANIFEST_MINOR = 2        # 1.1: `chunk_hash` says what chunk names are (1.0 had none: SHA-256); 1.2: `consistency`
 
 
 class ManifestError(BackupError):
@@ -73,6 +74,7 @@ class Manifest:
     excluded_disks: list[str] = field(default_factory=list)
     vm: dict[str, Any] = field(default_factory=dict)  # cpu, memory, os, nics... as read from the engine
     chunk_hash: str = CHUNK_HASH     # the hash chunk names are made with ("sha256" in format 1.0)
+    consistency: str = ""            # the guest's file systems: frozen, crash-consistent, at rest, unknown ("" < 1.2)
 
     def disk(self, key: str) -> DiskRecord:
         for d in self.disks:
@@ -110,10 +112,13 @@ def decode_manifest(raw: bytes) -> Manifest:
     if doc.get("v", [None])[0] != MANIFEST_MAJOR:
         raise ManifestError(f"format {doc.get('v')} is not readable by this build (major {MANIFEST_MAJOR})")
     try:
-        disks = [DiskRecord(**{**{k: v for k, v in d.items() if k != "map"}, "map": DiskMap.from_wire(d["map"])})
+        # Fields a later minor version added are passed over: what this build knows still restores.
+        disk_fields = {f.name for f in dataclass_fields(DiskRecord)} - {"map"}
+        disks = [DiskRecord(**{k: v for k, v in d.items() if k in disk_fields}, map=DiskMap.from_wire(d["map"]))
                  for d in doc["disks"]]
         chunks = {dg: Location(*loc) for dg, loc in doc["chunks"].items()}
-        fields = {"chunk_hash": "sha256", **{k: v for k, v in doc.items() if k not in ("v", "disks", "chunks")}}
+        known = {f.name for f in dataclass_fields(Manifest)} - {"disks", "chunks"}
+        fields = {"chunk_hash": "sha256", **{k: v for k, v in doc.items() if k in known}}
         manifest = Manifest(**fields, disks=disks, chunks=chunks)
     except (TypeError, KeyError, ValueError) as e:
         raise ManifestError(f"malformed ({e})") from None

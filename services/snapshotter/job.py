@@ -36,7 +36,7 @@ from schemas.topics import BACKUP_EVENTS, READ_TASKS
 from .chain import DiskPlan, build_map, choose_checkpoint, plan_disk, select_disks
 from .hooks import run_hook
 from .journal import Journal, JournalEntry, process_name
-from .quiesce import plan_consistency
+from .quiesce import Consistency, plan_consistency
 from .steps import StepTimes
 from .tracker import Tracker
 from .waves import ChunkTopics
@@ -63,7 +63,7 @@ class BackupJob:
         self.started = time.monotonic()
         self.bytes_total = 0
         self.steps = StepTimes()
-        self.consistency = ""  # what the backup can say of the guest's file systems, once the engine backup is ready
+        self.consistency: Consistency | None = None  # of the guest's file systems, once the engine backup is ready
         self.completion: tuple[str, dict] = ("", {})  # the "completed" event's message and detail
 
     async def event(self, kind: str, message: str, **fields) -> None:
@@ -91,7 +91,8 @@ class BackupJob:
         message, detail = self.completion
         await self.event("completed", message, bytes_total=self.bytes_total, bytes_done=self.bytes_total,
                          detail={**detail, "duration": round(time.monotonic() - self.started, 3),
-                                 "steps": self.steps.as_detail(), "consistency": self.consistency})
+                                 "steps": self.steps.as_detail(),
+                                 "consistency": self.consistency.says if self.consistency else ""})
         await self._post_hook("completed")
         return manifest
 
@@ -164,7 +165,7 @@ class BackupJob:
             await self.event("started", self._plan_summary(plans, excluded), detail={
                 "from_checkpoint": from_checkpoint, "to_checkpoint": backup.to_checkpoint,
                 "disks": {p.disk.name: ("incremental" if p.incremental else f"full: {p.reason}") for p in plans},
-                "excluded": [d.name for d in excluded], "consistency": self.consistency})
+                "excluded": [d.name for d in excluded], "consistency": self.consistency.says})
             async with contextlib.AsyncExitStack() as transfers:
                 # The OVF is read while the transfers start (the engine thread is free between its polls).
                 ovf, results = await side_by_side(
@@ -350,7 +351,8 @@ class BackupJob:
             created_at=created_at, completed_at=time.time(), to_checkpoint=backup.to_checkpoint,
             from_checkpoint=backup.from_checkpoint, parent_backup=previous.backup_id if previous else None,
             ovf_key=ovf_key, request_id=self.request.request_id, requested_by=self.request.requested_by,
-            disks=records, chunks=chunks, excluded_disks=[d.name for d in excluded], vm=vm.details)
+            disks=records, chunks=chunks, excluded_disks=[d.name for d in excluded], vm=vm.details,
+            consistency=self.consistency.code if self.consistency else "")
         await catalog.commit(ctx.store, manifest)
         read = sum(r.bytes_read for r in records)
         stored = manifest.stored_bytes()

@@ -11,33 +11,41 @@ how the freeze went, and that is what the backup says.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+
+# What a restore point's manifest says of its guest file systems (`consistency`; "" in formats 1.0 and 1.1).
+FROZEN, CRASH_CONSISTENT, AT_REST, UNKNOWN = "frozen", "crash-consistent", "at rest", "unknown"
 
 
 @dataclass(frozen=True)
 class Consistency:
     require: bool  # start the engine backup with require_consistency
-    says: str      # for the backup's events and summary, before the engine said how the freeze went
+    code: str      # FROZEN, CRASH_CONSISTENT, AT_REST or UNKNOWN: for the manifest and the listing
+    says: str      # for the backup's events and summary
     ask_engine: bool = False  # whether the engine's events may tell how the freeze went
 
-    def outcome(self, freeze: str | None) -> str:
+    def outcome(self, freeze: str | None) -> "Consistency":
         """What the backup says once the engine's events told how the freeze went ("frozen", "failed" or None)."""
         if freeze == "frozen":
             required = " (required)" if self.require else ""
-            return f"guest file systems frozen by the engine for the checkpoint{required}"
+            return replace(self, code=FROZEN, says=f"guest file systems frozen by the engine for the checkpoint"
+                                                   f"{required}")
         if freeze == "failed":
-            return "crash-consistent: the engine could not freeze the guest's file systems (its events say why)"
-        return self.says
+            return replace(self, code=CRASH_CONSISTENT, says="crash-consistent: the engine could not freeze the "
+                                                            "guest's file systems (its events say why)")
+        return self
 
 
 def plan_consistency(quiesce: bool, vm_status: str, guest_agent: bool) -> Consistency:
     if vm_status != "up":
-        return Consistency(False, f"VM {vm_status}: its disks are at rest, nothing to freeze")
+        return Consistency(False, AT_REST, f"VM {vm_status}: its disks are at rest, nothing to freeze")
     if not guest_agent:
-        return Consistency(False, "crash-consistent: no guest agent reports from the VM, so nothing can freeze its "
-                                  "file systems")
+        return Consistency(False, CRASH_CONSISTENT, "crash-consistent: no guest agent reports from the VM, so nothing "
+                                                    "can freeze its file systems")
     if quiesce:
-        return Consistency(True, "guest file systems frozen by the engine for the checkpoint (required: the backup "
-                                 "fails if they cannot be)", ask_engine=True)
-    return Consistency(False, "freeze not required (no quiesce): the engine freezes the guest if it can, and the "
-                              "backup is crash-consistent if not", ask_engine=True)
+        # Required: once the engine backup is ready, the freeze worked.
+        return Consistency(True, FROZEN, "guest file systems frozen by the engine for the checkpoint (required: the "
+                                         "backup fails if they cannot be)", ask_engine=True)
+    return Consistency(False, UNKNOWN, "freeze not required (no quiesce): the engine freezes the guest if it can, and "
+                                       "the backup is crash-consistent if not", ask_engine=True)

@@ -78,6 +78,26 @@ def test_format_1_0_manifests_name_chunks_by_sha256_and_unknown_hashes_are_refus
         decode_manifest(_rewritten(m, lambda doc: doc.update(chunk_hash="md4")))
 
 
+def test_a_later_minor_version_is_read_and_an_earlier_one_has_no_consistency():
+    m = _manifest({"a" * 64: Location("packs/x/p", 0, 100, 4096, "zstd")})
+    m.consistency = "frozen"
+    assert decode_manifest(encode_manifest(m)).consistency == "frozen"
+
+    def as_1_1(doc):
+        doc["v"] = [1, 1]
+        del doc["consistency"]
+    assert decode_manifest(_rewritten(m, as_1_1)).consistency == ""
+
+    def as_1_9(doc):  # a later build added fields this one does not know: what it knows still restores
+        doc["v"] = [1, 9]
+        doc["retention"] = {"keep_until": 2.0}
+        doc["disks"][0]["encryption"] = None
+    later = decode_manifest(_rewritten(m, as_1_9))
+    assert later.disks == m.disks and later.chunks == m.chunks and later.consistency == "frozen"
+    with pytest.raises(ManifestError, match="not readable by this build"):
+        decode_manifest(_rewritten(m, lambda doc: doc.update(v=[2, 0])))
+
+
 def test_manifest_naming_an_unstored_chunk_is_refused():
     with pytest.raises(ManifestError, match="no known location"):
         encode_manifest(_manifest({}))
