@@ -65,6 +65,8 @@ def _restore_summary(bar: ProgressBar, event: RestoreEvent) -> int:
     bar.message(f"completed: {event.message}")
     bar.message(f"  sent {human(d.get('bytes_sent', 0))} of data in {duration(d.get('duration', 0))}; "
                 f"disks: {', '.join(d.get('disks', []))}; VM is {d.get('status')}")
+    if d.get("consistency"):
+        bar.message(f"  the restore point's file systems: {d['consistency']}")
     print(event.vm_id)
     return 0
 

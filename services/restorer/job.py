@@ -156,7 +156,8 @@ class RestoreJob:
         await self.event("completed", f"restored {manifest.vm_name} ({manifest.backup_id}) as VM {vm_id}, "
                          f"{status}", vm_id=vm_id, bytes_total=self.bytes_total, bytes_done=self.bytes_done,
                          detail={"duration": round(time.monotonic() - self.started, 3), "status": status,
-                                 "disks": [d.name for d in disks], "bytes_sent": self.bytes_done})
+                                 "disks": [d.name for d in disks], "bytes_sent": self.bytes_done,
+                                 "consistency": manifest.consistency or "not recorded"})
         self.created_vm = None  # success: nothing to undo
         self.created_disks = []
         return vm_id

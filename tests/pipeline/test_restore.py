@@ -55,6 +55,7 @@ def test_every_restore_point_restores_as_it_was(pipeline, admin, engine_view):
         extra = ["--power-on"] if i == 2 else []
         r = restore(pipeline, point["backup_id"], "--name", name, *extra)
         assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
+        assert "the restore point's file systems: frozen" in r.stderr, r.stderr  # app1's guest agent froze them
         for disk in DISKS:
             assert admin.checksum(name, disk) == expected[i][disk], f"{name}/{disk} differs from restore point {i}"
         restored = vm_config(engine_view, name)
