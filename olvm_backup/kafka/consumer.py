@@ -167,6 +167,16 @@ def kafka_consumer(kafka: KafkaSettings, *topics: str, group: str | None, client
         max_partition_fetch_bytes=min(fetch_max_bytes, 16 * 1024 * 1024), **options)
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, name: str) -> set[int]:
+    """A topic's partitions as the cluster's metadata has them now (asked for again when this client, which
+    subscribes to nothing, does not know the topic yet); empty for a topic that does not exist."""
+    partitions = consumer.partitions_for_topic(name)
+    if not partitions:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(name)
+    return set(partitions or ())
+
+
 async def start_consumer(consumer: AIOKafkaConsumer, what: str) -> None:
     await retry(consumer.start, what=what, attempts=10, deadline=60,
                 retriable=lambda e: isinstance(e, (KafkaError, OSError)))

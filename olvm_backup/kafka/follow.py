@@ -12,7 +12,7 @@ from schemas import Record, Topic, decode
 
 from ..config import KafkaSettings
 from ..errors import DecodeError
-from .consumer import kafka_consumer
+from .consumer import kafka_consumer, partitions_of
 from .gapless import Gapless
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,7 @@ class Follower:
 
     async def start(self) -> None:
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self._name)
-        if not partitions:
-            await self._consumer._client.force_metadata_update()
-            partitions = self._consumer.partitions_for_topic(self._name) or {0}
+        partitions = await partitions_of(self._consumer, self._name) or {0}
         tps = [TopicPartition(self._name, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_end(*tps)

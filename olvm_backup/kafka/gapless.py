@@ -132,16 +132,19 @@ class Gapless:
         if not self._from_commits:
             return None
         try:
-            start = await asyncio.wait_for(self._consumer.committed(tp), POSITION_WAIT)
+            return await asyncio.wait_for(self._committed_start(tp), POSITION_WAIT)
         except (asyncio.TimeoutError, IllegalStateError):
             return None
-        return 0 if start is None else start
 
     async def _start_of(self, tp: TopicPartition) -> int:
         if not self._from_commits:
             return await self._consumer.position(tp)
-        start = await self._consumer.committed(tp)
-        if start is None:
-            start = 0  # not the broker's "earliest": see the module's docstring
+        start = await self._committed_start(tp)
         self._consumer.seek(tp, start)
         return start
+
+    async def _committed_start(self, tp: TopicPartition) -> int:
+        """Where a group's partition starts: its committed offset, or 0 (not the broker's "earliest": see the
+        module's docstring)."""
+        start = await self._consumer.committed(tp)
+        return 0 if start is None else start

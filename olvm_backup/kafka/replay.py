@@ -8,7 +8,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 
 from ..config import KafkaSettings
-from .consumer import kafka_consumer, start_consumer
+from .consumer import kafka_consumer, partitions_of, start_consumer
 from .gapless import Gapless
 
 REPLAY_DEADLINE = 60.0  # seconds a replay may take before it is given up
@@ -26,9 +26,7 @@ class Replay:
     async def __aenter__(self) -> "Replay":
         await start_consumer(self._consumer, "connect to Kafka")
         try:
-            await self._consumer._client.force_metadata_update()
-            partitions = sorted(self._consumer.partitions_for_topic(self._name) or ())
-            tps = [TopicPartition(self._name, p) for p in partitions]
+            tps = [TopicPartition(self._name, p) for p in sorted(await partitions_of(self._consumer, self._name))]
             self._consumer.assign(tps)
             self.ends = {tp.partition: end for tp, end in (await self._consumer.end_offsets(tps)).items()}
             for tp in tps:

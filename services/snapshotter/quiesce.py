@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 # What a restore point's manifest says of its guest file systems (`consistency`; "" in formats 1.0 and 1.1).
 FROZEN, CRASH_CONSISTENT, AT_REST, UNKNOWN = "frozen", "crash-consistent", "at rest", "unknown"
+_FROZEN_SAYS = "guest file systems frozen by the engine for the checkpoint"
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,7 @@ class Consistency:
         """What the backup says once the engine's events told how the freeze went ("frozen", "failed" or None)."""
         if freeze == "frozen":
             required = " (required)" if self.require else ""
-            return replace(self, code=FROZEN, says=f"guest file systems frozen by the engine for the checkpoint"
-                                                   f"{required}")
+            return replace(self, code=FROZEN, says=_FROZEN_SAYS + required)
         if freeze == "failed":
             return replace(self, code=CRASH_CONSISTENT, says="crash-consistent: the engine could not freeze the "
                                                             "guest's file systems (its events say why)")
@@ -45,7 +45,7 @@ def plan_consistency(quiesce: bool, vm_status: str, guest_agent: bool) -> Consis
                                                     "can freeze its file systems")
     if quiesce:
         # Required: once the engine backup is ready, the freeze worked.
-        return Consistency(True, FROZEN, "guest file systems frozen by the engine for the checkpoint (required: the "
-                                         "backup fails if they cannot be)", ask_engine=True)
+        return Consistency(True, FROZEN, f"{_FROZEN_SAYS} (required: the backup fails if they cannot be)",
+                           ask_engine=True)
     return Consistency(False, UNKNOWN, "freeze not required (no quiesce): the engine freezes the guest if it can, and "
                                        "the backup is crash-consistent if not", ask_engine=True)

@@ -82,8 +82,8 @@ class Tracker:
             for task_id in list(job.results.keys() - job.reported):
                 job.reported.add(task_id)
                 await progress(job.results[task_id], len(job.reported), len(job.expected))
+            missing = self._missing_chunks(job, tasks)
             if job.results.keys() >= tasks:
-                missing = self._missing_chunks(job, tasks)
                 if not missing:
                     return
                 if stuck is None or stuck[0] != len(missing):
@@ -95,7 +95,6 @@ class Tracker:
             idle = time.monotonic() - job.last_progress
             if idle > stall_timeout:
                 waiting = len(tasks - job.results.keys())
-                missing = self._missing_chunks(job, tasks)
                 named = "; ".join(f"task {t} at {offset}: {d[:16]}" for t, offset, d in missing[:3])
                 raise ReadersStalled(
                     f"no progress for {stall_timeout:.0f}s: {waiting} task(s) without a result, "
