@@ -1,5 +1,5 @@
-"""What both benchmarks stand on: the simulator with one big VM, the embedded stack (Tansu, s3rver, services) on free
-ports in a scratch directory, timed CLI jobs, plain-imageio baselines through the SDK, and per-process peak RSS.
+"""What both benchmarks stand on: the simulator with one big VM, the embedded stack (Tansu, rclone's S3, services)
+on free ports in a scratch directory, timed CLI jobs, plain-imageio baselines through the SDK, and per-process peak RSS.
 
 The baselines use only ovirtsdk4 and ovirt_imageio.client, as an admin's script would.
 """

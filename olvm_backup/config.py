@@ -38,8 +38,8 @@ class KafkaSettings:
 class S3Settings:
     endpoint_url: str = setting("http://127.0.0.1:19000", "OLVM_S3_ENDPOINT", "S3 endpoint URL ('' = AWS default)")
     bucket: str = setting("olvm-backup", "OLVM_S3_BUCKET", "bucket holding packs, manifests and the catalog")
-    access_key: Secret = setting(Secret("S3RVER"), "OLVM_S3_ACCESS_KEY", "S3 access key id")
-    secret_key: Secret = setting(Secret("S3RVER"), "OLVM_S3_SECRET_KEY", "S3 secret access key")
+    access_key: Secret = setting(Secret("olvm-backup"), "OLVM_S3_ACCESS_KEY", "S3 access key id")
+    secret_key: Secret = setting(Secret("olvm-backup"), "OLVM_S3_SECRET_KEY", "S3 secret access key")
     region: str = setting("us-east-1", "OLVM_S3_REGION", "S3 region")
     create_bucket: bool = setting(True, "OLVM_S3_CREATE_BUCKET", "create the bucket when it is missing")
 

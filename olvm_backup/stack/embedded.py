@@ -23,6 +23,7 @@ from ..kafka import ensure_topics
 from ..objectstore import open_store
 from . import components
 from .processes import ManagedProcess, pid_alive, split_hostport
+from .s3rver_layout import adopt_s3rver_objects
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,13 @@ class EmbeddedStack:
         kafka_host, kafka_port = split_hostport(s.kafka.bootstrap_servers)
         s3_host, s3_port = split_hostport(s.s3.endpoint_url)
         self.infra.append(components.broker(kafka_host, kafka_port, self.logs / "broker.log").start())
-        self.infra.append(components.object_store(s3_host, s3_port, s.data_dir / "objects",
-                                                  self.logs / "object-store.log").start())
+        objects = s.data_dir / "objects"
+        adopted = adopt_s3rver_objects(objects)
+        if adopted:
+            log.warning("moved %d objects that an earlier embedded store (s3rver) left in %s to plain files",
+                        adopted, objects)
+        self.infra.append(components.object_store(s3_host, s3_port, objects, self.logs / "object-store.log",
+                                                  access_key=s.s3.access_key, secret_key=s.s3.secret_key).start())
         asyncio.run(_prepare(s))
         env = {**os.environ, **to_environ(s)}
         for name in SERVICES:

@@ -28,9 +28,10 @@ MAX_PACK_AGE = 10.0      # seconds a pack may stay open while chunks trickle in
 
 
 class Writer:
-    """Fills one pack while the previous one is sealed in the background (s3rver, for one, spends a few hundred
-    ms reassembling each 64 MiB pack). One seal at a time, so packs are announced and offsets committed in
-    order, and no offset is committed before the pack holding its chunk is durable."""
+    """Fills one pack while the previous one is sealed in the background (its last parts travel and the store
+    completes the upload, which some stores take hundreds of ms to do for a 64 MiB pack). One seal at a time, so
+    packs are announced and offsets committed in order, and no offset is committed before the pack holding its
+    chunk is durable."""
 
     def __init__(self, bus: Bus, consumer: LeasedConsumer, packs: PackBuilder, name: str) -> None:
         self._bus = bus

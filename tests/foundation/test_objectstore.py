@@ -1,4 +1,5 @@
-"""One conformance suite for every object store we run against: moto (tests) and s3rver (embedded default)."""
+"""One conformance suite for every object store we run against: moto (tests) and `rclone serve s3` (the embedded
+default); and what only the embedded store does: keys kept out of argv, objects kept as plain files."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,31 +9,35 @@ import uuid
 import pytest
 
 from olvm_backup.config import S3Settings
-from olvm_backup.errors import ObjectNotFound
+from olvm_backup.errors import ObjectNotFound, ProcessStartError
 from olvm_backup.objectstore import open_store
 from olvm_backup.objectstore.s3 import sign_payload
 from olvm_backup.secret import Secret
 from olvm_backup.stack import components
 from olvm_backup.stack.processes import free_port
+from olvm_backup.stack.s3rver_layout import adopt_s3rver_objects
 
 MIB = 1024 * 1024
 
 
+EMBEDDED_KEYS = {"access_key": Secret("olvm-embedded"), "secret_key": Secret("embedded-secret/+=")}
+
+
 @pytest.fixture(scope="module")
-def s3rver_endpoint(tmp_path_factory):
+def embedded_store(tmp_path_factory):
     port = free_port()
-    root = tmp_path_factory.mktemp("s3rver")
-    with components.object_store("127.0.0.1", port, root / "objects", root / "s3rver.log"):
-        yield f"http://127.0.0.1:{port}"
+    root = tmp_path_factory.mktemp("embedded-store")
+    with components.object_store("127.0.0.1", port, root / "objects", root / "object-store.log",
+                                 **EMBEDDED_KEYS) as process:
+        yield f"http://127.0.0.1:{port}", process, root / "objects"
 
 
-@pytest.fixture(params=["moto", "s3rver"])
+@pytest.fixture(params=["moto", "embedded"])
 def store_settings(request, s3_settings) -> S3Settings:
     if request.param == "moto":
         return s3_settings
-    endpoint = request.getfixturevalue("s3rver_endpoint")
-    return dataclasses.replace(s3_settings, endpoint_url=endpoint, access_key=Secret("S3RVER"),
-                               secret_key=Secret("S3RVER"))
+    endpoint, _, _ = request.getfixturevalue("embedded_store")
+    return dataclasses.replace(s3_settings, endpoint_url=endpoint, **EMBEDDED_KEYS)
 
 
 async def test_multipart_object_reads_back_byte_identical_by_ranges(store_settings):
@@ -89,3 +94,45 @@ def test_payloads_are_signed_only_over_plain_http_to_another_host():
     for no_wire_or_tls in ("http://127.0.0.1:19000", "http://localhost:9000", "http://[::1]:9000",
                            "https://minio.backup.lan", ""):
         assert not sign_payload(no_wire_or_tls), no_wire_or_tls
+
+
+async def test_embedded_store_keeps_objects_as_plain_files_and_its_keys_out_of_argv(embedded_store, s3_settings):
+    endpoint, process, objects = embedded_store
+    settings = dataclasses.replace(s3_settings, endpoint_url=endpoint, **EMBEDDED_KEYS)
+    data = os.urandom(MIB + 3)
+    async with open_store(settings) as store:
+        await store.put("manifests/vm1/b1", data)
+    assert (objects / settings.bucket / "manifests" / "vm1" / "b1").read_bytes() == data
+    argv = open(f"/proc/{process.pid}/cmdline", "rb").read()
+    assert b"embedded-secret" not in argv and b"olvm-embedded" not in argv
+
+
+def test_the_embedded_store_refuses_keys_it_would_answer_with_403(tmp_path):
+    for access, secret in [("ab", "secret"), ("olvm", ""), ("ol,vm", "secret"), ("olvm", 'se"cret')]:
+        with pytest.raises(ProcessStartError, match="access key"):
+            components.object_store("127.0.0.1", free_port(), tmp_path, tmp_path / "log",
+                                    access_key=Secret(access), secret_key=Secret(secret))
+
+
+async def test_objects_an_earlier_s3rver_store_left_are_served_after_adoption(tmp_path, s3_settings):
+    """An installation upgraded in place keeps its backups: s3rver's files become plain objects."""
+    objects = tmp_path / "objects"
+    packs = objects / s3_settings.bucket / "packs"
+    packs.mkdir(parents=True)
+    old, kept = os.urandom(2 * MIB), b"written by the current store"
+    (packs / "p1._S3rver_object").write_bytes(old)
+    (packs / "p1._S3rver_object.md5").write_text("x")
+    (packs / "p1._S3rver_metadata.json").write_text("{}")
+    (packs / "p2").write_bytes(kept)  # both layouts hold p2: the plain file is the newer
+    (packs / "p2._S3rver_object").write_bytes(b"stale")
+    (objects / s3_settings.bucket / "._S3rver_uploads" / "u1").mkdir(parents=True)
+
+    assert adopt_s3rver_objects(objects) == 1
+    assert adopt_s3rver_objects(objects) == 0
+    port = free_port()
+    with components.object_store("127.0.0.1", port, objects, tmp_path / "object-store.log", **EMBEDDED_KEYS):
+        settings = dataclasses.replace(s3_settings, endpoint_url=f"http://127.0.0.1:{port}", **EMBEDDED_KEYS)
+        async with open_store(settings) as store:
+            assert sorted([i.key async for i in store.list("")]) == ["packs/p1", "packs/p2"]
+            assert await store.get("packs/p1") == old
+            assert await store.get("packs/p2") == kept
