@@ -84,10 +84,11 @@ def main() -> int:
             engine = sum(v for k, v in shown.items() if k in ENGINE_STEPS)
             print(f"{mode} backup, where the time went: " + ", ".join(f"{k} {v:.2f} s" for k, v in shown.items())
                   + f"; engine steps {engine:.2f} s of {figures['full_s' if mode == 'full' else 'inc_s']:.1f} s")
-        if "read and store" in steps["full"]:  # the data path alone, against the same restic run (not a target)
-            data = steps["full"]["read and store"]
-            print(f"full backup's data path (read and store) {data:.1f} s vs restic {figures['restic_full_s']:.1f} s: "
-                  f"{data / figures['restic_full_s']:.2f}x")
+        for mode, restic_s in (("full", figures["restic_full_s"]), ("incremental", figures["restic_inc_s"])):
+            if "read and store" in steps[mode]:  # the data path alone, against the same restic run (not a target)
+                data = steps[mode]["read and store"]
+                print(f"{mode} backup's data path (read and store) {data:.2f} s vs restic {restic_s:.1f} s: "
+                      f"{data / restic_s:.2f}x (restic takes {restic_s / data:.1f}x as long)")
         print("CPU seconds used during the full backup: " + ", ".join(
             f"{name} {used:.1f}" for name, used in sorted(full_cpu.items(), key=lambda kv: -kv[1])))
         return 0
