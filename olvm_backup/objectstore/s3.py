@@ -56,6 +56,9 @@ class _S3Multipart:
     The multipart upload is created when the first part fills: an object completed before that goes up with one
     PUT, as S3 clients do below their multipart threshold (one request instead of three, and nothing for the
     store to assemble on completion).
+
+    A part that fails (after the client's retries) breaks the upload for good: every later write and the
+    completion raise that failure, so an object with a part missing is never completed, whatever the caller does.
     """
 
     PARTS_IN_FLIGHT = 2
@@ -70,9 +73,16 @@ class _S3Multipart:
         self._parts: list[dict[str, Any]] = []
         self._numbers = 0
         self._in_flight: set[asyncio.Task] = set()
+        self._broken: BaseException | None = None
         self.size = 0
 
+    def _check(self) -> None:
+        if self._broken is not None:
+            raise BackupError(f"object store: {self.key}: the upload lost a part ({self._broken}); it can only be "
+                              "aborted")
+
     async def write(self, data: bytes) -> None:
+        self._check()
         self._buffer += data
         self.size += len(data)
         while len(self._buffer) >= self._part_size:
@@ -94,7 +104,9 @@ class _S3Multipart:
         done, _ = await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             self._in_flight.discard(task)
-            task.result()  # a failed part fails the pack (the caller aborts the upload)
+            if not task.cancelled() and task.exception() is not None:
+                self._broken = task.exception()
+                raise self._broken  # a failed part fails the pack (the caller aborts the upload)
 
     async def _upload(self, number: int, data: bytes) -> None:
         response = await self._store._call_blocking(
@@ -104,6 +116,7 @@ class _S3Multipart:
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
     async def complete(self) -> None:
+        self._check()
         if self._upload_id is None:
             await self._store.put(self.key, bytes(self._buffer))
             self._buffer.clear()
@@ -113,6 +126,9 @@ class _S3Multipart:
             self._buffer.clear()
         while self._in_flight:
             await self._wait_one()
+        numbers = sorted(p["PartNumber"] for p in self._parts)
+        if numbers != list(range(1, self._numbers + 1)):  # S3 would complete an object with the gap in it
+            raise BackupError(f"object store: {self.key}: parts {numbers} of {self._numbers} uploaded; not completing")
         await self._store._call(
             "complete_multipart_upload", self.key, Bucket=self._store.bucket, Key=self.key,
             UploadId=self._upload_id, MultipartUpload={"Parts": sorted(self._parts, key=lambda p: p["PartNumber"])},

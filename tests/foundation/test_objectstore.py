@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from olvm_backup.config import S3Settings
-from olvm_backup.errors import ObjectNotFound, ProcessStartError
+from olvm_backup.errors import BackupError, ObjectNotFound, ProcessStartError, StoreError
 from olvm_backup.objectstore import open_store
 from olvm_backup.objectstore.s3 import sign_payload
 from olvm_backup.secret import Secret
@@ -73,6 +73,32 @@ async def test_failed_multipart_leaves_no_object(store_settings, written):
                 await upload.write(os.urandom(written))
                 raise RuntimeError("writer crashed")
         assert await store.head("packs/broken") is None
+
+
+async def test_a_lost_part_breaks_the_upload_for_good(store_settings):
+    """A part lost after the client's retries: a caller that goes on writing (a handler retried by the consumer
+    loop did) must never get the object completed with that part missing."""
+    async with open_store(store_settings) as store:
+        send = store._call_blocking
+
+        async def part_two_lost(method, key, **kwargs):  # fault injection in our own client, the store is real
+            if method == "upload_part" and kwargs["PartNumber"] == 2:
+                raise StoreError(f"{key}: part 2 lost")
+            return await send(method, key, **kwargs)
+
+        store._call_blocking = part_two_lost
+        upload = await store.multipart("packs/gap", part_size=5 * MIB)
+        failures = []
+        for _ in range(5):
+            try:
+                await upload.write(os.urandom(5 * MIB))
+            except BackupError as e:
+                failures.append(str(e))
+        assert "part 2 lost" in failures[0] and all("lost a part" in f for f in failures[1:]), failures
+        with pytest.raises(BackupError, match="lost a part"):
+            await upload.complete()
+        await upload.abort()
+        assert await store.head("packs/gap") is None
 
 
 async def test_put_list_delete_and_missing(store_settings):
