@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from olvm_backup.errors import DecodeError, SchemaVersionError
 
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 2  # 1.1: ReadTask.chunk_topic; 1.2: ReadTask.connections
+SCHEMA_MINOR = 3  # 1.1: ReadTask.chunk_topic; 1.2: ReadTask.connections; 1.3: StoreFault on store.faults
 
 _REGISTRY: dict[str, type["Record"]] = {}
 

@@ -98,6 +98,17 @@ class PackStored(Record):
     at: float
 
 
+class StoreFault(Record):
+    """A writer could not make a pack durable, after the object store's own retries. The pack's chunks were not
+    committed, so they come back to a writer; the snapshotter shows the error on each backup the pack served."""
+
+    writer: str
+    backup_ids: list[str] = Field(min_length=1)
+    chunks: int = Field(gt=0, description="chunks the pack held, of all its backups")
+    error: str = Field(description="what the store answered; never a credential")
+    at: float
+
+
 class RestoreRequest(Record):
     request_id: str = Field(min_length=1)
     restore_point: str = Field(min_length=1, description="backup id")

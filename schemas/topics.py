@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from .envelope import Record
 from .records import (
     BackupEvent, BackupRequest, ChunkData, DeadLetter, PackStored, ReadTask, RestoreEvent, RestoreRequest,
-    TaskResult,
+    StoreFault, TaskResult,
 )
 
 HOUR_MS = 3_600_000
@@ -54,12 +54,13 @@ WRITER_LEASES = Topic("writer.leases", "none: never written", (), "nobody",
 # packs holding those chunks are durable: the snapshotter reads them to tell a slow writer from a skipped chunk.
 WRITERS_GROUP = "writers"
 PACKS = Topic("packs", "pack key", (PackStored,), "writers", "snapshotter, readers (index)", 30 * DAY_MS)
+STORE_FAULTS = Topic("store.faults", "writer", (StoreFault,), "writers", "snapshotter (shown on its backups)", DAY_MS)
 RESTORE_REQUESTS = Topic("restore.requests", "restore point id", (RestoreRequest,), "CLI", "restorer", 7 * DAY_MS)
 RESTORE_EVENTS = Topic("restore.events", "request id", (RestoreEvent,), "restorer", "CLI (progress), audit", -1)
 DEAD_LETTERS = Topic("dead.letters", "source topic", (DeadLetter,), "every consumer", "operators", 30 * DAY_MS)
 
 ALL_TOPICS: tuple[Topic, ...] = (
-    BACKUP_REQUESTS, BACKUP_EVENTS, READ_TASKS, READ_RESULTS, CHUNKS, WRITER_LEASES, PACKS,
+    BACKUP_REQUESTS, BACKUP_EVENTS, READ_TASKS, READ_RESULTS, CHUNKS, WRITER_LEASES, PACKS, STORE_FAULTS,
     RESTORE_REQUESTS, RESTORE_EVENTS, DEAD_LETTERS,
 )
 

@@ -30,7 +30,7 @@ from olvm_backup.imageio import ImageioClient, new_session
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
 from olvm_backup.tasks import side_by_side
-from schemas import BackupEvent, BackupRequest, ReadTask, TaskResult
+from schemas import BackupEvent, BackupRequest, ReadTask, StoreFault, TaskResult
 from schemas.topics import BACKUP_EVENTS, READ_TASKS
 
 from .chain import DiskPlan, build_map, choose_checkpoint, plan_disk, select_disks
@@ -223,10 +223,15 @@ class BackupJob:
                                                                "bytes_read": result.bytes_read,
                                                                "bytes_new": result.bytes_new})
 
+        async def store_fault(fault: StoreFault) -> None:
+            await self.event("progress", f"the object store refused a pack of {fault.writer} ({fault.error}); its "
+                             f"{fault.chunks} chunk(s) go to a writer again once it is restarted",
+                             detail={"store_fault": fault.error, "writer": fault.writer})
+
         async def finish(wave: tuple[str, set[str]]) -> None:
             topic, task_ids = wave
             await ctx.tracker.wait(self.backup_id, task_ids, stall_timeout=pipeline.stall_timeout, progress=progress,
-                                   heal=lambda digests: self._resend_lost(topics, topic, digests))
+                                   heal=lambda digests: self._resend_lost(topics, topic, digests), fault=store_fault)
             await topics.close(topic)
 
         # Waves bound the chunks the broker holds: the next wave is published once an earlier one is stored.

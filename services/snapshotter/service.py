@@ -20,7 +20,7 @@ from olvm_backup.kafka import Bus, Consumer, Message
 from olvm_backup.kafka.follow import Follower
 from olvm_backup.objectstore import open_store
 from schemas import BackupEvent, BackupRequest
-from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, PACKS, READ_RESULTS
+from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, PACKS, READ_RESULTS, STORE_FAULTS
 
 from .job import BackupJob, Context
 from .journal import clean_leftovers, running_backups
@@ -41,7 +41,8 @@ async def main(settings: Settings) -> None:
     async with open_store(settings.s3) as store, Bus(settings.kafka, client_id=name) as bus, \
             Engine(settings.engine) as engine:
         async with Follower(settings.kafka, PACKS, tracker.on_pack, client_id=name + "/packs"), \
-                Follower(settings.kafka, READ_RESULTS, tracker.on_result, client_id=name + "/results"):
+                Follower(settings.kafka, READ_RESULTS, tracker.on_result, client_id=name + "/results"), \
+                Follower(settings.kafka, STORE_FAULTS, tracker.on_fault, client_id=name + "/faults"):
             await index.load(store)
             await recover(settings, store, engine, bus)
             ctx = Context(settings, engine, store, bus, tracker, index)

@@ -8,12 +8,14 @@ from typing import Awaitable, Callable
 
 from olvm_backup.chunkindex import ChunkIndex
 from olvm_backup.errors import BackupError
-from schemas import PackStored, TaskResult
+from schemas import PackStored, StoreFault, TaskResult
 
 
 # Seconds every result of a wave may be in while the count of its chunks in no stored pack stays the same, before
 # `heal` is asked to look for skipped records (then again each time as long).
 HEAL_AFTER = 10.0
+# Seconds between two store faults told to one backup: a writer the store keeps refusing restarts and fails again.
+FAULTS_EVERY = 30.0
 
 
 class ReadersStalled(BackupError):
@@ -28,6 +30,9 @@ class _Job:
     all_read: asyncio.Event = field(default_factory=asyncio.Event)  # every expected task has its result
     reported: set[str] = field(default_factory=set)
     last_progress: float = field(default_factory=time.monotonic)
+    faults: list[StoreFault] = field(default_factory=list)  # from writers, about packs with this backup's chunks
+    faults_seen: int = 0
+    fault_told_at: float = float("-inf")
 
 
 class Tracker:
@@ -51,6 +56,13 @@ class Tracker:
         if job.results.keys() >= job.expected:
             job.all_read.set()
 
+    def on_fault(self, fault: StoreFault) -> None:
+        """Not progress: a writer the store refuses must not hold a stalled backup open. `wait` tells it."""
+        for backup_id in fault.backup_ids:
+            job = self._jobs.get(backup_id)
+            if job is not None:
+                job.faults.append(fault)
+
     async def all_read(self, backup_id: str) -> None:
         """Until every task of the backup has its result: from then on nothing of its disks is read again (the
         chunks still on their way to packs are in their topics). Stalls are `wait`'s to report."""
@@ -71,10 +83,12 @@ class Tracker:
 
     async def wait(self, backup_id: str, tasks: set[str], *, stall_timeout: float,
                    progress: Callable[[TaskResult, int, int], Awaitable[None]],
-                   heal: Callable[[set[str]], Awaitable[None]] | None = None) -> None:
+                   heal: Callable[[set[str]], Awaitable[None]] | None = None,
+                   fault: Callable[[StoreFault], Awaitable[None]] | None = None) -> None:
         """Until each of `tasks` has a result and every chunk they name is durable; fails when nothing moves.
         `progress` is called once per result of the backup, whichever wait sees it first. `heal` is given the
-        digests still in no stored pack once every result is in and their count has not moved for HEAL_AFTER."""
+        digests still in no stored pack once every result is in and their count has not moved for HEAL_AFTER.
+        `fault` is given the writers' store faults about the backup, at most one per FAULTS_EVERY."""
         job = self._jobs[backup_id]
         stuck: tuple[int, float] | None = None  # (chunks in no stored pack, since when) once every result is in
         while True:
@@ -82,6 +96,7 @@ class Tracker:
             for task_id in list(job.results.keys() - job.reported):
                 job.reported.add(task_id)
                 await progress(job.results[task_id], len(job.reported), len(job.expected))
+            await self._tell_faults(job, fault)
             missing = self._missing_chunks(job, tasks)
             if job.results.keys() >= tasks:
                 if not missing:
@@ -99,7 +114,8 @@ class Tracker:
                 raise ReadersStalled(
                     f"no progress for {stall_timeout:.0f}s: {waiting} task(s) without a result, "
                     f"{len(missing)} chunk(s) not yet in a stored pack{' (' + named + ')' if named else ''} "
-                    "(are readers and writers up?)", backup_id=backup_id)
+                    + (f"(the object store refused a pack of it: {job.faults[-1].error})" if job.faults
+                       else "(are readers and writers up?)"), backup_id=backup_id)
             next_heal = HEAL_AFTER - (time.monotonic() - stuck[1]) if heal is not None and stuck else 5.0
             try:
                 await asyncio.wait_for(job.changed.wait(),
@@ -108,3 +124,12 @@ class Tracker:
                 pass
             else:
                 job.last_progress = time.monotonic()
+
+    @staticmethod
+    async def _tell_faults(job: _Job, tell: Callable[[StoreFault], Awaitable[None]] | None) -> None:
+        if job.faults_seen == len(job.faults):
+            return
+        job.faults_seen = len(job.faults)
+        if tell is not None and time.monotonic() - job.fault_told_at >= FAULTS_EVERY:
+            job.fault_told_at = time.monotonic()
+            await tell(job.faults[-1])

@@ -4,7 +4,8 @@ Chunks arrive on the chunk topics of running backup waves; the writers share
 them through leases (olvm_backup/kafka/leased.py). Kafka offsets are committed
 only after the pack holding the chunks is sealed and announced, so a writer
 killed mid-pack loses nothing: another writer re-reads those chunks (storing a
-chunk twice is harmless).
+chunk twice is harmless). A pack the store refuses ends the writer the same way,
+after a StoreFault says so to the backups the pack served.
 """
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ import socket
 import time
 
 from olvm_backup.config import Settings
+from olvm_backup.errors import BackupError
 from olvm_backup.kafka import Bus, LeasedConsumer, Message
 from olvm_backup.objectstore import open_store
 from olvm_backup.packs import OpenPack, PackBuilder
-from schemas import ChunkData, PackStored
-from schemas.topics import CHUNKS, PACKS, WRITER_LEASES, WRITERS_GROUP
+from schemas import ChunkData, PackStored, StoreFault
+from schemas.topics import CHUNKS, PACKS, STORE_FAULTS, WRITER_LEASES, WRITERS_GROUP
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +29,20 @@ FLUSH_AFTER_IDLE = 0.2   # seconds without a new chunk before a partial pack is 
 MAX_PACK_AGE = 10.0      # seconds a pack may stay open while chunks trickle in
 
 
+class PackRefused(BackupError):
+    template = "the object store refused pack {pack}: {reason}"
+
+
 class Writer:
     """Fills one pack while the previous one is sealed in the background (its last parts travel and the store
     completes the upload, which some stores take hundreds of ms to do for a 64 MiB pack). One seal at a time, so
     packs are announced and offsets committed in order, and no offset is committed before the pack holding its
-    chunk is durable."""
+    chunk is durable.
+
+    A pack the store refuses (a part or the completion failing after the client's retries) ends the writer at
+    the end of the batch, with nothing committed from that pack on: the error is latched instead of raised in
+    the chunk handler, where the consumer loop would retry the chunk alone and go on committing past the lost
+    pack."""
 
     def __init__(self, bus: Bus, consumer: LeasedConsumer, packs: PackBuilder, name: str) -> None:
         self._bus = bus
@@ -40,9 +51,20 @@ class Writer:
         self._name = name
         self._last_chunk = 0.0
         self._sealing: asyncio.Task | None = None
+        self._backups: set[str] = set()  # the backups whose chunks the open pack holds
+        self._refused: PackRefused | None = None
 
     async def on_chunk(self, chunk: ChunkData, where: Message) -> None:
-        await self._packs.add(chunk.digest, chunk.codec, chunk.raw_size, chunk.data)
+        if self._refused is not None:
+            return  # not committed: it comes back, with the rest of the batch, once the writer is restarted
+        self._backups.add(chunk.backup_id)
+        try:
+            await self._packs.add(chunk.digest, chunk.codec, chunk.raw_size, chunk.data)
+        except BackupError as e:
+            pack = self._packs.detach()
+            await pack.abort()
+            await self._refuse(pack, self._backups, e)
+            return
         self._last_chunk = time.monotonic()
         if self._packs.full:
             await self.flush()
@@ -50,6 +72,9 @@ class Writer:
     async def after_batch(self, empty: bool) -> None:
         if self._packs.empty:
             await self._settle()  # a later offset must not be committed before an earlier pack is sealed
+        if self._refused is not None:
+            raise self._refused
+        if self._packs.empty:
             await self._consumer.commit_processed()  # dead letters and nothing else: commit right away
             return
         now = time.monotonic()
@@ -61,19 +86,25 @@ class Writer:
         if self._packs.empty:
             return
         await self._settle()
+        if self._refused is not None:
+            return  # nothing more is sealed or committed: the batch's end ends the writer
         offsets = self._consumer.take_processed()
-        self._sealing = asyncio.create_task(self._seal(self._packs.detach(), offsets))
+        backups, self._backups = self._backups, set()
+        self._sealing = asyncio.create_task(self._seal(self._packs.detach(), backups, offsets))
 
     async def _settle(self) -> None:
-        """Wait for the seal in flight; its failure is the writer's (its chunks were not committed: they come
-        back to whichever writer holds their partitions next)."""
+        """Wait for the seal in flight (a refused one has latched its error by then)."""
         task, self._sealing = self._sealing, None
         if task is not None:
             await task
 
-    async def _seal(self, pack: OpenPack, offsets: dict) -> None:
+    async def _seal(self, pack: OpenPack, backups: set[str], offsets: dict) -> None:
         try:
             pack_key, entries = await pack.seal()
+        except BackupError as e:
+            await pack.abort()
+            await self._refuse(pack, backups, e)
+            return
         except BaseException:
             await pack.abort()
             raise
@@ -81,6 +112,20 @@ class Writer:
                                                   at=time.time()), key=pack_key)
         log.info("sealed %s: %d chunks, %d bytes", pack_key, len(entries), sum(e[2] for e in entries))
         await self._consumer.commit(offsets)
+
+    async def _refuse(self, pack: OpenPack, backups: set[str], error: BackupError) -> None:
+        """Latch the refusal and tell the backups whose chunks the pack held (best effort: the broker's trouble
+        must not hide the store's)."""
+        self._refused = PackRefused(str(error), pack=pack.pack_key)
+        log.error("%s (%d chunks of %d backup(s))", self._refused, len(pack.entries), len(backups))
+        if not backups:
+            return
+        try:
+            await self._bus.publish(STORE_FAULTS, StoreFault(
+                writer=self._name, backup_ids=sorted(backups), chunks=max(1, len(pack.entries)),
+                error=str(error)[:500], at=time.time()), key=self._name)
+        except Exception as e:
+            log.error("could not report the store fault: %s", e)
 
     async def stop(self) -> None:
         """Drop what is not sealed: a seal in flight and the open pack (their chunks will be redelivered)."""

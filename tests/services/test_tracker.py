@@ -8,7 +8,7 @@ import time
 import pytest
 
 from olvm_backup.chunkindex import ChunkIndex
-from schemas import PackStored, TaskResult
+from schemas import PackStored, StoreFault, TaskResult
 from services.snapshotter import tracker as tracker_module
 from services.snapshotter.tracker import ReadersStalled, Tracker
 
@@ -88,3 +88,38 @@ async def test_no_heal_while_results_are_missing_or_chunks_keep_coming(monkeypat
     await tracker.wait("b1", {"t1", "t2"}, stall_timeout=30, progress=progress, heal=heal)
     await feeding
     assert asked == []
+
+
+def fault(backups: list[str], error: str) -> StoreFault:
+    return StoreFault(writer="writer@h:1", backup_ids=backups, chunks=3, error=error, at=time.time())
+
+
+async def test_store_faults_are_told_at_most_every_so_often_and_are_no_progress(monkeypatch):
+    """A writer the store keeps refusing restarts and fails again: the backup hears of it once per FAULTS_EVERY,
+    and still stalls (quoting the store's answer) instead of waiting for ever."""
+    monkeypatch.setattr(tracker_module, "FAULTS_EVERY", 0.5)
+    tracker = Tracker(ChunkIndex())
+    tracker.expect("b1", {"t1"})
+    tracker.expect("b2", {"t9"})
+    tracker.on_result(result("t1", ["a" * 64]))
+    told: list[tuple[float, str]] = []
+
+    async def tell(f: StoreFault) -> None:
+        told.append((time.monotonic(), f.error))
+
+    async def refuse_again_and_again() -> None:
+        for n in range(12):
+            tracker.on_fault(fault(["b1", "b2"], f"object store: packs/x: InternalError (HTTP 500) #{n}"))
+            await asyncio.sleep(0.1)
+
+    started = time.monotonic()
+    refusing = asyncio.create_task(refuse_again_and_again())
+    with pytest.raises(ReadersStalled) as stalled:
+        await tracker.wait("b1", {"t1"}, stall_timeout=1.5, progress=progress, fault=tell)
+    await refusing
+    assert time.monotonic() - started < 8, "faults held the stalled backup open"
+    assert 1 <= len(told) <= 4, told
+    assert all(b - a >= 0.5 for (a, _), (b, _) in zip(told, told[1:])), told
+    assert "the object store refused a pack of it: object store: packs/x: InternalError (HTTP 500) #11" \
+        in str(stalled.value)
+    tracker.on_fault(fault(["gone"], "for a backup nobody waits on"))  # ignored, no error

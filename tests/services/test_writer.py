@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -14,9 +15,10 @@ from olvm_backup.format.chunks import CHUNK_HASH, compress, decompress, digest
 from olvm_backup.kafka import Bus, create_topic, delete_topics, ensure_topics
 from olvm_backup.kafka.follow import Follower
 from olvm_backup.objectstore import open_store
-from olvm_backup.stack.processes import ManagedProcess
-from schemas import ChunkData
-from schemas.topics import CHUNKS, PACKS
+from olvm_backup.stack import components
+from olvm_backup.stack.processes import ManagedProcess, free_port
+from schemas import ChunkData, StoreFault
+from schemas.topics import CHUNKS, PACKS, STORE_FAULTS
 
 
 def writer_process(settings, tmp_path, n=1) -> ManagedProcess:
@@ -123,3 +125,34 @@ async def test_two_writers_share_the_waves_of_new_chunk_topics(settings, tmp_pat
             assert w1.running() and w2.running(), w1.tail() + w2.tail()
     assert len(pack_writers(records)) == 2, f"one writer did all the work: {pack_writers(records)}"
     await check_restorable(settings, {d: raw for chunks in waves for d, raw in chunks.items()})
+
+
+async def test_a_pack_the_store_refuses_is_reported_and_its_chunks_come_back(settings, tmp_path):
+    """The object store goes away mid-backup: the writer says which backup its refused pack served, ends without
+    committing those chunks, and once the store is back a restarted writer stores every one of them."""
+    await ensure_topics(settings.kafka)
+    port = free_port()
+    settings = dataclasses.replace(settings, s3=dataclasses.replace(settings.s3,
+                                                                    endpoint_url=f"http://127.0.0.1:{port}"))
+    before, during = make_chunks(8, seed=20), make_chunks(40, seed=21)  # 10 MiB: parts go up before the seal
+    seen, faults = ChunkIndex(), []
+    async with Follower(settings.kafka, PACKS, seen.add_record, client_id="test-packs"), \
+            Follower(settings.kafka, STORE_FAULTS, faults.append, client_id="test-faults"):
+        store = components.moto("127.0.0.1", port, tmp_path / "moto-1.log").start()
+        with writer_process(settings, tmp_path, 1) as writer:
+            await publish(settings, before, wave="0")
+            await wait_index(seen, before)
+            store.stop()
+            await publish(settings, during, wave="1")
+            deadline = time.monotonic() + 90
+            while writer.running() or not faults:
+                assert time.monotonic() < deadline, f"faults {faults}; writer: {writer.tail()}"
+                await asyncio.sleep(0.2)
+        fault: StoreFault = faults[0]
+        assert fault.backup_ids == ["b"] and fault.chunks > 0 and "object store" in fault.error, fault
+        assert "testing" not in fault.error  # the S3 keys
+        assert not any(d in seen for d in during), "a chunk was announced from a refused pack"
+
+        with components.moto("127.0.0.1", port, tmp_path / "moto-2.log"), writer_process(settings, tmp_path, 2):
+            await wait_index(seen, during, timeout=90)
+            await check_restorable(settings, during)
