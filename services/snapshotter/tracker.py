@@ -30,8 +30,8 @@ class _Job:
     all_read: asyncio.Event = field(default_factory=asyncio.Event)  # every expected task has its result
     reported: set[str] = field(default_factory=set)
     last_progress: float = field(default_factory=time.monotonic)
-    faults: list[StoreFault] = field(default_factory=list)  # from writers, about packs with this backup's chunks
-    faults_seen: int = 0
+    fault: StoreFault | None = None  # the latest from a writer about a pack with this backup's chunks
+    fault_untold: bool = False
     fault_told_at: float = float("-inf")
 
 
@@ -61,7 +61,7 @@ class Tracker:
         for backup_id in fault.backup_ids:
             job = self._jobs.get(backup_id)
             if job is not None:
-                job.faults.append(fault)
+                job.fault, job.fault_untold = fault, True
 
     async def all_read(self, backup_id: str) -> None:
         """Until every task of the backup has its result: from then on nothing of its disks is read again (the
@@ -114,7 +114,7 @@ class Tracker:
                 raise ReadersStalled(
                     f"no progress for {stall_timeout:.0f}s: {waiting} task(s) without a result, "
                     f"{len(missing)} chunk(s) not yet in a stored pack{' (' + named + ')' if named else ''} "
-                    + (f"(the object store refused a pack of it: {job.faults[-1].error})" if job.faults
+                    + (f"(the object store refused a pack of it: {job.fault.error})" if job.fault
                        else "(are readers and writers up?)"), backup_id=backup_id)
             next_heal = HEAL_AFTER - (time.monotonic() - stuck[1]) if heal is not None and stuck else 5.0
             try:
@@ -127,9 +127,9 @@ class Tracker:
 
     @staticmethod
     async def _tell_faults(job: _Job, tell: Callable[[StoreFault], Awaitable[None]] | None) -> None:
-        if job.faults_seen == len(job.faults):
+        if job.fault is None or not job.fault_untold:
             return
-        job.faults_seen = len(job.faults)
+        job.fault_untold = False
         if tell is not None and time.monotonic() - job.fault_told_at >= FAULTS_EVERY:
             job.fault_told_at = time.monotonic()
-            await tell(job.faults[-1])
+            await tell(job.fault)

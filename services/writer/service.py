@@ -61,9 +61,7 @@ class Writer:
         try:
             await self._packs.add(chunk.digest, chunk.codec, chunk.raw_size, chunk.data)
         except BackupError as e:
-            pack = self._packs.detach()
-            await pack.abort()
-            await self._refuse(pack, self._backups, e)
+            await self._refuse(self._packs.detach(), self._backups, e)
             return
         self._last_chunk = time.monotonic()
         if self._packs.full:
@@ -102,7 +100,6 @@ class Writer:
         try:
             pack_key, entries = await pack.seal()
         except BackupError as e:
-            await pack.abort()
             await self._refuse(pack, backups, e)
             return
         except BaseException:
@@ -114,8 +111,9 @@ class Writer:
         await self._consumer.commit(offsets)
 
     async def _refuse(self, pack: OpenPack, backups: set[str], error: BackupError) -> None:
-        """Latch the refusal and tell the backups whose chunks the pack held (best effort: the broker's trouble
-        must not hide the store's)."""
+        """Abort the pack, latch the refusal and tell the backups whose chunks the pack held (best effort: the
+        broker's trouble must not hide the store's)."""
+        await pack.abort()
         self._refused = PackRefused(str(error), pack=pack.pack_key)
         log.error("%s (%d chunks of %d backup(s))", self._refused, len(pack.entries), len(backups))
         if not backups:
