@@ -24,6 +24,13 @@ class RetriableError(BackupError):
     retriable = True
 
 
+class GaveUp(BackupError):
+    """A request its adapter retried until its budget (retry.py) was spent. Not retriable: nothing above the
+    adapter tries it again. The last error is the `__cause__`; its message is repeated here."""
+
+    template = "{what}: gave up after {attempts} attempt(s) in {seconds}s: {reason}"
+
+
 class ConfigError(BackupError):
     template = "configuration: {reason}"
 

@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 
 from .errors import BackupError, RetriableError
-from .format.planning import Extent
-from .retry import retry
+from .planning import Extent
+from .retry import IMAGEIO, retry
 
 
 class ImageioError(BackupError):
@@ -74,7 +74,7 @@ class ImageioClient:
             assert last is not None
             raise last
 
-        return await retry(once, what=f"imageio {method}", attempts=4, deadline=60)
+        return await retry(once, what=f"imageio {method}", policy=IMAGEIO)
 
     async def max_readers(self) -> int:
         """How many connections may read this ticket at once (imageio's OPTIONS; 1 from a server that does not

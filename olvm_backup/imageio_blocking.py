@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
 from .imageio import ImageioUnavailable, answer_error, ssl_context
-from .retry import retry
+from .retry import IMAGEIO, retry
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +158,7 @@ class BlockingImageio:
 
     async def _run(self, what: str, call) -> bytes:
         loop = asyncio.get_running_loop()
-        return await retry(lambda: loop.run_in_executor(self._threads, call), what=f"imageio {what}", attempts=4,
-                           deadline=60)
+        return await retry(lambda: loop.run_in_executor(self._threads, call), what=f"imageio {what}", policy=IMAGEIO)
 
     async def read(self, offset: int, length: int) -> bytes:
         what = f"GET at {offset}"

@@ -1,6 +1,8 @@
-"""Retry with exponential backoff and a deadline, written once.
+"""Retry with exponential backoff and a deadline, written once, and every retry budget of the product by name.
 
-Only errors marked `retriable` are retried; CancelledError always propagates.
+Each external dependency is retried in one layer: its adapter (engine, imageio, object store, Kafka), under
+its policy below. Only errors marked `retriable` are retried; CancelledError always propagates. An adapter
+whose budget is spent raises `GaveUp`, which is not retriable: nobody above it tries the same request again.
 """
 from __future__ import annotations
 
@@ -8,12 +10,42 @@ import asyncio
 import logging
 import random
 import time
+from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
 
-from .errors import BackupError
+from .errors import BackupError, GaveUp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long one kind of request is tried: `attempts` tries in all, none started after
+    `deadline` seconds, waits doubling from `base_delay` up to `max_delay` (with jitter)."""
+
+    name: str
+    attempts: int
+    deadline: float
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+
+
+# The budgets. A request is tried at most `attempts` times in all: no layer above its adapter retries it.
+ENGINE = RetryPolicy("engine", attempts=6, deadline=120.0)
+ENGINE_CREATE = RetryPolicy("engine create", attempts=3, deadline=120.0)  # a retried create may make a twin
+ENGINE_START = RetryPolicy("engine start", attempts=6, deadline=300.0)  # a backup or transfer behind a lock
+ENGINE_LOOKUP = RetryPolicy("engine lookup", attempts=2, deadline=120.0)  # only informs: not worth a long wait
+IMAGEIO = RetryPolicy("imageio", attempts=4, deadline=60.0)
+OBJECT_STORE = RetryPolicy("object store", attempts=5, deadline=60.0)
+KAFKA_CONNECT = RetryPolicy("Kafka connect", attempts=10, deadline=30.0)
+KAFKA_JOIN = RetryPolicy("Kafka join", attempts=10, deadline=60.0)
+DEAD_LETTER = RetryPolicy("dead letter", attempts=10, deadline=120.0)
+# The consumer loop's retry of a handler, for a retriable error that no adapter owns (a chunk's topic not
+# there yet, a record another service has still to produce). An adapter's GaveUp is never retried here.
+HANDLER = RetryPolicy("handler", attempts=3, deadline=120.0)
+
+POLICIES = (ENGINE, ENGINE_CREATE, ENGINE_START, ENGINE_LOOKUP, IMAGEIO, OBJECT_STORE, KAFKA_CONNECT, KAFKA_JOIN, DEAD_LETTER, HANDLER)
 
 
 def is_retriable(error: BaseException) -> bool:
@@ -24,25 +56,26 @@ async def retry(
     operation: Callable[[], Awaitable[T]],
     *,
     what: str,
-    attempts: int = 5,
-    deadline: float = 60.0,
-    base_delay: float = 0.2,
-    max_delay: float = 5.0,
+    policy: RetryPolicy,
     retriable: Callable[[BaseException], bool] = is_retriable,
 ) -> T:
-    """Run `operation` until it succeeds, fails for good, or runs out of attempts or time."""
+    """Run `operation` until it succeeds, fails for good, or spends the policy's budget; then `GaveUp`, chained to
+    the last error (whose message it repeats)."""
     start = time.monotonic()
-    for attempt in range(1, attempts + 1):
+    for attempt in range(1, policy.attempts + 1):
         try:
             return await operation()
         except asyncio.CancelledError:
             raise
         except Exception as e:
             elapsed = time.monotonic() - start
-            if not retriable(e) or attempt == attempts or elapsed >= deadline:
+            if not retriable(e):
                 raise
-            delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            delay = min(delay, max(0.0, deadline - elapsed))
-            log.warning("%s failed (attempt %d/%d), retrying in %.1fs: %s", what, attempt, attempts, delay, e)
+            if attempt == policy.attempts or elapsed >= policy.deadline:
+                raise GaveUp(str(e), what=what, attempts=attempt, seconds=round(elapsed, 1),
+                             error_type=type(e).__name__) from e
+            delay = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+            delay = min(delay, max(0.0, policy.deadline - elapsed))
+            log.warning("%s failed (attempt %d/%d), retrying in %.1fs: %s", what, attempt, policy.attempts, delay, e)
             await asyncio.sleep(delay)
     raise BackupError(f"{what}: no attempt made")  # only when attempts < 1

@@ -4,11 +4,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .. import catalog
+from ..repository import catalog
 from ..config import Settings
 from ..objectstore import open_store
-from ..export import export_disk
-from ..verify import verify
+from ..repository.export import export_disk
+from ..repository.verify import verify
 from .progress import human
 
 

@@ -26,8 +26,8 @@ from ..objectstore import open_store
 from ..secret import Secret
 from ..stack.embedded import EmbeddedStack
 from ..stack.processes import ManagedProcess
-from .. import catalog
-from ..verify import verify
+from ..repository import catalog
+from ..repository.verify import verify
 from .jobs import request_backup, request_restore
 from .progress import duration, human
 from schemas.topics import CHUNKS

@@ -5,7 +5,7 @@ import json
 import sys
 import time
 
-from .. import catalog
+from ..repository import catalog
 from ..config import Settings
 from ..objectstore import open_store
 from .progress import human

@@ -8,7 +8,7 @@ import sys
 from ..config import describe, load_settings
 from ..errors import BackupError
 from ..logs import setup_logging
-from ..service import secrets_of
+from ..runtime import secrets_of
 
 
 def _up(settings, args) -> int:

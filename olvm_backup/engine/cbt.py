@@ -14,6 +14,7 @@ from typing import AsyncIterator
 
 import ovirtsdk4.types as types
 
+from ..retry import ENGINE_LOOKUP, ENGINE_START
 from .connection import Engine, EngineError, EngineNotFound, EngineRetriable
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ async def start_backup(engine: Engine, vm_id: str, disk_ids: list[str], from_che
             description=description), require_consistency=True if require_consistency else None,
             query={"correlation_id": backup_id} if backup_id else None)
 
-    b = await engine.call(add, what=f"start backup of VM {vm_id}", deadline=300)
+    b = await engine.call(add, what=f"start backup of VM {vm_id}", policy=ENGINE_START)
     return _backup_info(vm_id, b)
 
 
@@ -92,7 +93,7 @@ async def freeze_outcome(engine: Engine, correlation_id: str) -> str | None:
     None when they say nothing of it, or cannot be read (this only tells, it never fails a backup)."""
     try:
         events = await engine.call(lambda: engine.system.events_service().list(
-            search=f"correlation_id={correlation_id}", max=50), what="read the events of the backup", attempts=2)
+            search=f"correlation_id={correlation_id}", max=50), what="read the events of the backup", policy=ENGINE_LOOKUP)
     except (EngineError, EngineRetriable) as e:
         log.warning("could not read the engine's events of backup %s: %s", correlation_id, e)
         return None
@@ -158,7 +159,7 @@ async def open_transfer(engine: Engine, disk_id: str, backup_id: str | None, *, 
             direction=types.ImageTransferDirection(direction), format=types.DiskFormat.RAW,
             inactivity_timeout=inactivity_timeout, timeout_policy=types.ImageTransferTimeoutPolicy.CANCEL))
 
-    t = await engine.call(add, what=f"open a {direction} transfer of disk {disk_id}", deadline=300)
+    t = await engine.call(add, what=f"open a {direction} transfer of disk {disk_id}", policy=ENGINE_START)
     try:
         t = await engine.wait_for(
             lambda: service().image_transfer_service(t.id).get(),

@@ -19,7 +19,7 @@ import ovirtsdk4 as sdk
 
 from ..config import EngineSettings
 from ..errors import BackupError, RetriableError
-from ..retry import retry
+from ..retry import ENGINE, RetryPolicy, retry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -103,8 +103,8 @@ class Engine:
         """The SDK's system service: only to be used inside functions passed to `call`."""
         return self._connect().system_service()
 
-    async def call(self, fn: Callable[..., T], *args: Any, what: str = "engine call", attempts: int = 6,
-                   deadline: float = 120.0) -> T:
+    async def call(self, fn: Callable[..., T], *args: Any, what: str = "engine call",
+                   policy: RetryPolicy = ENGINE) -> T:
         """Run `fn(*args)` on the engine thread, retrying conflicts and outages with backoff."""
         loop = asyncio.get_running_loop()
 
@@ -114,7 +114,7 @@ class Engine:
             except Exception as e:
                 raise translate(e) from e
 
-        return await retry(once, what=what, attempts=attempts, deadline=deadline, max_delay=5.0)
+        return await retry(once, what=what, policy=policy)
 
     async def wait_for(self, probe: Callable[[], T], done: Callable[[T], bool], *, what: str,
                        deadline: float, failed: Callable[[T], str | None] | None = None) -> T:

@@ -6,6 +6,7 @@ from typing import Callable
 
 import ovirtsdk4.types as types
 
+from ..retry import ENGINE_CREATE
 from .connection import Engine, EngineNotFound
 from .vms import _enum
 
@@ -43,7 +44,7 @@ async def create_vm_from_ovf(engine: Engine, ovf: str, *, name: str, cluster_id:
                 configuration=types.Configuration(type=types.ConfigurationType.OVF, data=ovf),
                 regenerate_ids=regenerate_ids)))
         return vm.id
-    return await engine.call(add, what=f"create VM {name} from its OVF", attempts=3)
+    return await engine.call(add, what=f"create VM {name} from its OVF", policy=ENGINE_CREATE)
 
 
 async def create_disk(engine: Engine, *, name: str, size: int, fmt: str, sparse: bool, storage_domain: str,
@@ -58,7 +59,7 @@ async def create_disk(engine: Engine, *, name: str, size: int, fmt: str, sparse:
             backup=types.DiskBackup.INCREMENTAL if fmt == "cow" else types.DiskBackup.NONE,
             storage_domains=[types.StorageDomain(id=storage_domain)]))
         return disk.id
-    new_id = await engine.call(add, what=f"create disk {name}", attempts=3)
+    new_id = await engine.call(add, what=f"create disk {name}", policy=ENGINE_CREATE)
     created(new_id)
     await engine.wait_for(lambda: engine.system.disks_service().disk_service(new_id).get(),
                           lambda d: _enum(d.status) == "ok",

@@ -1,5 +1,5 @@
 """Kafka plumbing shared by every service: the bus (producer), the consumer loop, topic admin."""
-from . import no_auto_create
+from .tansu import no_auto_create
 
 no_auto_create.install()
 

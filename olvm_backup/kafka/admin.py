@@ -10,14 +10,14 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from schemas import ALL_TOPICS, Topic
 
 from ..config import KafkaSettings
-from ..retry import retry
+from ..retry import KAFKA_CONNECT, retry
 
 log = logging.getLogger(__name__)
 
 
 async def _admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id="olvm-admin")
-    await retry(admin.start, what="connect to Kafka (admin)", attempts=10, deadline=30,
+    await retry(admin.start, what="connect to Kafka (admin)", policy=KAFKA_CONNECT,
                 retriable=lambda e: isinstance(e, (KafkaError, OSError)))
     return admin
 

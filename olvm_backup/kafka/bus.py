@@ -13,7 +13,7 @@ from schemas import Record, Topic, encode
 
 from ..config import KafkaSettings
 from ..errors import BackupError, RetriableError
-from ..retry import retry
+from ..retry import KAFKA_CONNECT, retry
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Bus:
                 request_timeout_ms=30_000,
                 partitioner=TakeTurns(),
             )
-            await retry(producer.start, what="connect to Kafka", attempts=10, deadline=30,
+            await retry(producer.start, what="connect to Kafka", policy=KAFKA_CONNECT,
                         retriable=lambda e: isinstance(e, KafkaError) or isinstance(e, OSError))
             self._producer = producer
         return self

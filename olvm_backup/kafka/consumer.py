@@ -21,9 +21,9 @@ from schemas.topics import DEAD_LETTERS
 
 from ..config import KafkaSettings
 from ..errors import BackupError, DecodeError
-from ..retry import retry
+from ..retry import DEAD_LETTER, HANDLER, KAFKA_JOIN, retry
 from .bus import Bus
-from .gapless import Gapless
+from .tansu.gapless import Gapless
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class RecordLoop:
             return
         try:
             await retry(lambda: handler(record, where), what=f"{record.type_name} from {msg.topic}@{msg.offset}",
-                        attempts=self._attempts, deadline=120)
+                        policy=HANDLER)
         except asyncio.CancelledError:
             raise
         except BackupError as e:
@@ -151,7 +151,7 @@ class RecordLoop:
             consumer_group=self._group, at=time.time(),
         )
         await retry(lambda: self._bus.publish(DEAD_LETTERS, letter, key=msg.topic), what="publish dead letter",
-                    attempts=10, deadline=120)
+                    policy=DEAD_LETTER)
 
 
 def kafka_consumer(kafka: KafkaSettings, *topics: str, group: str | None, client_id: str, fetch_max_bytes: int,
@@ -178,7 +178,7 @@ async def partitions_of(consumer: AIOKafkaConsumer, name: str) -> set[int]:
 
 
 async def start_consumer(consumer: AIOKafkaConsumer, what: str) -> None:
-    await retry(consumer.start, what=what, attempts=10, deadline=60,
+    await retry(consumer.start, what=what, policy=KAFKA_JOIN,
                 retriable=lambda e: isinstance(e, (KafkaError, OSError)))
 
 

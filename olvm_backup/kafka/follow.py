@@ -13,7 +13,7 @@ from schemas import Record, Topic, decode
 from ..config import KafkaSettings
 from ..errors import DecodeError
 from .consumer import kafka_consumer, partitions_of
-from .gapless import Gapless
+from .tansu.gapless import Gapless
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from schemas import Topic
 from ..config import KafkaSettings
 from .bus import Bus
 from .consumer import RecordLoop, kafka_consumer, start_consumer
-from .gapless import Gapless
+from .tansu.gapless import Gapless
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from aiokafka.errors import KafkaTimeoutError
 
 from ..config import KafkaSettings
 from .consumer import kafka_consumer, partitions_of, start_consumer
-from .gapless import Gapless
+from .tansu.gapless import Gapless
 
 REPLAY_DEADLINE = 60.0  # seconds a replay may take before it is given up
 

@@ -28,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..config import S3Settings
 from ..errors import BackupError, ObjectNotFound, StoreError
-from ..retry import retry
+from ..retry import OBJECT_STORE, retry
 from .base import MIN_PART_SIZE, ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class S3Store:
             except (ClientError, BotoCoreError, OSError) as e:
                 raise _translate(e, key) from e
 
-        return await retry(once, what=f"S3 {method} {key}", attempts=5, deadline=60)
+        return await retry(once, what=f"S3 {method} {key}", policy=OBJECT_STORE)
 
     async def _call_blocking(self, method: str, key: str, **kwargs: Any) -> Any:
         """A call carrying a body, on the blocking client in a worker thread (see the module's docstring)."""
@@ -202,7 +202,7 @@ class S3Store:
 
         loop = asyncio.get_running_loop()
         return await retry(lambda: loop.run_in_executor(self._threads, once), what=f"S3 {method} {key}",
-                           attempts=5, deadline=60)
+                           policy=OBJECT_STORE)
 
     async def ensure_bucket(self) -> None:
         try:

@@ -1,5 +1,5 @@
-from olvm_backup.service import run_service
+from olvm_backup.runtime import run_service
 
-from .service import main
+from .reader import main
 
 run_service("reader", main)

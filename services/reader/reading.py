@@ -5,9 +5,9 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from olvm_backup.chunkindex import ChunkIndex
+from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.format import chunks as chunkfmt
-from olvm_backup.format.planning import Extent, chunk_ranges, clip_extents, zero_ranges
+from olvm_backup.planning import Extent, chunk_ranges, clip_extents, zero_ranges
 from olvm_backup.imageio_blocking import BlockingImageio
 from schemas import ChunkData, ReadTask, TaskResult
 

@@ -1,6 +1,6 @@
-from olvm_backup.service import run_service
+from olvm_backup.runtime import run_service
 
-from .service import main
+from .main import main
 
 # Restores hold windows of megabyte chunks: map large buffers so freed ones leave the resident set.
 run_service("restorer", main, mmap_threshold=256 * 1024)

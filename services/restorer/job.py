@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterator
 
-from olvm_backup import catalog
-from olvm_backup.chunkfetch import ChunkFetcher
+from olvm_backup.repository import catalog
+from olvm_backup.repository.chunkfetch import ChunkFetcher
 from olvm_backup.config import Settings
 from olvm_backup.engine import Engine
 from olvm_backup.engine import cbt, provision
@@ -37,7 +37,7 @@ from olvm_backup.imageio import ImageioClient
 from olvm_backup.imageio_blocking import BlockingImageio
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
-from olvm_backup.tasks import first_failure, side_by_side
+from olvm_backup.concurrency import first_failure, side_by_side
 from schemas import RestoreEvent, RestoreRequest
 from schemas.topics import RESTORE_EVENTS
 

@@ -7,13 +7,13 @@ import logging
 import time
 from typing import Awaitable, Callable
 
-from olvm_backup.chunkfetch import ChunkFetcher
+from olvm_backup.repository.chunkfetch import ChunkFetcher
 from olvm_backup.errors import BackupError
 from olvm_backup.format.diskmap import Segment
 from olvm_backup.format.manifest import DiskRecord, Manifest
 from olvm_backup.imageio import ImageioClient
 from olvm_backup.imageio_blocking import BlockingImageio
-from olvm_backup.tasks import first_failure
+from olvm_backup.concurrency import first_failure
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 
-from olvm_backup import catalog
-from olvm_backup.chunkindex import ChunkIndex
+from olvm_backup.repository import catalog
+from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.config import Settings
 from olvm_backup.engine import Engine, EngineError
 from olvm_backup.engine import cbt
@@ -25,11 +25,11 @@ from olvm_backup.engine.connection import waits_told_to
 from olvm_backup.engine.vms import find_vm, vm_disks, vm_ovf
 from olvm_backup.errors import BackupError
 from olvm_backup.format.manifest import DiskRecord, Location, Manifest
-from olvm_backup.format.planning import Extent, connection_share, group_waves, read_tasks
+from olvm_backup.planning import Extent, connection_share, group_waves, read_tasks
 from olvm_backup.imageio import ImageioClient, new_session
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
-from olvm_backup.tasks import side_by_side
+from olvm_backup.concurrency import side_by_side
 from schemas import BackupEvent, BackupRequest, ReadTask, StoreFault, TaskResult
 from schemas.topics import BACKUP_EVENTS, READ_TASKS
 

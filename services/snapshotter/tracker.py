@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from olvm_backup.chunkindex import ChunkIndex
+from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.errors import BackupError
 from schemas import PackStored, StoreFault, TaskResult
 

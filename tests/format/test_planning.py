@@ -1,7 +1,7 @@
 """Task and chunk planning: aligned, complete, zero-skipping."""
 from __future__ import annotations
 
-from olvm_backup.format.planning import (
+from olvm_backup.planning import (
     Extent, chunk_ranges, clip_extents, connection_share, data_bytes, read_tasks, task_ranges, zero_ranges,
 )
 

@@ -2,9 +2,9 @@
 not know, such as one whose record never came."""
 from __future__ import annotations
 
-from olvm_backup.chunkindex import ChunkIndex
+from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.objectstore import open_store
-from olvm_backup.packs import PackBuilder
+from olvm_backup.repository.packs import PackBuilder
 
 
 async def _pack(store, *digests: str):

@@ -1,7 +1,7 @@
 """Every record reaches every kind of consumer while many producers write one partition at once.
 
 Tansu 0.6 acknowledges such produces before each is readable, and a fetch in between returns the records after
-the missing one: a plain aiokafka consumer skips it for good (without olvm_backup/kafka/gapless.py each test
+the missing one: a plain aiokafka consumer skips it for good (without olvm_backup/kafka/tansu/gapless.py each test
 failed 3 runs of 3, missing 1 to 3 records of 3200). In the product that was a chunk no writer stored, a
 task result or a pack the snapshotter never saw: a backup stalled until its stall timeout. These tests put the load on the real broker and count what each consumer got.
 """
@@ -17,7 +17,7 @@ from aiokafka import TopicPartition
 
 from olvm_backup.kafka import Bus, Consumer, LeasedConsumer, create_topic, ensure_topics
 from olvm_backup.kafka.follow import Follower
-from olvm_backup.kafka.gapless import Gapless, contiguous
+from olvm_backup.kafka.tansu.gapless import Gapless, contiguous
 from schemas import ChunkData, DeadLetter
 from schemas.topics import CHUNKS, DEAD_LETTERS, WRITER_LEASES
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from olvm_backup.chunkindex import ChunkIndex
+from olvm_backup.repository.chunkindex import ChunkIndex
 from schemas import PackStored, StoreFault, TaskResult
 from services.snapshotter import tracker as tracker_module
 from services.snapshotter.tracker import ReadersStalled, Tracker

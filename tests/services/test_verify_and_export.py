@@ -5,15 +5,15 @@ import os
 
 import pytest
 
-from olvm_backup import catalog
-from olvm_backup.chunkindex import ChunkIndex
-from olvm_backup.export import ExportError, export_disk
+from olvm_backup.repository import catalog
+from olvm_backup.repository.chunkindex import ChunkIndex
+from olvm_backup.repository.export import ExportError, export_disk
 from olvm_backup.format.chunks import compress, digest
 from olvm_backup.format.diskmap import DiskMap, Segment
 from olvm_backup.format.manifest import DiskRecord, Manifest
 from olvm_backup.objectstore import open_store
-from olvm_backup.packs import PackBuilder
-from olvm_backup.verify import verify
+from olvm_backup.repository.packs import PackBuilder
+from olvm_backup.repository.verify import verify
 
 CHUNK = 64 * 1024
 

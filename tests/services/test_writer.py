@@ -9,7 +9,7 @@ import sys
 import time
 
 
-from olvm_backup.chunkindex import ChunkIndex
+from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.config import to_environ
 from olvm_backup.format.chunks import CHUNK_HASH, compress, decompress, digest
 from olvm_backup.kafka import Bus, create_topic, delete_topics, ensure_topics

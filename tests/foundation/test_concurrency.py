@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from olvm_backup.errors import BackupError
-from olvm_backup.tasks import side_by_side
+from olvm_backup.concurrency import side_by_side
 
 
 async def test_results_in_order():

@@ -7,8 +7,8 @@ import msgpack
 
 from schemas import PackStored
 
-from .format.manifest import Location
-from .objectstore import ObjectStore
+from ..format.manifest import Location
+from ..objectstore import ObjectStore
 
 log = logging.getLogger(__name__)
 

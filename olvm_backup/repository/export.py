@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 from .chunkfetch import ChunkFetcher
-from .errors import BackupError
-from .format.manifest import DiskRecord, Manifest
-from .objectstore import ObjectStore
+from ..errors import BackupError
+from ..format.manifest import DiskRecord, Manifest
+from ..objectstore import ObjectStore
 
 WINDOW = 64 * 1024 * 1024
 

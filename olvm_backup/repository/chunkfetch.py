@@ -9,10 +9,10 @@ import asyncio
 from collections import defaultdict
 from typing import Iterable
 
-from .errors import BackupError, ObjectNotFound
-from .format.chunks import CorruptChunk, decompress
-from .format.manifest import Location
-from .objectstore import ObjectStore
+from ..errors import BackupError, ObjectNotFound
+from ..format.chunks import CorruptChunk, decompress
+from ..format.manifest import Location
+from ..objectstore import ObjectStore
 
 MIB = 1024 * 1024
 

@@ -19,7 +19,7 @@ from olvm_backup.config import Settings
 from olvm_backup.errors import BackupError
 from olvm_backup.kafka import Bus, LeasedConsumer, Message
 from olvm_backup.objectstore import open_store
-from olvm_backup.packs import OpenPack, PackBuilder
+from olvm_backup.repository.packs import OpenPack, PackBuilder
 from schemas import ChunkData, PackStored, StoreFault
 from schemas.topics import CHUNKS, PACKS, STORE_FAULTS, WRITER_LEASES, WRITERS_GROUP
 

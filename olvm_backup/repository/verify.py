@@ -5,9 +5,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from .chunkfetch import ChunkFetcher
-from .errors import BackupError
-from .format.manifest import Manifest
-from .objectstore import ObjectStore
+from ..errors import BackupError
+from ..format.manifest import Manifest
+from ..objectstore import ObjectStore
 
 BATCH = 256  # chunks per fetch round: bounds memory to ~BATCH chunk sizes
 

@@ -13,7 +13,7 @@ import os
 import socket
 import time
 
-from olvm_backup.chunkindex import ChunkIndex
+from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.config import Settings
 from olvm_backup.engine import Engine
 from olvm_backup.kafka import Bus, Consumer, Message

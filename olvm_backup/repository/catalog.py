@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .errors import BackupError, ObjectNotFound
-from .format.manifest import Manifest, decode_manifest, encode_manifest
-from .objectstore import ObjectStore
+from ..errors import BackupError, ObjectNotFound
+from ..format.manifest import Manifest, decode_manifest, encode_manifest
+from ..objectstore import ObjectStore
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import secrets
 import time
 
 from .chunkindex import encode_index, index_key
-from .objectstore import MultipartWriter, ObjectStore
+from ..objectstore import MultipartWriter, ObjectStore
 
 MIB = 1024 * 1024
 

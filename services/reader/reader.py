@@ -10,9 +10,9 @@ import os
 import socket
 import time
 
-from olvm_backup.chunkindex import ChunkIndex
+from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.config import EngineSettings, Settings
-from olvm_backup.format.planning import Extent
+from olvm_backup.planning import Extent
 from olvm_backup.imageio import ImageioClient, TicketGone, new_session
 from olvm_backup.imageio_blocking import BlockingImageio
 from olvm_backup.kafka import Bus, Consumer, Message
