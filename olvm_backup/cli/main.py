@@ -17,12 +17,6 @@ def _up(settings, args) -> int:
     return run_stack(settings, readers=args.readers, writers=args.writers)
 
 
-def _demo(settings, args) -> int:
-    from .demo import run_demo
-
-    return run_demo(settings)
-
-
 def _status(settings, args) -> int:
     from ..stack.status import collect
 
@@ -84,10 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--readers", type=int, default=1, help="reader processes (default 1)")
     up.add_argument("--writers", type=int, default=1, help="writer processes (default 1)")
     up.set_defaults(func=_up)
-
-    demo = sub.add_parser("demo", help="start the embedded stack and the simulator, back up, write, back up "
-                          "incrementally, restore, compare; stop everything")
-    demo.set_defaults(func=_demo)
 
     status = sub.add_parser("status", help="show what runs and where; exit 0 only when every part answers")
     status.set_defaults(func=_status)

@@ -1,4 +1,5 @@
-"""`olvm-backup demo`: the whole product once, on the embedded default, against the OLVM simulator.
+"""The demo: the whole product once, on the embedded default, against the OLVM simulator (`python -m harness.demo`,
+run by scripts/demo.sh). A development harness: it drives the simulator, so it lives outside the product packages.
 
 Starts the simulator (demo inventory) and the embedded stack, backs web1 up full, writes in the guest, backs it up
 incremental, verifies the incremental, restores it as a new VM and compares every restored disk with the source
@@ -15,22 +16,27 @@ import dataclasses
 import json
 import shutil
 import sys
+import argparse
 import time
 from pathlib import Path
 
-from ..config import EngineSettings, Settings
-from ..engine import Engine
-from ..kafka.admin import list_topics
-from ..errors import BackupError
-from ..objectstore import open_store
-from ..secret import Secret
-from ..stack.embedded import EmbeddedStack
-from ..stack.processes import ManagedProcess
-from ..repository import catalog
-from ..repository.verify import verify
-from .jobs import request_backup, request_restore
-from .progress import duration, human
+import sim
+from olvm_backup.config import EngineSettings, Settings, load_settings
+from olvm_backup.engine import Engine
+from olvm_backup.kafka.admin import list_topics
+from olvm_backup.errors import BackupError
+from olvm_backup.logs import setup_logging
+from olvm_backup.objectstore import open_store
+from olvm_backup.secret import Secret
+from olvm_backup.stack.embedded import EmbeddedStack
+from olvm_backup.stack.processes import ManagedProcess
+from olvm_backup.repository import catalog
+from olvm_backup.repository.verify import verify
+from olvm_backup.runtime import secrets_of
+from olvm_backup.cli.jobs import request_backup, request_restore
+from olvm_backup.cli.progress import duration, human
 from schemas.topics import CHUNKS
+from sim.client import SimAdmin
 
 VM = "web1"
 RESTORED = "web1-restored"
@@ -49,7 +55,6 @@ class Step:
 
 
 def _inventory() -> Path:
-    import sim
     return Path(sim.__file__).parent / "inventories" / "demo.yaml"
 
 
@@ -178,8 +183,6 @@ class Demo:
 
 
 def run_demo(settings: Settings) -> int:
-    from sim.client import SimAdmin
-
     started = time.monotonic()
     demo_dir = settings.data_dir / "demo"
     _say(f"starting the OLVM simulator (inventory {_inventory().name}, state in {demo_dir / 'sim'})")
@@ -205,3 +208,22 @@ def run_demo(settings: Settings) -> int:
     print("PASSED: the restored VM's disks equal the source, byte for byte" if ok else
           "FAILED: see the steps above and the logs", flush=True)
     return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="YAML settings file (default: $OLVM_CONFIG); env variables override it")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        setup_logging(settings.log_level, "olvm-demo", secrets_of(settings))
+        return run_demo(settings)
+    except BackupError as e:
+        print(f"demo: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Development harnesses that drive the product against the OLVM simulator; not part of the product."""
