@@ -139,7 +139,7 @@ async def main(settings: Settings) -> None:
     async with open_store(settings.s3) as store, Bus(settings.kafka, client_id=name) as bus:
         consumer = LeasedConsumer(settings.kafka, bus, CHUNKS, WRITER_LEASES, WRITERS_GROUP, client_id=name,
                                   max_batch=64)
-        packs = PackBuilder(store)
+        packs = PackBuilder(store, max_size=settings.pipeline.pack_size)
         writer = Writer(bus, consumer, packs, name)
         async with consumer:
             try:

@@ -65,16 +65,30 @@ async def check_restorable(settings, chunks: dict[str, bytes]) -> ChunkIndex:
     return stored_index
 
 
-async def test_chunks_become_durable_packs(settings, tmp_path):
+async def test_chunks_become_durable_packs_of_the_configured_size(settings, tmp_path):
+    # OLVM_PACK_SIZE below one incompressible chunk: each such chunk fills its pack (with the default, they would
+    # share one); a pack is sealed once it holds pack_size bytes, so it never holds more than that and one chunk.
+    pack_size = 64 * 1024
+    settings = dataclasses.replace(settings, pipeline=dataclasses.replace(settings.pipeline, pack_size=pack_size))
     await ensure_topics(settings.kafka)
     chunks = make_chunks(24, seed=1)
-    seen = ChunkIndex()
-    async with Follower(settings.kafka, PACKS, seen.add_record, client_id="test-packs"):
+    seen, packs = ChunkIndex(), []
+
+    def on_pack(record):
+        packs.append(record)
+        seen.add_record(record)
+
+    async with Follower(settings.kafka, PACKS, on_pack, client_id="test-packs"):
         with writer_process(settings, tmp_path) as writer:
             await publish(settings, chunks)
             await wait_index(seen, chunks)
             assert writer.running(), writer.tail()
     await check_restorable(settings, chunks)
+    largest = max(e[2] for p in packs for e in p.entries)
+    sizes = [sum(e[2] for e in p.entries) for p in packs]
+    assert max(sizes) < pack_size + largest, f"pack sizes {sizes}: OLVM_PACK_SIZE {pack_size} not followed"
+    filling = sum(e[2] >= pack_size for p in packs for e in p.entries)
+    assert len(packs) >= filling, f"{len(packs)} packs for {filling} chunks that each fill one"
 
 
 async def test_writer_killed_mid_pack_loses_nothing(settings, tmp_path):
