@@ -18,10 +18,12 @@ from .errors import ConfigError
 from .secret import Secret
 
 CONFIG_FILE_ENV = "OLVM_CONFIG"
+MIB = 1 << 20
 
 
-def setting(default: Any, env: str, doc: str) -> Any:
-    return field(default=default, metadata={"env": env, "doc": doc})
+def setting(default: Any, env: str, doc: str, *, shown: str | None = None) -> Any:
+    """One setting; `shown` is how the docs write a default the value itself does not tell (a secret's)."""
+    return field(default=default, metadata={"env": env, "doc": doc, "shown": shown})
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,13 @@ class KafkaSettings:
 
 @dataclass(frozen=True)
 class S3Settings:
-    endpoint_url: str = setting("http://127.0.0.1:19000", "OLVM_S3_ENDPOINT", "S3 endpoint URL ('' = AWS default)")
+    endpoint_url: str = setting("http://127.0.0.1:19000", "OLVM_S3_ENDPOINT",
+                                "S3 endpoint URL (AWS, MinIO, Ceph RGW, OCI...; '' = AWS default)")
     bucket: str = setting("olvm-backup", "OLVM_S3_BUCKET", "bucket holding packs, manifests and the catalog")
-    access_key: Secret = setting(Secret("olvm-backup"), "OLVM_S3_ACCESS_KEY", "S3 access key id")
-    secret_key: Secret = setting(Secret("olvm-backup"), "OLVM_S3_SECRET_KEY", "S3 secret access key")
+    access_key: Secret = setting(Secret("olvm-backup"), "OLVM_S3_ACCESS_KEY", "S3 access key id",
+                                 shown="the embedded store's")
+    secret_key: Secret = setting(Secret("olvm-backup"), "OLVM_S3_SECRET_KEY", "S3 secret access key",
+                                 shown="the embedded store's")
     region: str = setting("us-east-1", "OLVM_S3_REGION", "S3 region")
     create_bucket: bool = setting(True, "OLVM_S3_CREATE_BUCKET", "create the bucket when it is missing")
 
@@ -52,7 +57,8 @@ class EngineSettings:
     ca_file: str = setting("", "OLVM_ENGINE_CA_FILE", "CA certificate of the engine and imageio (PEM)")
     insecure: bool = setting(False, "OLVM_ENGINE_INSECURE", "skip TLS verification (never in production)")
     imageio_local_socket: bool = setting(True, "OLVM_IMAGEIO_LOCAL_SOCKET",
-                                         "on an imageio daemon's host, move disk data over its local socket, not TLS")
+                                         "a reader or restorer on an imageio daemon's host moves disk data over its "
+                                         "local socket (as imageio's own client does), not TLS")
 
 
 @dataclass(frozen=True)
@@ -62,11 +68,15 @@ class PipelineSettings:
     wave_bytes: int = setting(128 << 20, "OLVM_WAVE_BYTES",
                               "bytes of data to read per wave: a wave's chunks share one Kafka topic, deleted once stored")
     waves_in_flight: int = setting(3, "OLVM_WAVES_IN_FLIGHT",
-                                   "waves read at once: with wave_bytes, bounds what the broker holds")
+                                   "waves read at once: with OLVM_WAVE_BYTES, bounds what the broker holds")
     stall_timeout: float = setting(300.0, "OLVM_STALL_TIMEOUT", "seconds a backup may go without any progress")
     pack_size: int = setting(64 << 20, "OLVM_PACK_SIZE", "bytes per pack object written by a writer")
-    pre_backup_hook: str = setting("", "OLVM_PRE_BACKUP_HOOK", "command run before each backup (VM name in $OLVM_VM)")
-    post_backup_hook: str = setting("", "OLVM_POST_BACKUP_HOOK", "command run after each backup ($OLVM_RESULT too)")
+    pre_backup_hook: str = setting("", "OLVM_PRE_BACKUP_HOOK",
+                                   "command run before each backup, with $OLVM_VM and $OLVM_BACKUP_ID; "
+                                   "its failure fails the backup")
+    post_backup_hook: str = setting("", "OLVM_POST_BACKUP_HOOK",
+                                    "command run after each backup, with $OLVM_RESULT (completed or failed) too; "
+                                    "its failure is reported, not fatal")
 
 
 @dataclass(frozen=True)
@@ -161,6 +171,39 @@ def to_environ(settings: Settings) -> dict[str, str]:
 
     walk(settings)
     return env
+
+
+def _documented(default: Any) -> str:
+    """A default as the docs write it: as code, sizes in MiB, nothing for an empty one."""
+    if isinstance(default, bool):
+        text = "true" if default else "false"
+    elif isinstance(default, int) and default >= MIB and default % MIB == 0:
+        return f"{default // MIB} MiB"  # a size in bytes
+    elif isinstance(default, Secret):
+        text = ""  # never shown; a secret with a default worth telling says so with `shown`
+    elif isinstance(default, Path) and not default.is_absolute():
+        text = f"./{default}"
+    else:
+        text = str(default)
+    return f"`{text}`" if text else ""
+
+
+def settings_table() -> str:
+    """Every setting with its default and meaning, as the Markdown table in the README (`olvm-backup config
+    --markdown`; a test holds the README to it)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+
+    def walk(obj: Any) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value)
+                continue
+            shown = f.metadata["shown"] if f.metadata["shown"] is not None else _documented(value)
+            rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
+
+    walk(Settings())
+    return "\n".join(rows) + "\n"
 
 
 def describe(settings: Settings) -> list[tuple[str, str, str]]:

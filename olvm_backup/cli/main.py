@@ -5,7 +5,7 @@ import argparse
 import asyncio
 import sys
 
-from ..config import describe, load_settings
+from ..config import describe, load_settings, settings_table
 from ..errors import BackupError
 from ..logs import setup_logging
 from ..runtime import secrets_of
@@ -28,6 +28,9 @@ def _status(settings, args) -> int:
 
 
 def _config(settings, args) -> int:
+    if args.markdown:
+        print(settings_table(), end="")
+        return 0
     for env, value, doc in describe(settings):
         print(f"{env:<26} {value:<40} # {doc}")
     return 0
@@ -126,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=_export)
 
     config = sub.add_parser("config", help="show the effective settings (secrets masked)")
+    config.add_argument("--markdown", action="store_true",
+                        help="print every setting with its default as a Markdown table instead (the README's)")
     config.set_defaults(func=_config)
     return parser
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
-from olvm_backup.config import describe, load_settings, to_environ
+from olvm_backup.config import describe, load_settings, settings_table, to_environ
 from olvm_backup.errors import ConfigError
 from olvm_backup.logs import setup_logging
 
@@ -50,3 +51,13 @@ def test_a_deleted_wave_topic_is_not_logged_as_an_error(capsys):
     err = capsys.readouterr().err
     assert "chunks.1a2b.7" not in err
     assert "ERROR aiokafka.cluster: Topic olvm.backup.events not found" in err
+
+
+def test_the_readme_documents_every_setting_as_declared():
+    lines = (Path(__file__).resolve().parents[2] / "README.md").read_text().splitlines()
+    start = lines.index("| variable | default | meaning |")
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    documented = "\n".join(lines[start:end]) + "\n"
+    assert documented == settings_table(), "README's configuration table: paste `olvm-backup config --markdown`"
+    for env, _, _ in describe(load_settings(environ={})):
+        assert f"| `{env}` |" in documented
