@@ -8,7 +8,7 @@ COPY pyproject.toml README.md ./
 COPY olvm_backup olvm_backup
 COPY schemas schemas
 COPY services services
-COPY sim sim
-RUN pip install --no-cache-dir .
+# The product only: no simulator, harness, tests or benches; so the simulator's console script has nothing to run.
+RUN pip install --no-cache-dir . && rm -f /usr/local/bin/olvm-sim
 USER 1000
 ENTRYPOINT ["python", "-m"]
