@@ -3,8 +3,10 @@ kept, power state as asked, other cluster and storage domain, a single disk into
 in place, and a corrupt pack that verify reports and restore refuses (leaving a VM it was to replace untouched)."""
 from __future__ import annotations
 
+import asyncio
 
-import boto3
+from olvm_backup.objectstore import open_store
+from olvm_backup.repository import catalog
 
 from .test_cbt_backup import backup, restore_points
 
@@ -89,26 +91,33 @@ def test_restore_to_another_cluster_and_storage_domain(pipeline, admin, engine_v
     assert engine_view.leftovers() == []
 
 
-def _corrupt_one_byte(settings) -> str:
-    s3 = boto3.client("s3", endpoint_url=settings.s3.endpoint_url, aws_access_key_id="testing",
-                      aws_secret_access_key="testing", region_name="us-east-1")
-    packs = [o["Key"] for o in s3.list_objects_v2(Bucket=settings.s3.bucket, Prefix="packs/")["Contents"]]
-    key = max(packs, key=lambda k: s3.head_object(Bucket=settings.s3.bucket, Key=k)["ContentLength"])
-    body = bytearray(s3.get_object(Bucket=settings.s3.bucket, Key=key)["Body"].read())
-    body[len(body) // 2] ^= 0xFF
-    s3.put_object(Bucket=settings.s3.bucket, Key=key, Body=bytes(body))
-    return key
+def _corrupt_a_chunk_of(settings, backup_id: str, disk: str) -> str:
+    """Flip one byte inside a chunk that only `disk` uses, in the pack that holds it: the damage is that disk's,
+    whatever else the pack holds (a pack may hold the other disks' chunks too, or none of this one's)."""
+    async def corrupt() -> str:
+        async with open_store(settings.s3, ensure_bucket=False) as store:
+            manifest = await catalog.find(store, backup_id)
+            others = set().union(*(d.map.digests() for d in manifest.disks if d.name != disk))
+            digest = min(manifest.disk(disk).map.digests() - others)
+            where = manifest.chunks[digest]
+            body = bytearray(await store.get(where.pack_key))
+            body[where.offset + where.length // 2] ^= 0xFF
+            await store.put(where.pack_key, bytes(body))
+            return where.pack_key
+    return asyncio.run(corrupt())
 
 
 def test_a_corrupt_pack_is_reported_and_never_restored(pipeline, admin, engine_view):
     backup(pipeline, "app1", "--exclude", "app1_scratch")
     [point] = restore_points(pipeline, "app1")
     assert pipeline.cli("verify", point["backup_id"]).returncode == 0
-    _corrupt_one_byte(pipeline.settings)
+    _corrupt_a_chunk_of(pipeline.settings, point["backup_id"], "app1_os")
     r = pipeline.cli("verify", point["backup_id"])
     assert r.returncode != 0
     report = r.stdout + r.stderr
     assert "corrupt" in report.lower() and "app1_os" in report and "offset" in report.lower(), report
+    damaged = {line.split()[2] for line in r.stderr.splitlines() if line.startswith("DAMAGED disk ")}
+    assert damaged == {"app1_os"}, report
     r = restore(pipeline, point["backup_id"], "--name", "app1-bad")
     assert r.returncode != 0
     assert "corrupt" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -119,6 +118,10 @@ class Sim:
     tmp_before: frozenset = frozenset()
 
     @property
+    def tmp(self) -> Path:
+        return private_tmp(self.data)
+
+    @property
     def ca_file(self) -> str:
         return self.connection["ca_file"]
 
@@ -129,7 +132,7 @@ class Sim:
     def cli(self, *args: str, timeout: float = 120) -> str:
         """Run `olvm-sim ARGS --data DIR` and return its stdout (fails the test on a non-zero exit)."""
         r = subprocess.run([sys.executable, "-m", "sim.cli", *args, "--data", str(self.data)], cwd=REPO,
-                           capture_output=True, text=True, timeout=timeout)
+                           env=_env(self.tmp), capture_output=True, text=True, timeout=timeout)
         assert r.returncode == 0, f"olvm-sim {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}"
         return r.stdout
 
@@ -168,12 +171,18 @@ class Sim:
                 except OSError:
                     pass
         assert not left, "processes left behind after the simulator stopped:\n" + "\n".join(left)
-        leaked = sorted(n for n in _tmp_entries() - self.tmp_before if not n.startswith("pytest-of-"))
-        assert not leaked, f"the simulator left files in {tempfile.gettempdir()}: {leaked}"
+        leaked = sorted(set(os.listdir(self.tmp)) - self.tmp_before)
+        assert not leaked, f"the simulator left files in its temporary directory {self.tmp}: {leaked}"
 
 
-def _tmp_entries() -> frozenset:
-    return frozenset(os.listdir(tempfile.gettempdir()))
+def private_tmp(data: Path) -> Path:
+    """The simulator's own TMPDIR, beside its data: what is left there is its own, not another test's or process's
+    on this machine (the shared /tmp is not)."""
+    return data.with_name(data.name + ".tmp")
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    return {**os.environ, "TMPDIR": str(tmp)}
 
 
 def start_sim(data: Path, inventory: Path = INVENTORY) -> Sim:
@@ -182,10 +191,12 @@ def start_sim(data: Path, inventory: Path = INVENTORY) -> Sim:
     if conn_file.exists():  # a stale one from a previous run on this dir
         conn_file.unlink()
     log = data / "sim.log"
-    tmp_before = _tmp_entries()
+    tmp = private_tmp(data)
+    tmp.mkdir(exist_ok=True)
+    tmp_before = frozenset(os.listdir(tmp))  # a restart on the same data: the earlier run's were checked by its stop
     logf = open(log, "ab")
     proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "serve", "--data", str(data), "--inventory", str(inventory)],
-                            cwd=REPO, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                            cwd=REPO, env=_env(tmp), stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     logf.close()
     deadline = time.monotonic() + START_TIMEOUT
     connection = None
