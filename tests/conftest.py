@@ -1,9 +1,13 @@
-"""Real processes for the tests: the Tansu broker and moto's S3 server, started once per session."""
+"""Real processes for the tests: the Tansu broker and moto's S3 server, started once per session; and the fast
+tier, computed: every test that starts no process."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import subprocess
 import uuid
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -47,3 +51,46 @@ def s3_settings(moto_endpoint) -> S3Settings:
 @pytest.fixture
 def settings(tmp_path, kafka_settings, s3_settings) -> Settings:
     return dataclasses.replace(Settings(), data_dir=tmp_path / "data", kafka=kafka_settings, s3=s3_settings)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The fast tier (`pytest -m fast`, `scripts/test.sh --fast`): every test that needs no process. A test needs one when
+# it uses a fixture that starts one (any of PROCESS_FIXTURES, however deep) or is marked `processes` (tests that
+# start their own, fixtures that ask for a process fixture by name). Nothing is listed by hand as fast, and a test
+# classed fast that starts a process anyway (an unlisted fixture, a forgotten mark) fails, so the tier cannot drift.
+# ---------------------------------------------------------------------------------------------------------------------
+
+PROCESS_FIXTURES = {"broker", "moto_endpoint", "embedded_store", "sim"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the marks
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if item.get_closest_marker("processes") is None and \
+                PROCESS_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.fast)
+        else:
+            item.add_marker(pytest.mark.processes)
+
+
+def _no_processes(item):
+    if item.get_closest_marker("fast") is None:
+        return contextlib.nullcontext()
+
+    def refuse(args, *_, **__):
+        raise RuntimeError(f"{item.nodeid} is in the fast tier but starts {args!r}: mark it `processes`, or add "
+                           "the fixture that starts it to PROCESS_FIXTURES (tests/conftest.py)")
+
+    return mock.patch.object(subprocess, "Popen", refuse)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    with _no_processes(item):  # fixtures too: a process fixture missing from PROCESS_FIXTURES is caught here
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with _no_processes(item):
+        return (yield)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from olvm_backup.config import Settings
@@ -22,6 +23,7 @@ def _env_names(obj) -> set[str]:
     return names
 
 
+@pytest.mark.processes  # docker-compose
 def test_compose_config_accepts_the_file():
     compose = shutil.which("docker-compose")
     assert compose, "docker-compose is installed by scripts/setup.sh"

@@ -1,16 +1,19 @@
-"""One conformance suite for every object store we run against: moto (tests) and `rclone serve s3` (the embedded
-default); and what only the embedded store does: keys kept out of argv, objects kept as plain files."""
+"""One conformance suite for every object store we run against: the in-memory store (fast tests), moto (tests) and
+`rclone serve s3` (the embedded default); and what only the embedded store does: keys kept out of argv, objects
+kept as plain files."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 
-from olvm_backup.config import S3Settings
 from olvm_backup.errors import BackupError, ObjectNotFound, ProcessStartError, StoreError
 from olvm_backup.objectstore import open_store
+from olvm_backup.objectstore.memory import MemoryStore
 from olvm_backup.objectstore.s3 import sign_payload
 from olvm_backup.secret import Secret
 from olvm_backup.stack import components
@@ -32,87 +35,123 @@ def embedded_store(tmp_path_factory):
         yield f"http://127.0.0.1:{port}", process, root / "objects"
 
 
-@pytest.fixture(params=["moto", "embedded"])
-def store_settings(request, s3_settings) -> S3Settings:
-    if request.param == "moto":
-        return s3_settings
-    endpoint, _, _ = request.getfixturevalue("embedded_store")
-    return dataclasses.replace(s3_settings, endpoint_url=endpoint, **EMBEDDED_KEYS)
+@pytest.fixture(params=["memory", pytest.param("moto", marks=pytest.mark.processes),
+                        pytest.param("embedded", marks=pytest.mark.processes)])
+async def store(request):
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    settings = request.getfixturevalue("s3_settings")  # asked here, so the memory store needs no moto
+    if request.param == "embedded":
+        endpoint, _, _ = request.getfixturevalue("embedded_store")
+        settings = dataclasses.replace(settings, endpoint_url=endpoint, **EMBEDDED_KEYS)
+    async with open_store(settings) as opened:
+        yield opened
 
 
-async def test_multipart_object_reads_back_byte_identical_by_ranges(store_settings):
+def lose_part(store, number: int) -> None:
+    """Fault injection in our own client (the store behind it is real): part `number` fails after the retries."""
+    if isinstance(store, MemoryStore):
+        async def before(op, key, part):
+            if op == "upload_part" and part == number:
+                raise StoreError(f"{key}: part {number} lost")
+
+        store.before = before
+        return
+    send = store._call_blocking
+
+    async def part_lost(method, key, **kwargs):
+        if method == "upload_part" and kwargs["PartNumber"] == number:
+            raise StoreError(f"{key}: part {number} lost")
+        return await send(method, key, **kwargs)
+
+    store._call_blocking = part_lost
+
+
+async def test_multipart_object_reads_back_byte_identical_by_ranges(store):
     parts = [os.urandom(5 * MIB), os.urandom(5 * MIB), os.urandom(3 * MIB + 17)]
     whole = b"".join(parts)
-    async with open_store(store_settings) as store:
-        upload = await store.multipart("packs/p1", part_size=5 * MIB)
-        async with upload:
-            for offset in range(0, len(whole), 1_000_003):  # writes that straddle part boundaries
-                await upload.write(whole[offset:offset + 1_000_003])
-        assert await store.head("packs/p1") == len(whole)
-        for offset, length in [(0, 10), (5 * MIB - 5, 10), (10 * MIB - 1, 2), (len(whole) - 7, 7), (123, 4 * MIB)]:
-            assert await store.get("packs/p1", offset, length) == whole[offset:offset + length]
-        assert await store.get("packs/p1") == whole
+    upload = await store.multipart("packs/p1", part_size=5 * MIB)
+    async with upload:
+        for offset in range(0, len(whole), 1_000_003):  # writes that straddle part boundaries
+            await upload.write(whole[offset:offset + 1_000_003])
+            assert await store.head("packs/p1") is None  # nothing visible before the completion
+    assert await store.head("packs/p1") == len(whole)
+    for offset, length in [(0, 10), (5 * MIB - 5, 10), (10 * MIB - 1, 2), (len(whole) - 7, 7), (123, 4 * MIB)]:
+        assert await store.get("packs/p1", offset, length) == whole[offset:offset + length]
+    assert await store.get("packs/p1") == whole
+    assert await store.get("packs/p1", len(whole) - 3) == whole[-3:]
 
 
-async def test_object_smaller_than_a_part_goes_up_whole(store_settings):
+async def test_a_range_past_the_end_is_an_error(store):
+    await store.put("packs/short", b"0123456789")
+    with pytest.raises(BackupError):
+        await store.get("packs/short", 5, 10)
+
+
+async def test_part_sizes_below_s3s_minimum_are_refused(store):
+    with pytest.raises(ValueError):
+        await store.multipart("packs/tiny", part_size=MIB)
+
+
+async def test_object_smaller_than_a_part_goes_up_whole(store):
     """A pack sealed before its first part fills is sent with one PUT (no multipart upload is opened)."""
     data = os.urandom(3 * MIB + 5)
-    async with open_store(store_settings) as store:
-        async with await store.multipart("packs/small", part_size=5 * MIB) as upload:
-            await upload.write(data[:MIB])
-            await upload.write(data[MIB:])
-        assert await store.get("packs/small") == data
-        assert upload.size == len(data)
+    async with await store.multipart("packs/small", part_size=5 * MIB) as upload:
+        await upload.write(data[:MIB])
+        await upload.write(data[MIB:])
+    assert await store.get("packs/small") == data
+    assert upload.size == len(data)
 
 
 @pytest.mark.parametrize("written", [6 * MIB, MIB], ids=["parts-sent", "nothing-sent"])
-async def test_failed_multipart_leaves_no_object(store_settings, written):
-    async with open_store(store_settings) as store:
-        with pytest.raises(RuntimeError):
-            async with await store.multipart("packs/broken") as upload:
-                await upload.write(os.urandom(written))
-                raise RuntimeError("writer crashed")
-        assert await store.head("packs/broken") is None
+async def test_failed_multipart_leaves_no_object(store, written):
+    with pytest.raises(RuntimeError):
+        async with await store.multipart("packs/broken") as upload:
+            await upload.write(os.urandom(written))
+            raise RuntimeError("writer crashed")
+    assert await store.head("packs/broken") is None
 
 
-async def test_a_lost_part_breaks_the_upload_for_good(store_settings):
+async def test_a_lost_part_breaks_the_upload_for_good(store):
     """A part lost after the client's retries: a caller that goes on writing (a handler retried by the consumer
     loop did) must never get the object completed with that part missing."""
-    async with open_store(store_settings) as store:
-        send = store._call_blocking
-
-        async def part_two_lost(method, key, **kwargs):  # fault injection in our own client, the store is real
-            if method == "upload_part" and kwargs["PartNumber"] == 2:
-                raise StoreError(f"{key}: part 2 lost")
-            return await send(method, key, **kwargs)
-
-        store._call_blocking = part_two_lost
-        upload = await store.multipart("packs/gap", part_size=5 * MIB)
-        failures = []
-        for _ in range(5):
-            try:
-                await upload.write(os.urandom(5 * MIB))
-            except BackupError as e:
-                failures.append(str(e))
-        assert "part 2 lost" in failures[0] and all("lost a part" in f for f in failures[1:]), failures
-        with pytest.raises(BackupError, match="lost a part"):
-            await upload.complete()
-        await upload.abort()
-        assert await store.head("packs/gap") is None
+    lose_part(store, 2)
+    upload = await store.multipart("packs/gap", part_size=5 * MIB)
+    failures = []
+    for _ in range(5):
+        try:
+            await upload.write(os.urandom(5 * MIB))
+        except BackupError as e:
+            failures.append(str(e))
+    assert "part 2 lost" in failures[0] and all("lost a part" in f for f in failures[1:]), failures
+    with pytest.raises(BackupError, match="lost a part"):
+        await upload.complete()
+    await upload.abort()
+    assert await store.head("packs/gap") is None
 
 
-async def test_put_list_delete_and_missing(store_settings):
-    async with open_store(store_settings) as store:
-        keys = [f"catalog/vm{i}/{uuid.uuid4().hex}" for i in range(3)]
-        for key in keys:
-            await store.put(key, key.encode())
-        listed = [info async for info in store.list("catalog/")]
-        assert sorted(i.key for i in listed) == sorted(keys)
-        assert all(i.size == len(i.key) for i in listed)
-        await store.delete(keys[0])
-        with pytest.raises(ObjectNotFound):
-            await store.get(keys[0])
-        assert await store.head(keys[0]) is None
+async def test_put_list_delete_and_missing(store):
+    keys = [f"catalog/vm{i}/{uuid.uuid4().hex}" for i in range(3)]
+    for key in keys:
+        await store.put(key, key.encode())
+    await store.put("catalogue", b"not under catalog/")
+    listed = [info async for info in store.list("catalog/")]
+    assert sorted(i.key for i in listed) == sorted(keys)
+    assert all(i.size == len(i.key) for i in listed)
+    await store.delete(keys[0])
+    with pytest.raises(ObjectNotFound):
+        await store.get(keys[0])
+    assert await store.head(keys[0]) is None
+    await store.delete(keys[0])  # deleting what is gone is not an error (a retried delete)
+
+
+async def test_listing_goes_on_past_a_page(store, monkeypatch):
+    if isinstance(store, MemoryStore):
+        monkeypatch.setattr(store, "PAGE", 7)
+    keys = sorted(f"index/{n:04d}" for n in range(1003 if not isinstance(store, MemoryStore) else 23))
+    await asyncio.gather(*(store.put(key, b"x") for key in keys))
+    assert [i.key async for i in store.list("index/")] == keys
 
 
 def test_payloads_are_signed_only_over_plain_http_to_another_host():
@@ -129,7 +168,7 @@ async def test_embedded_store_keeps_objects_as_plain_files_and_its_keys_out_of_a
     async with open_store(settings) as store:
         await store.put("manifests/vm1/b1", data)
     assert (objects / settings.bucket / "manifests" / "vm1" / "b1").read_bytes() == data
-    argv = open(f"/proc/{process.pid}/cmdline", "rb").read()
+    argv = Path(f"/proc/{process.pid}/cmdline").read_bytes()
     assert b"embedded-secret" not in argv and b"olvm-embedded" not in argv
 
 

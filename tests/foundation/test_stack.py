@@ -10,9 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from olvm_backup.config import load_settings
 from olvm_backup.objectstore import open_store
 from olvm_backup.stack.processes import free_port, pid_alive, port_open
+
+pytestmark = pytest.mark.processes  # each test starts the stack itself
 
 CLI = [sys.executable, "-m", "olvm_backup.cli.main"]
 

@@ -132,6 +132,7 @@ def test_freeze_fail_fails_only_a_backup_that_requires_consistency(sim, connecti
     assert codes.count(10901) >= 2 and 10900 in codes, "each freeze is an event, and so is each failed one"
 
 
+@pytest.mark.processes  # starts a simulator of its own, to restart it
 def test_state_survives_restart(tmp_path_factory):
     data = tmp_path_factory.mktemp("restart")
     sim = start_sim(data)
