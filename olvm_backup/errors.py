@@ -1,7 +1,11 @@
 """Typed errors shared by every service.
 
 Each error says whether retrying can help (`retriable`); the consumer loop and
-the retry helper branch on that attribute, never on the message text.
+the retry helper branch on that attribute, never on the message text. One tree:
+each adapter's errors are one family under BackupError (EngineError in
+engine/connection.py, StoreError here, imageio's in imageio.py), whose members
+set `retriable`, and whose spent retry budget is the family's GaveUp (an engine
+that stayed away is an EngineError too, so `except EngineError` sees it).
 """
 from __future__ import annotations
 
@@ -26,9 +30,17 @@ class RetriableError(BackupError):
 
 class GaveUp(BackupError):
     """A request its adapter retried until its budget (retry.py) was spent. Not retriable: nothing above the
-    adapter tries it again. The last error is the `__cause__`; its message is repeated here."""
+    adapter tries it again. The last error is `last` (and the `__cause__`); its message is repeated here.
 
+    An adapter's family has its own (`class EngineGaveUp(GaveUp, EngineError)`), passed to `retry(gave_up=)`,
+    so a caller catching the family sees the spent budget too, and one catching GaveUp sees every adapter's."""
+
+    retriable = False  # first in its subclasses' bases: a family whose members are retriable does not make it so
     template = "{what}: gave up after {attempts} attempt(s) in {seconds}s: {reason}"
+
+    def __init__(self, reason: str = "", *, last: BaseException | None = None, **fields: object) -> None:
+        super().__init__(reason, **fields)
+        self.last = last
 
 
 class ConfigError(BackupError):
@@ -45,11 +57,26 @@ class SchemaVersionError(DecodeError):
     template = "unsupported schema version {version} (this build reads major {supported}): {reason}"
 
 
-class StoreError(RetriableError):
+class StoreError(BackupError):
+    """The object store's family. Retriable unless a member says otherwise: most of its faults pass (a 5xx, a
+    throttle, a timeout, a dropped connection, a short read)."""
+
+    retriable = True
     template = "object store: {reason}"
 
 
-class ObjectNotFound(BackupError):
+class StoreRefused(StoreError):
+    """An answer that trying again will not change: a 4xx, an upload that lost a part."""
+
+    retriable = False
+
+
+class StoreGaveUp(GaveUp, StoreError):
+    """The store kept failing until its budget (OBJECT_STORE) was spent."""
+
+
+class ObjectNotFound(StoreError):
+    retriable = False
     template = "object not found: {key}"
 
     def __init__(self, key: str) -> None:

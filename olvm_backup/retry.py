@@ -2,7 +2,9 @@
 
 Each external dependency is retried in one layer: its adapter (engine, imageio, object store, Kafka), under
 its policy below. Only errors marked `retriable` are retried; CancelledError always propagates. An adapter
-whose budget is spent raises `GaveUp`, which is not retriable: nobody above it tries the same request again.
+whose budget is spent raises `GaveUp` (its family's: EngineGaveUp is an EngineError, StoreGaveUp a StoreError),
+which is not retriable: nobody above it tries the same request again, and the consumer loop dead-letters the
+record at once. No budget is written anywhere else (tests/foundation/test_retry.py checks).
 """
 from __future__ import annotations
 
@@ -45,7 +47,8 @@ DEAD_LETTER = RetryPolicy("dead letter", attempts=10, deadline=120.0)
 # there yet, a record another service has still to produce). An adapter's GaveUp is never retried here.
 HANDLER = RetryPolicy("handler", attempts=3, deadline=120.0)
 
-POLICIES = (ENGINE, ENGINE_CREATE, ENGINE_START, ENGINE_LOOKUP, IMAGEIO, OBJECT_STORE, KAFKA_CONNECT, KAFKA_JOIN, DEAD_LETTER, HANDLER)
+POLICIES = (ENGINE, ENGINE_CREATE, ENGINE_START, ENGINE_LOOKUP, IMAGEIO, OBJECT_STORE, KAFKA_CONNECT, KAFKA_JOIN,
+            DEAD_LETTER, HANDLER)
 
 
 def is_retriable(error: BaseException) -> bool:
@@ -58,9 +61,10 @@ async def retry(
     what: str,
     policy: RetryPolicy,
     retriable: Callable[[BaseException], bool] = is_retriable,
+    gave_up: type[GaveUp] = GaveUp,
 ) -> T:
-    """Run `operation` until it succeeds, fails for good, or spends the policy's budget; then `GaveUp`, chained to
-    the last error (whose message it repeats)."""
+    """Run `operation` until it succeeds, fails for good, or spends the policy's budget; then `gave_up` (the
+    adapter's family's GaveUp), chained to the last error (whose message it repeats)."""
     start = time.monotonic()
     for attempt in range(1, policy.attempts + 1):
         try:
@@ -72,8 +76,8 @@ async def retry(
             if not retriable(e):
                 raise
             if attempt == policy.attempts or elapsed >= policy.deadline:
-                raise GaveUp(str(e), what=what, attempts=attempt, seconds=round(elapsed, 1),
-                             error_type=type(e).__name__) from e
+                raise gave_up(str(e), last=e, what=what, attempts=attempt, seconds=round(elapsed, 1),
+                              error_type=type(e).__name__) from e
             delay = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
             delay = min(delay, max(0.0, policy.deadline - elapsed))
             log.warning("%s failed (attempt %d/%d), retrying in %.1fs: %s", what, attempt, policy.attempts, delay, e)

@@ -15,7 +15,7 @@ from typing import AsyncIterator
 import ovirtsdk4.types as types
 
 from ..retry import ENGINE_LOOKUP, ENGINE_START
-from .connection import Engine, EngineError, EngineNotFound, EngineRetriable
+from .connection import Engine, EngineError, EngineGaveUp, EngineNotFound
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,9 @@ async def freeze_outcome(engine: Engine, correlation_id: str) -> str | None:
     None when they say nothing of it, or cannot be read (this only tells, it never fails a backup)."""
     try:
         events = await engine.call(lambda: engine.system.events_service().list(
-            search=f"correlation_id={correlation_id}", max=50), what="read the events of the backup", policy=ENGINE_LOOKUP)
-    except (EngineError, EngineRetriable) as e:
+            search=f"correlation_id={correlation_id}", max=50), what="read the events of the backup",
+            policy=ENGINE_LOOKUP)
+    except EngineError as e:  # an outage too (EngineGaveUp): this look only informs
         log.warning("could not read the engine's events of backup %s: %s", correlation_id, e)
         return None
     codes = {e.code for e in events}
@@ -121,6 +122,8 @@ async def finalize_backup(engine: Engine, vm_id: str, backup_id: str) -> str:
     if current not in ("succeeded", "failed", "finalizing"):
         try:
             await engine.call(lambda: svc().finalize(), what=f"finalize backup {backup_id}")
+        except EngineGaveUp:
+            raise  # the engine is away, not answering: waiting on the phase would only spend another budget
         except EngineError as e:
             # Finalizing a backup that never got ready fails it on the engine, with a fault: that is fine.
             log.info("finalize of backup %s answered: %s", backup_id, e)

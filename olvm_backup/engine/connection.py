@@ -1,8 +1,9 @@
 """One SDK connection on one dedicated thread: the SDK is synchronous and not thread-safe.
 
-Every SDK failure becomes one of our typed errors: conflicts (409, locked
-disks, a backup already running), 5xx and dropped connections are retriable;
-404 is EngineNotFound; other faults are final.
+Every SDK failure becomes one of our typed errors, all EngineErrors: conflicts
+(409, locked disks, a backup already running), 5xx and dropped connections are
+EngineUnavailable (retriable, by `call` under its policy, and EngineGaveUp once
+the budget is spent); 404 is EngineNotFound; other faults are final.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any, Awaitable, Callable, Iterator, TypeVar
 import ovirtsdk4 as sdk
 
 from ..config import EngineSettings
-from ..errors import BackupError, RetriableError
+from ..errors import BackupError, GaveUp
 from ..retry import ENGINE, RetryPolicy, retry
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,14 @@ class EngineError(BackupError):
     template = "engine: {reason}"
 
 
-class EngineRetriable(RetriableError):
-    template = "engine (will retry): {reason}"
+class EngineUnavailable(EngineError):
+    """An outage or a conflict that passes (a lock, a backup in progress): retried by `Engine.call`."""
+
+    retriable = True
+
+
+class EngineGaveUp(GaveUp, EngineError):
+    """The engine stayed away or busy until the call's budget was spent."""
 
 
 class EngineNotFound(EngineError):
@@ -74,9 +81,9 @@ def translate(error: Exception) -> Exception:
         code = getattr(error, "code", None)
         text = str(error)
         if code is None or code == 409 or (isinstance(code, int) and code >= 500):
-            return EngineRetriable(text)
+            return EngineUnavailable(text)
         if code == 400 and any(w in text.lower() for w in _CONFLICT_WORDS):
-            return EngineRetriable(text)
+            return EngineUnavailable(text)
         return EngineError(text)
     return error
 
@@ -114,7 +121,7 @@ class Engine:
             except Exception as e:
                 raise translate(e) from e
 
-        return await retry(once, what=what, policy=policy)
+        return await retry(once, what=what, policy=policy, gave_up=EngineGaveUp)
 
     async def wait_for(self, probe: Callable[[], T], done: Callable[[T], bool], *, what: str,
                        deadline: float, failed: Callable[[T], str | None] | None = None) -> T:

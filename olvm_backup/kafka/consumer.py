@@ -4,6 +4,11 @@ Offsets are committed only after the side effect (the handler's work, or the
 dead letter) is done, so a crash redelivers instead of losing. A record that
 cannot be decoded, or whose handling fails for good, goes to the dead-letter
 topic with its reason and the loop goes on with the next record.
+
+The loop retries a handler (policy HANDLER) only for a retriable error that no
+adapter owns; an adapter's spent budget (GaveUp) or a final error is
+dead-lettered at once, so a failing request is tried its adapter's budget of
+times, not that times the loop's.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from schemas import DeadLetter, Record, Topic, decode
 from schemas.topics import DEAD_LETTERS
 
 from ..config import KafkaSettings
+from ..concurrency import first_failure
 from ..errors import BackupError, DecodeError
 from ..retry import DEAD_LETTER, HANDLER, KAFKA_JOIN, retry
 from .bus import Bus
@@ -49,10 +55,9 @@ class RecordLoop:
     how offsets are committed (`_commit`).
     """
 
-    def __init__(self, bus: Bus, group: str, *, handler_attempts: int, max_batch: int) -> None:
+    def __init__(self, bus: Bus, group: str, *, max_batch: int) -> None:
         self._bus = bus
         self._group = group
-        self._attempts = handler_attempts
         self._max_batch = max_batch
         self._processed: dict[TopicPartition, int] = {}
 
@@ -132,9 +137,14 @@ class RecordLoop:
             log.warning("dead-lettering %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, e)
             await self._dead_letter(msg, e)
             return
+        async def handle() -> None:
+            try:
+                await handler(record, where)
+            except BaseExceptionGroup as failed:  # a handler's parallel work: judged and told by what failed
+                raise first_failure(failed) from None
+
         try:
-            await retry(lambda: handler(record, where), what=f"{record.type_name} from {msg.topic}@{msg.offset}",
-                        policy=HANDLER)
+            await retry(handle, what=f"{record.type_name} from {msg.topic}@{msg.offset}", policy=HANDLER)
         except asyncio.CancelledError:
             raise
         except BackupError as e:
@@ -193,13 +203,12 @@ class Consumer(RecordLoop):
         group: str,
         *,
         client_id: str,
-        handler_attempts: int = 3,
         max_poll_interval_ms: int = 300_000,
         session_timeout_ms: int = 10_000,
         max_batch: int = 16,
         fetch_max_bytes: int = 16 * 1024 * 1024,
     ) -> None:
-        super().__init__(bus, group, handler_attempts=handler_attempts, max_batch=max_batch)
+        super().__init__(bus, group, max_batch=max_batch)
         self._topics = {t.full_name(kafka.topic_prefix): t for t in topics}
         self._consumer = kafka_consumer(
             kafka, *self._topics, group=group, client_id=client_id, fetch_max_bytes=fetch_max_bytes,

@@ -38,9 +38,9 @@ def offsets_group(group: str) -> str:
 
 class LeasedConsumer(RecordLoop):
     def __init__(self, kafka: KafkaSettings, bus: Bus, family: Topic, leases: Topic, group: str, *,
-                 client_id: str, handler_attempts: int = 3, max_batch: int = 16,
+                 client_id: str, max_batch: int = 16,
                  fetch_max_bytes: int = 16 * 1024 * 1024, session_timeout_ms: int = 10_000) -> None:
-        super().__init__(bus, group, handler_attempts=handler_attempts, max_batch=max_batch)
+        super().__init__(bus, group, max_batch=max_batch)
         self._prefix = kafka.topic_prefix
         self._family = family
         self._leases = kafka_consumer(

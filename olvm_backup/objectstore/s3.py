@@ -27,7 +27,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..config import S3Settings
-from ..errors import BackupError, ObjectNotFound, StoreError
+from ..errors import BackupError, ObjectNotFound, StoreError, StoreGaveUp, StoreRefused
 from ..retry import OBJECT_STORE, retry
 from .base import MIN_PART_SIZE, ObjectInfo
 
@@ -37,14 +37,14 @@ _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 
 
 def _translate(error: Exception, key: str) -> Exception:
-    """botocore's errors to ours: missing is final, 4xx is final, everything else may pass."""
+    """botocore's errors to ours: missing is final, 4xx is final (StoreRefused), everything else may pass."""
     if isinstance(error, ClientError):
         code = str(error.response.get("Error", {}).get("Code", ""))
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code in _NOT_FOUND or status == 404:
             return ObjectNotFound(key)
         if 400 <= status < 500 and status not in (408, 429):
-            return BackupError(f"object store refused {key}: {code} (HTTP {status})")
+            return StoreRefused(f"{key}: refused: {code} (HTTP {status})")
         return StoreError(f"{key}: {code} (HTTP {status})")
     return StoreError(f"{key}: {error}")
 
@@ -78,8 +78,7 @@ class _S3Multipart:
 
     def _check(self) -> None:
         if self._broken is not None:
-            raise BackupError(f"object store: {self.key}: the upload lost a part ({self._broken}); it can only be "
-                              "aborted")
+            raise StoreRefused(f"{self.key}: the upload lost a part ({self._broken}); it can only be aborted")
 
     async def write(self, data: bytes) -> None:
         self._check()
@@ -128,7 +127,7 @@ class _S3Multipart:
             await self._wait_one()
         numbers = sorted(p["PartNumber"] for p in self._parts)
         if numbers != list(range(1, self._numbers + 1)):  # S3 would complete an object with the gap in it
-            raise BackupError(f"object store: {self.key}: parts {numbers} of {self._numbers} uploaded; not completing")
+            raise StoreRefused(f"{self.key}: parts {numbers} of {self._numbers} uploaded; not completing")
         await self._store._call(
             "complete_multipart_upload", self.key, Bucket=self._store.bucket, Key=self.key,
             UploadId=self._upload_id, MultipartUpload={"Parts": sorted(self._parts, key=lambda p: p["PartNumber"])},
@@ -183,33 +182,37 @@ class S3Store:
             except (ClientError, BotoCoreError, OSError) as e:
                 raise _translate(e, key) from e
 
-        return await retry(once, what=f"S3 {method} {key}", policy=OBJECT_STORE)
+        return await retry(once, what=f"S3 {method} {key}", policy=OBJECT_STORE, gave_up=StoreGaveUp)
 
-    async def _call_blocking(self, method: str, key: str, **kwargs: Any) -> Any:
-        """A call carrying a body, on the blocking client in a worker thread (see the module's docstring)."""
+    async def _call_blocking(self, method: str, key: str, *, expect: int | None = None, **kwargs: Any) -> Any:
+        """A call carrying a body, on the blocking client in a worker thread (see the module's docstring).
+        `expect`: the body's length, checked here so that a short read is retried like any fault that passes."""
         def once() -> Any:
             try:
                 response = getattr(self._blocking, method)(**kwargs)
                 if "Body" in response:  # a get: read it here too
                     body = response["Body"]
                     try:
-                        return body.read()
+                        data = body.read()
                     finally:
                         body.close()
+                    if expect is not None and len(data) != expect:
+                        raise StoreError(f"{key}: asked {expect} bytes ({kwargs['Range']}), got {len(data)}")
+                    return data
                 return response
             except (ClientError, BotoCoreError, OSError) as e:
                 raise _translate(e, key) from e
 
         loop = asyncio.get_running_loop()
         return await retry(lambda: loop.run_in_executor(self._threads, once), what=f"S3 {method} {key}",
-                           policy=OBJECT_STORE)
+                           policy=OBJECT_STORE, gave_up=StoreGaveUp)
 
     async def ensure_bucket(self) -> None:
         try:
             await self._call("head_bucket", self.bucket, Bucket=self.bucket)
         except ObjectNotFound:
             if not self._settings.create_bucket:
-                raise BackupError(f"bucket {self.bucket} does not exist (and OLVM_S3_CREATE_BUCKET is off)")
+                raise BackupError(f"bucket {self.bucket} does not exist (and OLVM_S3_CREATE_BUCKET is off)") from None
             log.info("creating bucket %s", self.bucket)
             await self._call("create_bucket", self.bucket, Bucket=self.bucket)
 
@@ -225,10 +228,7 @@ class S3Store:
             end = "" if length is None else str(offset + length - 1)
             kwargs["Range"] = f"bytes={offset}-{end}"
 
-        data = await self._call_blocking("get_object", key, **kwargs)
-        if length is not None and len(data) != length:
-            raise StoreError(f"{key}: asked {length} bytes at {offset}, got {len(data)}")
-        return data
+        return await self._call_blocking("get_object", key, expect=length, **kwargs)
 
     async def head(self, key: str) -> int | None:
         try:

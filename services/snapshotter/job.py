@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from olvm_backup.repository import catalog
 from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.config import Settings
-from olvm_backup.engine import Engine, EngineError
+from olvm_backup.engine import Engine, EngineError, EngineGaveUp
 from olvm_backup.engine import cbt
 from olvm_backup.engine.connection import waits_told_to
 from olvm_backup.engine.vms import find_vm, vm_disks, vm_ovf
@@ -151,7 +151,7 @@ class BackupJob:
                 backup = await cbt.wait_ready(ctx.engine, vm.vm_id, started.backup_id)
                 modes = await cbt.backup_disk_modes(ctx.engine, vm.vm_id, backup.backup_id)
             except EngineError as e:
-                if not consistency.require:
+                if not consistency.require or isinstance(e, EngineGaveUp):  # an outage is no failed freeze
                     raise
                 raise BackupError(f"{e}. This backup required the guest's file systems to be frozen: if the engine "
                                   "could not freeze them (its events on the VM say), a backup with --no-quiesce "
