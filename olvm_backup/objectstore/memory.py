@@ -15,7 +15,7 @@ import asyncio
 import collections
 from typing import AsyncIterator, Awaitable, Callable
 
-from ..errors import BackupError, ObjectNotFound, StoreError
+from ..errors import ObjectNotFound, StoreError, StoreRefused
 from .base import MIN_PART_SIZE, ObjectInfo
 
 Hook = Callable[[str, str, int | None], Awaitable[None]]
@@ -37,8 +37,7 @@ class _MemoryMultipart:
 
     def _check(self) -> None:
         if self._broken is not None:
-            raise BackupError(f"object store: {self.key}: the upload lost a part ({self._broken}); it can only be "
-                              "aborted")
+            raise StoreRefused(f"{self.key}: the upload lost a part ({self._broken}); it can only be aborted")
 
     async def write(self, data: bytes) -> None:
         self._check()
@@ -73,7 +72,7 @@ class _MemoryMultipart:
             self._buffer.clear()
         numbers = sorted(self._parts)
         if numbers != list(range(1, self._numbers + 1)):
-            raise BackupError(f"object store: {self.key}: parts {numbers} of {self._numbers} uploaded; not completing")
+            raise StoreRefused(f"{self.key}: parts {numbers} of {self._numbers} uploaded; not completing")
         await self._store._request("complete_multipart_upload", self.key)
         self._store._objects[self.key] = b"".join(self._parts[n] for n in numbers)
         self._end_upload()
@@ -134,7 +133,7 @@ class MemoryStore:
         except KeyError:
             raise ObjectNotFound(key) from None
         if offset and offset >= len(whole):
-            raise BackupError(f"object store refused {key}: InvalidRange (HTTP 416)")
+            raise StoreRefused(f"{key}: refused: InvalidRange (HTTP 416)")
         data = whole[offset:] if length is None else whole[offset:offset + length]
         if length is not None and len(data) != length:
             raise StoreError(f"{key}: asked {length} bytes at {offset}, got {len(data)}")
