@@ -61,6 +61,11 @@ class ReadTask(Record):
     chunk_topic: str  # where this task's chunks go: the topic of its wave, deleted once the wave is stored
     # Connections the reader may open to the ticket: the disk's tasks running at once stay within its max_readers.
     connections: int = Field(default=1, ge=1)
+    # The snapshotter's extents of the disk, clipped to [offset, offset + length), so the reader does not ask
+    # imageio again. None (a task from before format 1.4): the reader asks imageio for them.
+    extents: list[tuple[int, int, bool]] | None = Field(
+        default=None, description="(start, length, data): data False reads as zeros; an incremental lists only "
+        "its dirty ranges")
 
 
 class ChunkData(Record):

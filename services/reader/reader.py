@@ -13,8 +13,7 @@ import time
 from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.config import EngineSettings, Settings
 from olvm_backup.planning import Extent
-from olvm_backup.imageio import ImageioClient, TicketGone, new_session
-from olvm_backup.imageio_blocking import BlockingImageio
+from olvm_backup.imageio import TicketGone, Transfer
 from olvm_backup.kafka import Bus, Consumer, Message
 from olvm_backup.kafka.bus import TopicGone
 from olvm_backup.kafka.follow import Follower
@@ -27,25 +26,13 @@ from .reading import PARALLEL_CHUNKS, read_task
 log = logging.getLogger(__name__)
 
 GROUP = "readers"
-EXTENTS_TTL = 600.0
 
 
 class Reader:
-    def __init__(self, bus: Bus, session, index: ChunkIndex, engine: EngineSettings) -> None:
+    def __init__(self, bus: Bus, index: ChunkIndex, engine: EngineSettings) -> None:
         self._bus = bus
-        self._session = session
         self._engine = engine
         self._index = index
-        self._extents: dict[str, tuple[float, list[Extent]]] = {}  # per transfer URL: one query per disk
-        self._local: dict[str, tuple[float, str]] = {}  # per transfer URL: its daemon's local socket, "" for TLS
-
-    async def _extents_for(self, client: ImageioClient, task: ReadTask) -> list[Extent]:
-        key = f"{task.transfer_url}|{task.incremental}"
-        now = time.monotonic()
-        self._extents = {k: v for k, v in self._extents.items() if now - v[0] < EXTENTS_TTL}
-        if key not in self._extents:
-            self._extents[key] = (now, await client.data_extents(task.incremental))
-        return self._extents[key][1]
 
     async def on_task(self, task: ReadTask, where: Message) -> None:
         started = time.monotonic()
@@ -67,23 +54,22 @@ class Reader:
             self._bus.forget(task.chunk_topic)
 
     async def _read(self, task: ReadTask, started: float) -> None:
-        log.info("task %s: reading disk %s [%d, %d)", task.task_id, task.disk_id, task.offset, task.offset + task.length)
-        client = ImageioClient(self._session, task.transfer_url, task.proxy_url)
-        extents = await self._extents_for(client, task)
-        self._local = {k: v for k, v in self._local.items() if started - v[0] < EXTENTS_TTL}
+        log.info("task %s: reading disk %s [%d, %d)", task.task_id, task.disk_id, task.offset,
+                 task.offset + task.length)
 
         async def publish_chunk(chunk: ChunkData) -> None:
             await self._bus.publish(CHUNKS, chunk, key=chunk.digest, member=task.chunk_topic)
 
         # Within the task's share of the ticket's connections: beyond it a connection would wait for a free one.
-        with BlockingImageio(client.url, task.proxy_url, self._engine.ca_file, self._engine.insecure,
-                             connections=min(task.connections, PARALLEL_CHUNKS),
-                             local_socket=self._engine.imageio_local_socket,
-                             known_local=self._local.get(client.url, (0.0, None))[1]) as data:
+        async with Transfer(task.transfer_url, task.proxy_url, ca_file=self._engine.ca_file,
+                            insecure=self._engine.insecure, local_socket=self._engine.imageio_local_socket,
+                            connections=min(task.connections, PARALLEL_CHUNKS)) as data:
+            if task.extents is not None:
+                extents = [Extent(*e) for e in task.extents]
+            else:  # a task from before format 1.4
+                extents = await data.extents(task.incremental)
             result = await read_task(task, data, extents, self._index, publish_chunk)
             over = "the daemon's local socket" if data.local else "TLS"
-            if data.local_path is not None:
-                self._local[client.url] = (time.monotonic(), data.local_path)  # the next task skips the probe
         await self._bus.publish(READ_RESULTS, result, key=task.backup_id)
         log.info("task %s: read %d bytes, %d chunks, %d new bytes in %.2fs over %s", task.task_id,
                  result.bytes_read, len(result.chunks), result.bytes_new, time.monotonic() - started, over)
@@ -96,9 +82,6 @@ async def main(settings: Settings) -> None:
         # Follow new packs first, then load the stored indexes: no pack falls between the two.
         async with Follower(settings.kafka, PACKS, index.add_record, client_id=name + "/packs"):
             await index.load(store)
-            # No keep-alive: an idle extents connection would hold one of the ticket's NBD connections.
-            async with new_session(settings.engine.ca_file, settings.engine.insecure, keep_alive=False) as session:
-                reader = Reader(bus, session, index, settings.engine)
-                async with Consumer(settings.kafka, bus, [READ_TASKS], GROUP, client_id=name,
-                                    max_batch=1) as consumer:
-                    await consumer.run(reader.on_task)
+            reader = Reader(bus, index, settings.engine)
+            async with Consumer(settings.kafka, bus, [READ_TASKS], GROUP, client_id=name, max_batch=1) as consumer:
+                await consumer.run(reader.on_task)

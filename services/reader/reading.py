@@ -1,4 +1,4 @@
-"""Reading one task: extents from imageio, aligned chunks, zero and dedup skipping, chunks and a result out."""
+"""Reading one task: its extents, aligned chunks, zero and dedup skipping, chunks and a result out."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +8,7 @@ from typing import Awaitable, Callable
 from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.format import chunks as chunkfmt
 from olvm_backup.planning import Extent, chunk_ranges, clip_extents, zero_ranges
-from olvm_backup.imageio_blocking import BlockingImageio
+from olvm_backup.imageio import Transfer
 from schemas import ChunkData, ReadTask, TaskResult
 
 PARALLEL_CHUNKS = 4  # chunks in flight per task: overlaps the network with hashing and compression
@@ -24,7 +24,7 @@ class TaskOutcome:
 
 async def read_task(
     task: ReadTask,
-    client: BlockingImageio,
+    client: Transfer,
     extents: list[Extent],
     index: ChunkIndex,
     publish_chunk: Callable[[ChunkData], Awaitable[None]],

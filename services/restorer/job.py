@@ -33,8 +33,7 @@ from olvm_backup.engine.vms import find_vm
 from olvm_backup.errors import BackupError
 from olvm_backup.format.manifest import DiskRecord, Manifest
 from olvm_backup.format.ovf import without_disks
-from olvm_backup.imageio import ImageioClient
-from olvm_backup.imageio_blocking import BlockingImageio
+from olvm_backup.imageio import Transfer
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
 from olvm_backup.concurrency import first_failure, side_by_side
@@ -55,13 +54,12 @@ class _Uploaded:
 
 
 class RestoreJob:
-    def __init__(self, settings: Settings, engine: Engine, store: ObjectStore, bus: Bus, session,
+    def __init__(self, settings: Settings, engine: Engine, store: ObjectStore, bus: Bus,
                  request: RestoreRequest) -> None:
         self.settings = settings
         self.engine = engine
         self.store = store
         self.bus = bus
-        self.session = session
         self.request = request
         self.started = time.monotonic()
         self.created_vm: str | None = None
@@ -197,11 +195,10 @@ class RestoreJob:
         """The disk's content, through a transfer opened now; on failure the transfer is cancelled."""
         transfer = await cbt.open_transfer(self.engine, disk_id, None, direction="upload")
         async with self._cancelled_on_failure(transfer.transfer_id):
-            client = ImageioClient(self.session, transfer.transfer_url, transfer.proxy_url)
             engine = self.settings.engine
-            with BlockingImageio(transfer.transfer_url, transfer.proxy_url, engine.ca_file, engine.insecure,
-                                 local_socket=engine.imageio_local_socket) as writer:
-                sent = await upload_disk(disk, windows, client, writer, self._progress)
+            async with Transfer(transfer.transfer_url, transfer.proxy_url, ca_file=engine.ca_file,
+                                insecure=engine.insecure, local_socket=engine.imageio_local_socket) as writer:
+                sent = await upload_disk(disk, windows, writer, self._progress)
         return _Uploaded(disk, disk_id, transfer.transfer_id, sent)
 
     async def _finalize(self, done: _Uploaded) -> None:

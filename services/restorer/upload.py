@@ -11,8 +11,7 @@ from olvm_backup.repository.chunkfetch import ChunkFetcher
 from olvm_backup.errors import BackupError
 from olvm_backup.format.diskmap import Segment
 from olvm_backup.format.manifest import DiskRecord, Manifest
-from olvm_backup.imageio import ImageioClient
-from olvm_backup.imageio_blocking import BlockingImageio
+from olvm_backup.imageio import Transfer
 from olvm_backup.concurrency import first_failure
 
 log = logging.getLogger(__name__)
@@ -101,7 +100,7 @@ class Windows:
         return window
 
 
-async def upload_disk(disk: DiskRecord, windows: Windows, client: ImageioClient, writer: BlockingImageio,
+async def upload_disk(disk: DiskRecord, windows: Windows, writer: Transfer,
                       progress: Callable[[int], Awaitable[None]]) -> int:
     """Returns the data bytes sent. `progress(n)` gets the bytes sent since its last call, at most every
     PROGRESS_EVERY seconds (each call waits for the broker while PUTs could be starting). Fails loudly, naming
@@ -136,7 +135,7 @@ async def upload_disk(disk: DiskRecord, windows: Windows, client: ImageioClient,
     except BaseExceptionGroup as failed:
         raise first_failure(failed) from None
     await progress(sent - reported)
-    await client.flush()
+    await writer.flush()
     log.info("disk %s: %d data bytes sent; waited %.1fs for chunks from the store, %.1fs for imageio", disk.name,
              sent, windows.waited, waited)
     return sent

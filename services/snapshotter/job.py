@@ -25,17 +25,17 @@ from olvm_backup.engine.connection import waits_told_to
 from olvm_backup.engine.vms import find_vm, vm_disks, vm_ovf
 from olvm_backup.errors import BackupError
 from olvm_backup.format.manifest import DiskRecord, Location, Manifest
-from olvm_backup.planning import Extent, connection_share, group_waves, read_tasks
-from olvm_backup.imageio import ImageioClient, new_session
+from olvm_backup.imageio import Transfer
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
 from olvm_backup.concurrency import side_by_side
-from schemas import BackupEvent, BackupRequest, ReadTask, StoreFault, TaskResult
+from schemas import BackupEvent, BackupRequest, StoreFault, TaskResult
 from schemas.topics import BACKUP_EVENTS, READ_TASKS
 
 from .chain import DiskPlan, build_map, choose_checkpoint, plan_disk, select_disks
 from .hooks import run_hook
 from .journal import Journal, JournalEntry, process_name
+from .plan import OpenDisk, plan_reads
 from .quiesce import Consistency, plan_consistency
 from .steps import StepTimes
 from .tracker import Tracker
@@ -190,30 +190,27 @@ class BackupJob:
         # Entered before the transfers, so left after them: on failure readers lose their transfer first and
         # stop reading, then the topics go (a reader still publishing then gets TopicGone and gives up).
         topics = await transfers.enter_async_context(ChunkTopics(ctx.settings.kafka, self.backup_id))
-        ranges: list[tuple[DiskPlan, cbt.TransferInfo, int, int, int]] = []
-        connections: dict[str, int] = {}  # per disk: how many connections each of its tasks may open
-        to_read: list[int] = []  # per task: bytes of data (full) or dirty data (incremental) in its range
 
-        async def open_one(plan: DiskPlan) -> tuple[cbt.TransferInfo, list[Extent], int]:
+        async def open_one(plan: DiskPlan) -> OpenDisk:
             transfer = await cbt.open_transfer(ctx.engine, plan.disk.disk_id, engine_backup)
             # Registered as soon as it is open (no await in between): a failed sibling cancels this task, and
             # the exit stack then cancels this transfer on the engine.
             journal.entry.transfers.append(transfer.transfer_id)
             transfers.push_async_callback(self._cancel_if_open, journal, transfer.transfer_id)
-            return transfer, *await self._probe(plan, transfer)
+            return await self._probe(plan, transfer)
 
         with self.steps.step("open transfers"):
             # One transfer per disk, opened side by side: each takes the engine a few polls to start.
             opened = await side_by_side(*(open_one(plan) for plan in plans))
             await journal.save()
-        for plan, (transfer, extents, share) in zip(plans, opened):
-            connections[plan.disk.disk_id] = share
-            tasks = read_tasks(plan.disk.size, extents, pipeline.task_size, ctx.settings.kafka.partitions)
-            for n, (offset, length, data) in enumerate(tasks):
-                ranges.append((plan, transfer, n, offset, length))
-                to_read.append(data)
-        self.bytes_total = sum(r[4] for r in ranges)
-        ctx.tracker.expect(self.backup_id, {self._task_id(plan, n) for plan, _, n, _, _ in ranges})
+        reads = plan_reads(self.backup_id, opened, task_size=pipeline.task_size,
+                           tasks_at_once=ctx.settings.kafka.partitions, wave_bytes=pipeline.wave_bytes)
+        for disk in opened:
+            log.info("disk %s: imageio allows %d readers, %d read tasks at once: %d connections per task",
+                     disk.plan.disk.name, disk.max_readers, ctx.settings.kafka.partitions,
+                     reads.connections[disk.plan.disk.disk_id])
+        self.bytes_total = reads.bytes_total
+        ctx.tracker.expect(self.backup_id, reads.task_ids)
         done = {"bytes": 0}
 
         async def progress(result: TaskResult, finished: int, total: int) -> None:
@@ -237,18 +234,12 @@ class BackupJob:
         # Waves bound the chunks the broker holds: the next wave is published once an earlier one is stored.
         in_flight: deque[tuple[str, set[str]]] = deque()
         reading = time.monotonic()
-        # Waves are cut by data to read, not disk size: an incremental's few dirty megabytes make one wave.
-        for w, members in enumerate(group_waves(to_read, pipeline.wave_bytes)):
+        for w, members in enumerate(reads.waves):
             if len(in_flight) >= max(1, pipeline.waves_in_flight):
                 await finish(in_flight.popleft())
             topic = await topics.open(w)
             task_ids = set()
-            for plan, transfer, n, offset, length in (ranges[i] for i in members):
-                task = ReadTask(
-                    backup_id=self.backup_id, task_id=self._task_id(plan, n), disk_id=plan.disk.disk_id,
-                    transfer_url=transfer.transfer_url, proxy_url=transfer.proxy_url,
-                    incremental=plan.incremental, offset=offset, length=length,
-                    chunk_size=pipeline.chunk_size, chunk_topic=topic, connections=connections[plan.disk.disk_id])
+            for task in (reads.tasks[i].record(self.backup_id, pipeline.chunk_size, topic) for i in members):
                 await ctx.bus.publish(READ_TASKS, task)  # no key: the partitions in turn, one reader after another
                 task_ids.add(task.task_id)
             in_flight.append((topic, task_ids))
@@ -305,21 +296,14 @@ class BackupJob:
         except Exception as e:  # the stall timeout stays the judge: a failed look is only logged
             log.warning("backup %s: could not look for skipped chunks in %s: %s", self.backup_id, topic, e)
 
-    async def _probe(self, plan: DiskPlan, transfer: cbt.TransferInfo) -> tuple[list[Extent], int]:
-        """The disk's extents to read, and how many connections each of its read tasks may open: as many
-        tasks as there are read.tasks partitions may read it at once, within the ticket's max_readers."""
+    async def _probe(self, plan: DiskPlan, transfer: cbt.TransferInfo) -> OpenDisk:
+        """The disk's extents to read and its ticket's max_readers, over one connection closed at once: an idle
+        one would hold one of the ticket's NBD connections."""
         engine = self.ctx.settings.engine
-        async with new_session(engine.ca_file, engine.insecure, limit=1, keep_alive=False) as session:
-            client = ImageioClient(session, transfer.transfer_url, transfer.proxy_url)
-            extents = await client.data_extents(plan.incremental)
-            max_readers = await client.max_readers()
-        share = connection_share(max_readers, self.ctx.settings.kafka.partitions)
-        log.info("disk %s: imageio allows %d readers, %d read tasks at once: %d connections per task",
-                 plan.disk.name, max_readers, self.ctx.settings.kafka.partitions, share)
-        return extents, share
-
-    def _task_id(self, plan: DiskPlan, n: int) -> str:
-        return f"{self.backup_id}/{plan.disk.disk_id}/{n}"
+        async with Transfer(transfer.transfer_url, transfer.proxy_url, ca_file=engine.ca_file,
+                            insecure=engine.insecure, local_socket=engine.imageio_local_socket,
+                            connections=1) as imageio:
+            return OpenDisk(plan, transfer, await imageio.extents(plan.incremental), imageio.max_readers)
 
     async def _finalize_transfer(self, journal: Journal, transfer_id: str) -> None:
         await cbt.finalize_transfer(self.ctx.engine, transfer_id)

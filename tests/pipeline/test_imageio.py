@@ -1,5 +1,6 @@
-"""The restorer's threaded imageio writer against the simulator's real imageio daemons: the data lands where it
-was sent, the proxy takes over when the host cannot be reached, and a PUT imageio refuses is a clear error."""
+"""The product's imageio access (olvm_backup/imageio.py) against the simulator's real imageio daemons: the data
+lands where it was sent and reads back, the proxy takes over when the host cannot be reached, extents say where
+the data is, the daemon's local socket is used unless told not to, and a PUT imageio refuses is a clear error."""
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +13,8 @@ import ovirtsdk4.types as types
 import pytest
 from ovirt_imageio import client
 
-from olvm_backup.imageio import ImageioError
-from olvm_backup.imageio_blocking import BlockingImageio
+from olvm_backup.imageio import ImageioError, Transfer
+from olvm_backup.planning import Extent, merge_extents
 from tests.sim.conftest import create_transfer, finalize_transfer, wait_disk_ok
 
 MIB = 1024 * 1024
@@ -33,7 +34,8 @@ def upload(connection):
     """A new 16 MiB raw disk with an upload transfer open on it; finalized by the test (or cancelled)."""
     disks = connection.system_service().disks_service()
     disk = disks.add(types.Disk(name=f"writer-{random.randrange(1 << 30)}", format=types.DiskFormat.RAW,
-                                provisioned_size=SIZE, sparse=True, storage_domains=[types.StorageDomain(name="data1")]))
+                                provisioned_size=SIZE, sparse=True,
+                                storage_domains=[types.StorageDomain(name="data1")]))
     wait_disk_ok(connection, disk.id)
     transfer = create_transfer(connection, disk=types.Disk(id=disk.id), direction=types.ImageTransferDirection.UPLOAD)
     yield disk, transfer
@@ -58,23 +60,26 @@ def download(connection, sim, disk_id: str, path) -> bytes:
     return path.read_bytes()
 
 
+def transfer(url: str, proxy_url: str | None, sim, **kw) -> Transfer:
+    return Transfer(url, proxy_url, ca_file=sim.connection["ca_file"], insecure=False, **kw)
+
+
 def test_parts_land_where_sent_through_the_proxy_when_the_host_is_down(sim, connection, upload, tmp_path):
-    disk, transfer = upload
-    host_down = urllib.parse.urlsplit(transfer.transfer_url)._replace(netloc=f"127.0.0.1:{closed_port()}").geturl()
-    writer = BlockingImageio(host_down, transfer.proxy_url, sim.connection["ca_file"], insecure=False)
+    disk, t = upload
+    host_down = urllib.parse.urlsplit(t.transfer_url)._replace(netloc=f"127.0.0.1:{closed_port()}").geturl()
     rnd = random.Random(7)
     a, b, c = rnd.randbytes(MIB), rnd.randbytes(512 * 1024), rnd.randbytes(3 * MIB)
 
-    async def write() -> None:
-        await writer.write(0, [memoryview(a), memoryview(b)])        # two chunks, one request
-        await writer.write(10 * MIB, [memoryview(c)[MIB:]])         # a slice of a chunk
-    try:
-        asyncio.run(write())
-    finally:
-        writer.close()
-    assert writer.url == transfer.proxy_url, "the writer should have moved to the proxy"
+    async def write() -> Transfer:
+        async with transfer(host_down, t.proxy_url, sim) as writer:
+            await writer.write(0, [memoryview(a), memoryview(b)])        # two chunks, one request
+            await writer.write(10 * MIB, [memoryview(c)[MIB:]])         # a slice of a chunk
+            await writer.flush()
+        return writer
+    writer = asyncio.run(write())
+    assert writer.url == t.proxy_url, "the writer should have moved to the proxy"
     assert writer.bytes_written == len(a) + len(b) + 2 * MIB
-    finalize_transfer(connection, transfer)
+    finalize_transfer(connection, t)
 
     image = download(connection, sim, disk.id, tmp_path / "back.raw")
     expected = bytearray(SIZE)
@@ -84,61 +89,51 @@ def test_parts_land_where_sent_through_the_proxy_when_the_host_is_down(sim, conn
 
 
 def test_a_refused_put_is_a_clear_error(sim, connection, upload):
-    disk, transfer = upload
-    writer = BlockingImageio(transfer.transfer_url, transfer.proxy_url, sim.connection["ca_file"], insecure=False)
-    try:
-        with pytest.raises(ImageioError, match=r"PUT at 16777216 answered 4\d\d"):
-            asyncio.run(writer.write(SIZE, [memoryview(b"x" * 4096)]))  # past the end of the disk
-    finally:
-        writer.close()
+    disk, t = upload
+
+    async def write_past_the_end() -> None:
+        async with transfer(t.transfer_url, t.proxy_url, sim) as writer:
+            await writer.write(SIZE, [memoryview(b"x" * 4096)])
+    with pytest.raises(ImageioError, match=r"PUT at 16777216 answered 4\d\d"):
+        asyncio.run(write_past_the_end())
 
 
-def test_reads_return_what_was_written_through_the_proxy_when_the_host_is_down(sim, connection, upload):
-    disk, transfer = upload
-    host_down = urllib.parse.urlsplit(transfer.transfer_url)._replace(netloc=f"127.0.0.1:{closed_port()}").geturl()
+def test_reads_and_extents_say_what_was_written_through_the_proxy_when_the_host_is_down(sim, connection, upload):
+    disk, t = upload
+    host_down = urllib.parse.urlsplit(t.transfer_url)._replace(netloc=f"127.0.0.1:{closed_port()}").geturl()
     data = random.Random(11).randbytes(4 * MIB)
 
-    async def write_then_read() -> list[bytes]:
-        with BlockingImageio(transfer.transfer_url, transfer.proxy_url, sim.connection["ca_file"], False) as w:
+    async def write_then_read() -> tuple[list, list[Extent]]:
+        async with transfer(t.transfer_url, t.proxy_url, sim) as w:
             await w.write(2 * MIB, [memoryview(data)])
-        with BlockingImageio(host_down, transfer.proxy_url, sim.connection["ca_file"], False) as r:
+            await w.flush()
+        async with transfer(host_down, t.proxy_url, sim) as r:
             got = await asyncio.gather(r.read(2 * MIB, MIB), r.read(3 * MIB, 3 * MIB), r.read(0, MIB))
-            assert r.url == transfer.proxy_url, "the reader should have moved to the proxy"
+            assert r.url == t.proxy_url, "the reader should have moved to the proxy"
             assert r.bytes_read == 5 * MIB
-            return got
-    head, rest, before = asyncio.run(write_then_read())
+            return got, await r.extents(incremental=False)
+    (head, rest, before), extents = asyncio.run(write_then_read())
     assert head == data[:MIB] and rest == data[MIB:] and before == bytes(MIB)
-    finalize_transfer(connection, transfer)
+    # What a full backup reads: the written range is data, past it the disk reads as zeros (qemu may allocate
+    # the image's first block on its own).
+    merged = merge_extents(extents)
+    assert Extent(2 * MIB, 4 * MIB, True) in merged and merged[-1] == Extent(6 * MIB, SIZE - 6 * MIB, False)
+    assert sum(e.length for e in extents) == SIZE
+    finalize_transfer(connection, t)
 
 
 @pytest.mark.parametrize("local_socket", [True, False], ids=["local-socket", "tls"])
 def test_on_the_daemons_host_data_skips_tls_unless_told_not_to(sim, connection, upload, local_socket):
     # The simulator's daemon runs on this machine, and names its local socket in OPTIONS as a host's does.
-    disk, transfer = upload
+    disk, t = upload
     data = random.Random(5).randbytes(2 * MIB)
 
     async def roundtrip() -> tuple[bool, bytes]:
-        with BlockingImageio(transfer.transfer_url, transfer.proxy_url, sim.connection["ca_file"], False,
-                             local_socket=local_socket) as io:
+        async with transfer(t.transfer_url, t.proxy_url, sim, local_socket=local_socket) as io:
             await io.write(MIB, [memoryview(data)])
             got = await io.read(MIB, 2 * MIB)
             return io.local, got
     local, got = asyncio.run(roundtrip())
     assert got == data
     assert local is local_socket
-    finalize_transfer(connection, transfer)
-
-
-def test_a_local_socket_that_went_away_falls_back_to_tls(sim, connection, upload, tmp_path):
-    # A reader remembers a ticket's local socket between tasks; if the socket is gone, the data still comes.
-    disk, transfer = upload
-    data = random.Random(6).randbytes(MIB)
-
-    async def roundtrip() -> tuple[bool, bytes]:
-        with BlockingImageio(transfer.transfer_url, transfer.proxy_url, sim.connection["ca_file"], False,
-                             known_local=str(tmp_path / "gone.sock")) as io:
-            await io.write(0, [memoryview(data)])
-            return io.local, await io.read(0, MIB)
-    local, got = asyncio.run(roundtrip())
-    assert got == data and local is False
-    finalize_transfer(connection, transfer)
+    finalize_transfer(connection, t)
