@@ -28,10 +28,13 @@ def setting(default: Any, env: str, doc: str, *, shown: str | None = None) -> An
 
 @dataclass(frozen=True)
 class KafkaSettings:
-    bootstrap_servers: str = setting("127.0.0.1:19092", "OLVM_KAFKA_BOOTSTRAP", "Kafka bootstrap servers, comma separated")
-    topic_prefix: str = setting("", "OLVM_KAFKA_TOPIC_PREFIX", "prefix for every topic name (several installs on one cluster)")
+    bootstrap_servers: str = setting("127.0.0.1:19092", "OLVM_KAFKA_BOOTSTRAP",
+                                     "Kafka bootstrap servers, comma separated")
+    topic_prefix: str = setting("", "OLVM_KAFKA_TOPIC_PREFIX",
+                                "prefix for every topic name (several installs on one cluster)")
     replication_factor: int = setting(1, "OLVM_KAFKA_REPLICATION", "replication factor of the topics we create")
-    partitions: int = setting(4, "OLVM_KAFKA_PARTITIONS", "partitions of the work topics (the readers' parallelism limit)")
+    partitions: int = setting(4, "OLVM_KAFKA_PARTITIONS",
+                              "partitions of the work topics (the readers' parallelism limit)")
     fetch_wait_ms: int = setting(100, "OLVM_KAFKA_FETCH_WAIT_MS",
                                  "longest a fetch waits at the broker for records: part of every hop's latency")
 
@@ -64,9 +67,11 @@ class EngineSettings:
 @dataclass(frozen=True)
 class PipelineSettings:
     chunk_size: int = setting(1 << 20, "OLVM_CHUNK_SIZE", "bytes per chunk (aligned, fixed): the dedup unit")
-    task_size: int = setting(128 << 20, "OLVM_TASK_SIZE", "bytes of disk per read task: the unit readers share and redo")
+    task_size: int = setting(128 << 20, "OLVM_TASK_SIZE",
+                             "bytes of disk per read task: the unit readers share and redo")
     wave_bytes: int = setting(128 << 20, "OLVM_WAVE_BYTES",
-                              "bytes of data to read per wave: a wave's chunks share one Kafka topic, deleted once stored")
+                              "bytes of data to read per wave: a wave's chunks share one Kafka topic, "
+                              "deleted once stored")
     waves_in_flight: int = setting(3, "OLVM_WAVES_IN_FLIGHT",
                                    "waves read at once: with OLVM_WAVE_BYTES, bounds what the broker holds")
     stall_timeout: float = setting(300.0, "OLVM_STALL_TIMEOUT", "seconds a backup may go without any progress")
@@ -81,7 +86,8 @@ class PipelineSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = setting(Path("data"), "OLVM_DATA_DIR", "local state: embedded broker and object store, logs, run files")
+    data_dir: Path = setting(Path("data"), "OLVM_DATA_DIR",
+                             "local state: embedded broker and object store, logs, run files")
     log_level: str = setting("INFO", "OLVM_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR")
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     s3: S3Settings = field(default_factory=S3Settings)

@@ -78,5 +78,6 @@ class Admin:
         elif kind in FAULTS:
             setattr(self.engine.faults, FAULTS[kind], count)
         else:
-            raise web.HTTPBadRequest(text=f"unknown fault {kind!r}; known: {', '.join([*FAULTS, 'ticket-expire', 'drop-bitmaps'])}\n")
+            known = ", ".join([*FAULTS, "ticket-expire", "drop-bitmaps"])
+            raise web.HTTPBadRequest(text=f"unknown fault {kind!r}; known: {known}\n")
         return web.json_response({"fault": kind, "count": count})

@@ -54,7 +54,8 @@ def _requirement_name(requirement: str) -> str:
 
 
 def _runtime_requirements() -> list[str]:
-    return [_requirement_name(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return [_requirement_name(r) for r in project["dependencies"]]
 
 
 def _closure(distributions: list[str]) -> set[str]:

@@ -26,7 +26,8 @@ def select_disks(disks: list[DiskInfo], exclude: Iterable[str]) -> tuple[list[Di
     return keep, [d for d in disks if d not in keep]
 
 
-def choose_checkpoint(mode: str, previous: Manifest | None, engine_checkpoints: Iterable[str]) -> tuple[str | None, str]:
+def choose_checkpoint(mode: str, previous: Manifest | None,
+                      engine_checkpoints: Iterable[str]) -> tuple[str | None, str]:
     """(from_checkpoint or None for full, the reason when full)."""
     if mode == "full":
         return None, "full backup requested"

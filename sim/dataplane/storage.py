@@ -194,7 +194,8 @@ class DiskStore:
             for name in self._bitmaps(upper_path):
                 if name not in existing:
                     run("qemu-img", "bitmap", "--add", str(lower_path), name)
-                run("qemu-img", "bitmap", "--merge", name, "-b", str(upper_path), "-F", "qcow2", _alone(lower_path), name)
+                run("qemu-img", "bitmap", "--merge", name, "-b", str(upper_path), "-F", "qcow2", _alone(lower_path),
+                    name)
         if index + 2 < len(vols):
             child = self._path(disk_id, vols[index + 2])
             run("qemu-img", "rebase", "-u", "-f", "qcow2", "-b", lower_path.name, "-F", lower["fmt"], str(child))

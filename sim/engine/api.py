@@ -44,7 +44,8 @@ async def _body(request: web.Request):
     try:
         return Reader.read(text)
     except Exception as e:
-        raise ApiError(400, f"Failed to parse the request body: {e}", reason="Request syntactically incorrect.")
+        raise ApiError(400, f"Failed to parse the request body: {e}",
+                       reason="Request syntactically incorrect.") from None
 
 
 def _flag(request: web.Request, name: str, header: str | None = None) -> bool:

@@ -133,7 +133,8 @@ def disk_snapshot(ds_id: str, d: dict, parent: str | None, status: str = "ok") -
 
 def checkpoint(c: dict) -> t.Checkpoint:
     return _href(t.Checkpoint(
-        id=c["id"], parent_id=c.get("parent_id"), creation_date=_date(c["created"]), state=t.CheckpointState(c["state"]),
+        id=c["id"], parent_id=c.get("parent_id"), creation_date=_date(c["created"]),
+        state=t.CheckpointState(c["state"]),
         description=c.get("description"), vm=t.Vm(id=c["vm_id"]), disks=[t.Disk(id=d) for d in c["disks"]]),
         f"vms/{c['vm_id']}/checkpoints/{c['id']}")
 

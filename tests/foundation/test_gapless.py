@@ -3,7 +3,8 @@
 Tansu 0.6 acknowledges such produces before each is readable, and a fetch in between returns the records after
 the missing one: a plain aiokafka consumer skips it for good (without olvm_backup/kafka/tansu/gapless.py each test
 failed 3 runs of 3, missing 1 to 3 records of 3200). In the product that was a chunk no writer stored, a
-task result or a pack the snapshotter never saw: a backup stalled until its stall timeout. These tests put the load on the real broker and count what each consumer got.
+task result or a pack the snapshotter never saw: a backup stalled until its stall timeout. These tests put the
+load on the real broker and count what each consumer got.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ async def _produce_concurrently(kafka_settings, publish) -> None:
 
 async def _until(predicate, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
+    while not predicate() and time.monotonic() < deadline:  # noqa: ASYNC110 (the consumers under test set no event)
         await asyncio.sleep(0.1)
 
 

@@ -119,7 +119,7 @@ async def test_store_faults_are_told_at_most_every_so_often_and_are_no_progress(
     await refusing
     assert time.monotonic() - started < 8, "faults held the stalled backup open"
     assert 1 <= len(told) <= 4, told
-    assert all(b - a >= 0.5 for (a, _), (b, _) in zip(told, told[1:])), told
+    assert all(b - a >= 0.5 for (a, _), (b, _) in zip(told, told[1:], strict=False)), told
     assert "the object store refused a pack of it: object store: packs/x: InternalError (HTTP 500) #11" \
         in str(stalled.value)
     tracker.on_fault(fault(["gone"], "for a backup nobody waits on"))  # ignored, no error

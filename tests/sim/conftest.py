@@ -28,7 +28,8 @@ START_TIMEOUT = 120
 
 def wait_for(probe, predicate=bool, timeout: float = 60, interval: float = 0.25, what: str = "condition"):
     """Call probe() until predicate(value) holds; return the value. Fails after `timeout` seconds (never loops forever).
-    `probe` may raise sdk.NotFoundError: that is passed to predicate as the value None... only when asked; see wait_gone."""
+    `probe` may raise sdk.NotFoundError: that is passed to predicate as the value None... only when asked;
+    see wait_gone."""
     deadline = time.monotonic() + timeout
     last = None
     while True:
@@ -195,7 +196,8 @@ def start_sim(data: Path, inventory: Path = INVENTORY) -> Sim:
     tmp.mkdir(exist_ok=True)
     tmp_before = frozenset(os.listdir(tmp))  # a restart on the same data: the earlier run's were checked by its stop
     logf = open(log, "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "serve", "--data", str(data), "--inventory", str(inventory)],
+    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "serve", "--data", str(data),
+                             "--inventory", str(inventory)],
                             cwd=REPO, env=_env(tmp), stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     logf.close()
     deadline = time.monotonic() + START_TIMEOUT

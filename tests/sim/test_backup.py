@@ -137,7 +137,7 @@ def test_incremental_backup(sim, connection, state):
             extents = list(c.extents("dirty"))
         # Dirty extents are contiguous, cover the disk, and the dirty ones cover what the guest wrote.
         assert extents[0].start == 0
-        for a, b in zip(extents, extents[1:]):
+        for a, b in zip(extents, extents[1:], strict=False):
             assert a.start + a.length == b.start
         assert extents[-1].start + extents[-1].length == d.provisioned_size
         dirty = [(e.start, e.start + e.length) for e in extents if e.dirty]
