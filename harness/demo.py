@@ -97,13 +97,13 @@ class Demo:
         _say(f"{mode} backup of {VM}")
         with contextlib.redirect_stdout(sys.stderr):  # the job's id lines: the report below says it all
             rc, event = await request_backup(self.settings, VM, mode, [], True, True, JOB_TIMEOUT)
-        if rc or event is None:
+        if rc or event is None or event.outcome is None:
             self.record(f"{mode} backup", False, event.message if event else "no answer from the pipeline")
             return None
-        d = event.detail
-        self.record(f"{d.get('mode')} backup", d.get("mode") == mode,
-                    f"restore point {event.backup_id}: read {human(d.get('bytes_read', 0))}, stored "
-                    f"{human(d.get('bytes_stored', 0))} new, in {duration(d.get('duration', 0))}")
+        done = event.outcome
+        self.record(f"{done.mode} backup", done.mode == mode,
+                    f"restore point {event.backup_id}: read {human(done.bytes_read)}, stored "
+                    f"{human(done.bytes_stored)} new, in {duration(done.duration)}")
         return event.backup_id
 
     async def check_verify(self, backup_id: str) -> bool:
@@ -120,8 +120,8 @@ class Demo:
                                               power_on=False, keep_failed=False, wait=True, timeout=JOB_TIMEOUT)
         ok = rc == 0 and event is not None
         detail = event.message if event else "no answer from the pipeline"
-        if ok:
-            detail += f" ({human(event.detail.get('bytes_sent', 0))} sent)"
+        if ok and event.outcome:
+            detail += f" ({human(event.outcome.bytes_sent)} sent)"
         return self.record("restore", ok, detail)
 
     def compare(self, expected: dict[str, str]) -> bool:

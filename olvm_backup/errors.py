@@ -9,6 +9,11 @@ that stayed away is an EngineError too, so `except EngineError` sees it).
 """
 from __future__ import annotations
 
+# The wire contract's errors are declared in schemas/, which imports nothing of this package: a record that does
+# not decode (DecodeError) or was written by an incompatible build (SchemaVersionError). Same shape as
+# BackupError (a template over fields), not retriable; not under BackupError, so catch them by name.
+from schemas.errors import DecodeError, SchemaVersionError  # noqa: F401  (re-exported)
+
 
 class BackupError(Exception):
     """Root of the project's errors. The message is a template over fields."""
@@ -45,16 +50,6 @@ class GaveUp(BackupError):
 
 class ConfigError(BackupError):
     template = "configuration: {reason}"
-
-
-class DecodeError(BackupError):
-    """A record that does not decode or does not validate: never retried."""
-
-    template = "cannot decode record: {reason}"
-
-
-class SchemaVersionError(DecodeError):
-    template = "unsupported schema version {version} (this build reads major {supported}): {reason}"
 
 
 class StoreError(BackupError):

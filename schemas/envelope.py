@@ -11,10 +11,12 @@ from typing import ClassVar, TypeVar
 import msgpack
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from olvm_backup.errors import DecodeError, SchemaVersionError
+from .errors import DecodeError, SchemaVersionError
 
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 3  # 1.1: ReadTask.chunk_topic; 1.2: ReadTask.connections; 1.3: StoreFault on store.faults
+# 1.1: ReadTask.chunk_topic; 1.2: ReadTask.connections; 1.3: StoreFault on store.faults; 1.4: the typed `outcome`
+# of BackupEvent and RestoreEvent (what the CLI shows, no longer in `detail`) and ReadTask.extents.
+SCHEMA_MINOR = 4
 
 _REGISTRY: dict[str, type["Record"]] = {}
 

@@ -7,11 +7,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .envelope import Record
 
 BackupMode = Literal["auto", "full", "incremental"]
+ReadMode = Literal["full", "incremental"]  # how a backup, or one disk of it, was read
+
+
+class Part(BaseModel):
+    """A typed part of a record: no envelope or topic of its own. A newer minor's extra fields are ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=False)
 
 
 class BackupRequest(Record):
@@ -32,8 +39,37 @@ BackupEventKind = Literal[
 ]
 
 
+class DiskOutcome(Part):
+    """One disk of a committed backup."""
+
+    mode: ReadMode
+    reason: str = Field(default="", description="why the disk was read whole (a full)")
+    bytes_read: int = Field(default=0, ge=0)
+    bytes_new: int = Field(default=0, ge=0, description="stored after dedup and compression")
+
+
+class BackupOutcome(Part):
+    """How a backup ended, on its `completed` and `failed` events: what the CLI's summary shows (1.4)."""
+
+    duration: float = Field(ge=0, description="seconds from acceptance to the end")
+    steps: dict[str, float] = Field(default_factory=dict, description=(
+        "seconds per step, in the order the steps ran (services/snapshotter/steps.py); a failure's say how far it got"))
+    consistency: str = Field(default="", description="the manifest's `consistency` code (FORMAT.md); '' if not known")
+    consistency_note: str = Field(default="", description="what that means for this backup, for people")
+    error_type: str | None = Field(default=None, description="the error's class name, on a failure")
+    # What the committed restore point holds: on `completed` only.
+    mode: ReadMode | None = None
+    bytes_read: int = Field(default=0, ge=0)
+    bytes_stored: int = Field(default=0, ge=0, description="new bytes, after dedup and compression")
+    disks: dict[str, DiskOutcome] = Field(default_factory=dict, description="by disk name, in the manifest's order")
+    vm_id: str | None = None
+    to_checkpoint: str | None = Field(default=None, description="where the next incremental starts")
+
+
 class BackupEvent(Record):
-    """One step of a backup: the progress feed and the audit trail."""
+    """One step of a backup: the progress feed and the audit trail. `completed` and `failed` carry an `outcome`
+    (a `failed` from a snapshotter that cleaned up after another one's crash may not); `detail` is free-form
+    progress information no reader may depend on."""
 
     request_id: str
     backup_id: str | None = None
@@ -43,6 +79,7 @@ class BackupEvent(Record):
     at: float
     bytes_total: int | None = None
     bytes_done: int | None = None
+    outcome: BackupOutcome | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -132,7 +169,23 @@ class RestoreRequest(Record):
 RestoreEventKind = Literal["requested", "accepted", "started", "progress", "completed", "failed"]
 
 
+class RestoreOutcome(Part):
+    """How a restore ended, on its `completed` and `failed` events: what the CLI's summary shows (1.4)."""
+
+    duration: float = Field(ge=0, description="seconds from acceptance to the end")
+    bytes_sent: int = Field(default=0, ge=0, description="disk data uploaded (zeros are not sent)")
+    error_type: str | None = Field(default=None, description="the error's class name, on a failure")
+    kept: bool = Field(default=False, description="a failure left what it created in place (keep_failed, or the "
+                                                  "original VM already removed)")
+    # On `completed` only:
+    status: str = Field(default="", description="the VM's status as the engine says it, e.g. down")
+    disks: list[str] = Field(default_factory=list, description="names of the disks restored")
+    consistency: str = Field(default="", description="the restore point's `consistency`; '' if it has none")
+
+
 class RestoreEvent(Record):
+    """One step of a restore. `completed` and `failed` carry an `outcome`; `detail` is free-form."""
+
     request_id: str
     restore_point: str
     kind: RestoreEventKind
@@ -141,6 +194,7 @@ class RestoreEvent(Record):
     vm_id: str | None = None
     bytes_total: int | None = None
     bytes_done: int | None = None
+    outcome: RestoreOutcome | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -58,15 +58,17 @@ async def request_restore(settings: Settings, restore_point: str, *, name: str |
 
 
 def _restore_summary(bar: ProgressBar, event: RestoreEvent) -> int:
+    done = event.outcome
     if event.kind != "completed":
         bar.message(f"{event.kind.upper()}: {event.message}")
         return 1
-    d = event.detail
     bar.message(f"completed: {event.message}")
-    bar.message(f"  sent {human(d.get('bytes_sent', 0))} of data in {duration(d.get('duration', 0))}; "
-                f"disks: {', '.join(d.get('disks', []))}; VM is {d.get('status')}")
-    if d.get("consistency"):
-        bar.message(f"  the restore point's file systems: {d['consistency']}")
+    if done is None:  # a restorer before format 1.4: its message says what it did
+        print(event.vm_id)
+        return 0
+    bar.message(f"  sent {human(done.bytes_sent)} of data in {duration(done.duration)}; "
+                f"disks: {', '.join(done.disks)}; VM is {done.status}")
+    bar.message(f"  the restore point's file systems: {done.consistency or 'not recorded'}")
     print(event.vm_id)
     return 0
 
@@ -89,21 +91,26 @@ async def _follow(events: asyncio.Queue, timeout: float, summary) -> tuple[int, 
 
 
 def _summary(bar: ProgressBar, event: BackupEvent) -> int:
+    done = event.outcome
     if event.kind != "completed":
         bar.message(f"{event.kind.upper()}: {event.message}")
+        if done and done.steps:  # how far a failed backup got, and where its time went
+            bar.message(f"  time: {steps_line(done.steps)}")
         return 1
-    d = event.detail
-    bar.message(f"completed: restore point {event.backup_id} of {event.vm} ({d.get('mode')})")
-    bar.message(f"  read {human(d.get('bytes_read', 0))}, stored {human(d.get('bytes_stored', 0))} new "
-                f"(after dedup and compression), in {duration(d.get('duration', 0))}")
-    for name, disk in d.get("disks", {}).items():
-        why = f" ({disk['reason']})" if disk.get("reason") else ""
-        bar.message(f"  disk {name}: {disk['mode']}{why}, read {human(disk['bytes_read'])}, "
-                    f"stored {human(disk['bytes_new'])}")
-    if d.get("consistency"):
-        bar.message(f"  consistency: {d['consistency']}")
-    if d.get("steps"):
-        bar.message(f"  time: {steps_line(d['steps'])}")
+    if done is None:  # a snapshotter before format 1.4: its message says what it did
+        bar.message(f"completed: {event.message}")
+        print(event.backup_id)
+        return 0
+    bar.message(f"completed: restore point {event.backup_id} of {event.vm} ({done.mode})")
+    bar.message(f"  read {human(done.bytes_read)}, stored {human(done.bytes_stored)} new "
+                f"(after dedup and compression), in {duration(done.duration)}")
+    for name, disk in done.disks.items():
+        why = f" ({disk.reason})" if disk.reason else ""
+        bar.message(f"  disk {name}: {disk.mode}{why}, read {human(disk.bytes_read)}, stored {human(disk.bytes_new)}")
+    if done.consistency_note or done.consistency:
+        bar.message(f"  consistency: {done.consistency_note or done.consistency}")
+    if done.steps:
+        bar.message(f"  time: {steps_line(done.steps)}")
     print(event.backup_id)
     return 0
 

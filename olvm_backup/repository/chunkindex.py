@@ -7,20 +7,51 @@ import msgpack
 
 from schemas import PackStored
 
+from ..errors import BackupError
 from ..format.manifest import Location
 from ..objectstore import ObjectStore
 
 log = logging.getLogger(__name__)
 
 INDEX_PREFIX = "index/"
+# The pack index object's format (schemas/FORMAT.md). A reader refuses another major and reads a newer minor
+# (which may only add keys). Earlier builds wrote the bare major, `"v": 1`, of this same layout: read as 1.0.
+INDEX_MAJOR = 1
+INDEX_MINOR = 0
+
+Entry = tuple[str, int, int, int, str]  # digest, offset in pack, stored length, raw size, codec
+
+
+class PackIndexError(BackupError):
+    template = "pack index {key}: {reason}"
 
 
 def index_key(pack_id: str) -> str:
     return INDEX_PREFIX + pack_id
 
 
-def encode_index(entries: list[tuple[str, int, int, int, str]], pack_key: str) -> bytes:
-    return msgpack.packb({"v": 1, "pack": pack_key, "entries": entries}, use_bin_type=True)
+def encode_index(entries: list[Entry], pack_key: str) -> bytes:
+    return msgpack.packb({"v": [INDEX_MAJOR, INDEX_MINOR], "pack": pack_key, "entries": entries},
+                         use_bin_type=True)
+
+
+def decode_index(raw: bytes, key: str) -> tuple[str, list[Entry]]:
+    """The pack key and entries of the index object at `key`, or PackIndexError saying why not."""
+    try:
+        doc = msgpack.unpackb(raw, raw=False)
+    except (msgpack.UnpackException, ValueError, TypeError) as e:
+        raise PackIndexError(f"unreadable ({e})", key=key) from None
+    version = doc.get("v") if isinstance(doc, dict) else None
+    major = version if isinstance(version, int) else (version[0] if isinstance(version, list) and version else None)
+    if major != INDEX_MAJOR:
+        raise PackIndexError(f"format {version!r} is not readable by this build (major {INDEX_MAJOR})", key=key)
+    try:
+        pack_key, entries = doc["pack"], [tuple(e) for e in doc["entries"]]
+        if not isinstance(pack_key, str) or any(len(e) != 5 for e in entries):
+            raise ValueError("expected a pack key and 5-field entries")
+    except (KeyError, TypeError, ValueError) as e:
+        raise PackIndexError(f"malformed ({e})", key=key) from None
+    return pack_key, entries
 
 
 class ChunkIndex:
@@ -58,7 +89,6 @@ class ChunkIndex:
         async for info in store.list(INDEX_PREFIX):
             if info.key[len(INDEX_PREFIX):] in self._packs:
                 continue
-            doc = msgpack.unpackb(await store.get(info.key), raw=False)
-            self.add_pack(doc["pack"], doc["entries"])
+            self.add_pack(*decode_index(await store.get(info.key), info.key))
             count += 1
         return count

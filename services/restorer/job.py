@@ -37,7 +37,7 @@ from olvm_backup.imageio import Transfer
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
 from olvm_backup.concurrency import first_failure, side_by_side
-from schemas import RestoreEvent, RestoreRequest
+from schemas import RestoreEvent, RestoreOutcome, RestoreRequest
 from schemas.topics import RESTORE_EVENTS
 
 from .upload import Windows, upload_disk
@@ -91,9 +91,13 @@ class RestoreJob:
             message = str(e) if not self.original_removed else (
                 f"{e}; the original VM was already removed: the restored disks are kept "
                 f"({', '.join(self.created_disks)})")
-            await self.event("failed", message, detail={"error_type": type(e).__name__, "kept": kept})
+            await self.event("failed", message, outcome=RestoreOutcome(
+                duration=self._took(), bytes_sent=self.bytes_done, error_type=type(e).__name__, kept=kept))
             return None
         return vm_id
+
+    def _took(self) -> float:
+        return round(time.monotonic() - self.started, 3)
 
     async def _undo(self) -> None:
         if self.request.keep_failed or self.original_removed:
@@ -135,7 +139,7 @@ class RestoreJob:
             uploaded: list[_Uploaded] = []
             try:
                 async with asyncio.TaskGroup() as finishing:
-                    for n, (disk, disk_id) in enumerate(zip(disks, disk_ids)):
+                    for n, (disk, disk_id) in enumerate(zip(disks, disk_ids, strict=True)):
                         window = first if n == 0 else await windows.enter_async_context(
                             Windows(manifest, disk, fetcher))
                         uploaded.append(await self._upload(disk, disk_id, window))  # consumes every window
@@ -153,9 +157,8 @@ class RestoreJob:
         status = await provision.vm_status(self.engine, vm_id)
         await self.event("completed", f"restored {manifest.vm_name} ({manifest.backup_id}) as VM {vm_id}, "
                          f"{status}", vm_id=vm_id, bytes_total=self.bytes_total, bytes_done=self.bytes_done,
-                         detail={"duration": round(time.monotonic() - self.started, 3), "status": status,
-                                 "disks": [d.name for d in disks], "bytes_sent": self.bytes_done,
-                                 "consistency": manifest.consistency or "not recorded"})
+                         outcome=RestoreOutcome(duration=self._took(), bytes_sent=self.bytes_done, status=status,
+                                                disks=[d.name for d in disks], consistency=manifest.consistency))
         self.created_vm = None  # success: nothing to undo
         self.created_disks = []
         return vm_id

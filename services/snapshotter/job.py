@@ -32,6 +32,7 @@ from olvm_backup.concurrency import side_by_side
 from schemas import BackupEvent, BackupRequest, StoreFault, TaskResult
 from schemas.topics import BACKUP_EVENTS, READ_TASKS
 
+from . import outcome
 from .chain import DiskPlan, build_map, choose_checkpoint, plan_disk, select_disks
 from .hooks import run_hook
 from .journal import Journal, JournalEntry, process_name
@@ -64,7 +65,6 @@ class BackupJob:
         self.bytes_total = 0
         self.steps = StepTimes()
         self.consistency: Consistency | None = None  # of the guest's file systems, once the engine backup is ready
-        self.completion: tuple[str, dict] = ("", {})  # the "completed" event's message and detail
 
     async def event(self, kind: str, message: str, **fields) -> None:
         await self.ctx.bus.publish(BACKUP_EVENTS, BackupEvent(
@@ -84,15 +84,14 @@ class BackupJob:
         except Exception as e:
             log.exception("backup %s of %s failed", self.backup_id, self.request.vm) if not isinstance(
                 e, BackupError) else log.error("backup %s of %s failed: %s", self.backup_id, self.request.vm, e)
-            await self.event("failed", str(e), detail={"error_type": type(e).__name__,
-                                                        "steps": self.steps.as_detail()})
+            await self.event("failed", str(e), outcome=outcome.failed(e, self.steps, time.monotonic() - self.started,
+                                                                      self.consistency))
             await self._post_hook("failed")
             return None
-        message, detail = self.completion
-        await self.event("completed", message, bytes_total=self.bytes_total, bytes_done=self.bytes_total,
-                         detail={**detail, "duration": round(time.monotonic() - self.started, 3),
-                                 "steps": self.steps.as_detail(),
-                                 "consistency": self.consistency.says if self.consistency else ""})
+        # Sent once the transfers and the engine backup are closed too, not at the commit.
+        done = outcome.completed(manifest, self.steps, time.monotonic() - self.started, self.consistency)
+        await self.event("completed", outcome.summary(self.backup_id, self.vm_name, done), outcome=done,
+                         bytes_total=self.bytes_total, bytes_done=self.bytes_total)
         await self._post_hook("completed")
         return manifest
 
@@ -343,15 +342,6 @@ class BackupJob:
             disks=records, chunks=chunks, excluded_disks=[d.name for d in excluded], vm=vm.details,
             consistency=self.consistency.code if self.consistency else "")
         await catalog.commit(ctx.store, manifest)
-        read = sum(r.bytes_read for r in records)
-        stored = manifest.stored_bytes()
         await self.event("stored", f"restore point {self.backup_id} committed", bytes_total=self.bytes_total,
                          bytes_done=self.bytes_total)
-        # "completed" is sent by run(), once the transfers and the engine backup are closed too.
-        self.completion = (f"backup {self.backup_id} of {vm.name} completed: {manifest.mode}, read {read} bytes, "
-                           f"stored {stored} new bytes", {
-                               "mode": manifest.mode, "bytes_read": read, "bytes_stored": stored,
-                               "disks": {r.name: {"mode": r.mode, "reason": r.reason, "bytes_read": r.bytes_read,
-                                                  "bytes_new": r.bytes_new} for r in records},
-                               "to_checkpoint": backup.to_checkpoint, "vm_id": vm.vm_id})
-        return manifest
+        return manifest  # "completed" is sent by run(), once the transfers and the engine backup are closed too

@@ -7,7 +7,8 @@ stays locked on the engine because a process died. A journal is abandoned
 when its owner is a dead process on this host, or when its owner has not
 refreshed it for STALE_AFTER seconds (a running backup refreshes it every
 HEARTBEAT): several snapshotters can share a bucket without closing each
-other's backups.
+other's backups. A journal carries its format version, checked on read like
+the manifest's (schemas/FORMAT.md).
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ import logging
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from olvm_backup.engine import Engine
 from olvm_backup.engine.cbt import cancel_transfer, finalize_backup
+from olvm_backup.errors import BackupError
 from olvm_backup.objectstore import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,14 @@ log = logging.getLogger(__name__)
 PREFIX = "jobs/"
 HEARTBEAT = 10.0     # seconds between refreshes of a running backup's journal
 STALE_AFTER = 60.0   # a journal not refreshed for this long belongs to a snapshotter that is gone
+# The journal's format: JSON of JournalEntry's fields and "v": [major, minor]. A newer minor may only add fields
+# (passed over here); journals written before it had a version have none and are 1.0.
+JOURNAL_MAJOR = 1
+JOURNAL_MINOR = 0
+
+
+class JournalError(BackupError):
+    template = "journal {key}: {reason}"
 
 
 @dataclass
@@ -40,6 +50,26 @@ class JournalEntry:
     started_at: float = field(default_factory=time.time)
     owner: str = ""          # host:pid of the snapshotter running it
     alive_at: float = 0.0    # when its owner last saved it
+
+
+def encode_journal(entry: JournalEntry) -> bytes:
+    return json.dumps({"v": [JOURNAL_MAJOR, JOURNAL_MINOR], **asdict(entry)}).encode()
+
+
+def decode_journal(raw: bytes, key: str) -> JournalEntry:
+    """The entry saved at `key`, or JournalError saying why not (another major version, or not a journal)."""
+    try:
+        doc = json.loads(raw)
+        version = doc.get("v", [1, 0])
+    except (ValueError, AttributeError) as e:
+        raise JournalError(f"unreadable ({e})", key=key) from None
+    if not (isinstance(version, list) and version and version[0] == JOURNAL_MAJOR):
+        raise JournalError(f"format {version!r} is not readable by this build (major {JOURNAL_MAJOR})", key=key)
+    known = {f.name for f in fields(JournalEntry)}
+    try:
+        return JournalEntry(**{k: v for k, v in doc.items() if k in known})
+    except TypeError as e:
+        raise JournalError(f"malformed ({e})", key=key) from None
 
 
 def process_name() -> str:
@@ -71,7 +101,7 @@ class Journal:
 
     async def save(self) -> None:
         self.entry.alive_at = time.time()
-        await self._store.put(self.key, json.dumps(asdict(self.entry)).encode())
+        await self._store.put(self.key, encode_journal(self.entry))
 
     async def keep_alive(self) -> None:
         """Refresh the journal until cancelled, so that other snapshotters know its backup still runs."""
@@ -95,7 +125,11 @@ async def clean_leftovers(store: ObjectStore, engine: Engine) -> list[JournalEnt
     """Close everything abandoned journals name; returns what was cleaned."""
     cleaned = []
     async for info in store.list(PREFIX):
-        entry = JournalEntry(**json.loads(await store.get(info.key)))
+        try:
+            entry = decode_journal(await store.get(info.key), info.key)
+        except JournalError as e:  # another major's (or damaged): left alone, the others are still cleaned
+            log.error("not cleaning up after %s: %s", info.key, e)
+            continue
         if not abandoned(entry, time.time()):
             continue  # a backup another snapshotter (or this one) is running
         log.warning("cleaning up after interrupted backup %s of VM %s (owner %s)", entry.backup_id, entry.vm_id,

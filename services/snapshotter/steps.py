@@ -1,10 +1,10 @@
 """Where a backup's time went, step by step.
 
-Reported in the backup's "completed" event and the CLI's summary, so an admin
-can tell the engine's waits (starting the backup, opening and closing
-transfers) from the data's (reading, storing). Two steps run side by side:
-the engine is released while the writers seal the last packs, so the steps
-may add up to more than the backup's duration.
+Reported in the outcome of the backup's "completed" and "failed" events and in
+the CLI's summary, so an admin can tell the engine's waits (starting the
+backup, opening and closing transfers) from the data's (reading, storing).
+Two steps run side by side: the engine is released while the writers seal the
+last packs, so the steps may add up to more than the backup's duration.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class StepTimes:
     def add(self, name: str, seconds: float) -> None:
         self._seconds[name] = self._seconds.get(name, 0.0) + seconds
 
-    def as_detail(self) -> dict[str, float]:
+    def in_order(self) -> dict[str, float]:
         """Seconds per step, in the order the steps run."""
         rank = {name: i for i, name in enumerate(ORDER)}
         return {name: round(self._seconds[name], 3)

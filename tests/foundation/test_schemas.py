@@ -1,14 +1,24 @@
-"""The wire contract: records round-trip typed, bad input is refused with a reason."""
+"""The wire contract: records round-trip typed, bad input is refused with a reason, and the contract stands alone."""
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import msgpack
 import pytest
 
-from olvm_backup.errors import DecodeError, SchemaVersionError
-from schemas import BackupRequest, ChunkData, ReadTask, decode, encode
+import olvm_backup.errors
+from olvm_backup.format.manifest import MANIFEST_MAJOR, MANIFEST_MINOR
+from olvm_backup.repository.chunkindex import INDEX_MAJOR, INDEX_MINOR
+from schemas import (
+    SCHEMA_MAJOR, SCHEMA_MINOR, BackupEvent, BackupOutcome, BackupRequest, ChunkData, DiskOutcome, ReadTask,
+    RestoreEvent, RestoreOutcome, decode, encode,
+)
+from schemas.errors import DecodeError, SchemaVersionError
 from schemas.topics import ALL_TOPICS, topic_table
+from services.snapshotter.journal import JOURNAL_MAJOR, JOURNAL_MINOR
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,3 +75,83 @@ def test_topics_document_matches_the_declarations():
     doc = (REPO / "schemas" / "TOPICS.md").read_text()
     assert topic_table() in doc, "schemas/TOPICS.md is out of date: paste schemas.topics.topic_table() into it"
     assert len({t.name for t in ALL_TOPICS}) == len(ALL_TOPICS)
+    assert f"Format version: **{SCHEMA_MAJOR}.{SCHEMA_MINOR}**" in doc, "TOPICS.md names another record version"
+
+
+def test_format_document_names_the_versions_the_code_writes():
+    doc = (REPO / "schemas" / "FORMAT.md").read_text()
+    documented = dict(re.findall(r"^\| ([a-z ]+) \| (\d+\.\d+) \|", doc, re.MULTILINE))
+    assert documented == {
+        "manifest": f"{MANIFEST_MAJOR}.{MANIFEST_MINOR}",
+        "pack index": f"{INDEX_MAJOR}.{INDEX_MINOR}",
+        "backup journal": f"{JOURNAL_MAJOR}.{JOURNAL_MINOR}",
+        "topic records": f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}",
+    }, "schemas/FORMAT.md's table of versions is out of step with the code"
+    # The sections' examples of each object write the same version.
+    assert f'"v": [{MANIFEST_MAJOR}, {MANIFEST_MINOR}]' in doc.split("## Manifest", 1)[1].split("##", 1)[0]
+    assert f'"v": [{INDEX_MAJOR}, {INDEX_MINOR}]' in doc.split("## Packs and their index", 1)[1].split("##", 1)[0]
+    assert f'"v": [{JOURNAL_MAJOR}, {JOURNAL_MINOR}]' in doc.split("## Journal", 1)[1].split("##", 1)[0]
+
+
+@pytest.mark.processes  # a fresh interpreter: this one has olvm_backup loaded already
+def test_schemas_work_with_olvm_backup_unimportable():
+    """schemas/ stands alone (tests/test_boundaries.py reads its imports; this runs it): with olvm_backup made
+    unimportable a record round-trips, a bad one is refused with the contract's own error, and nothing of
+    olvm_backup was loaded on the way."""
+    script = ("import sys; sys.modules['olvm_backup'] = None\n"
+              "import schemas\n"
+              "from schemas import BackupRequest, decode, encode\n"
+              "r = BackupRequest(request_id='r', vm='x', requested_at=1.0)\n"
+              "assert decode(encode(r)) == r\n"
+              "try:\n    decode(b'\\xc1')\nexcept schemas.DecodeError as e:\n    print('refused:', e)\n"
+              "assert not any(m == 'olvm_backup' or m.startswith('olvm_backup.') for m in sys.modules"
+              " if sys.modules[m] is not None)\n")
+    run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "refused: cannot decode record: not msgpack" in run.stdout
+
+
+def test_decode_errors_are_the_products_and_never_retried():
+    assert olvm_backup.errors.DecodeError is DecodeError
+    assert olvm_backup.errors.SchemaVersionError is SchemaVersionError
+    assert DecodeError("x").retriable is False and issubclass(SchemaVersionError, DecodeError)
+    assert str(SchemaVersionError("old", version="2.0", supported=1)) == \
+        "unsupported schema version 2.0 (this build reads major 1): old"
+
+
+def _completed() -> BackupEvent:
+    return BackupEvent(request_id="r", backup_id="b", vm="web", kind="completed", at=1.0, outcome=BackupOutcome(
+        duration=12.5, steps={"prepare": 0.1, "engine start": 2.0, "read and store": 9.0, "commit": 0.2},
+        consistency="frozen", consistency_note="frozen by the engine", mode="incremental", bytes_read=5 << 20,
+        bytes_stored=1 << 20, disks={"os": DiskOutcome(mode="incremental", bytes_read=4 << 20, bytes_new=1 << 20),
+                                     "data": DiskOutcome(mode="full", reason="new disk", bytes_read=1 << 20)},
+        vm_id="v1", to_checkpoint="cp2"))
+
+
+def test_outcomes_travel_typed_and_keep_the_order_of_steps_and_disks():
+    event = _completed()
+    back = decode(encode(event), (BackupEvent,))
+    assert back == event and isinstance(back.outcome.disks["data"], DiskOutcome)
+    assert list(back.outcome.steps) == ["prepare", "engine start", "read and store", "commit"]
+    assert list(back.outcome.disks) == ["os", "data"]
+    restored = RestoreEvent(request_id="r", restore_point="b", kind="failed", at=1.0, outcome=RestoreOutcome(
+        duration=3.0, bytes_sent=7, error_type="EngineError", kept=True))
+    assert decode(encode(restored)).outcome == restored.outcome
+
+
+def test_an_outcome_is_validated_and_a_newer_minor_may_add_to_it():
+    doc = msgpack.unpackb(encode(_completed()), raw=False)
+    doc["v"] = [1, 9]
+    doc["data"]["outcome"]["added_later"] = 1
+    doc["data"]["outcome"]["disks"]["os"]["added_later"] = 2
+    assert decode(msgpack.packb(doc)).outcome == _completed().outcome
+    doc["data"]["outcome"]["disks"]["os"]["mode"] = "sometimes"
+    with pytest.raises(DecodeError, match="outcome.disks.os.mode"):
+        decode(msgpack.packb(doc))
+
+
+def test_an_event_from_before_outcomes_still_decodes():
+    old = {"v": [1, 3], "type": "BackupEvent", "data": {"request_id": "r", "vm": "web", "kind": "completed", "at": 1.0,
+                                                         "detail": {"mode": "full", "bytes_read": 1}}}
+    event = decode(msgpack.packb(old))
+    assert event.outcome is None and event.detail["mode"] == "full"

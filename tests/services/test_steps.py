@@ -16,7 +16,7 @@ def test_step_times_add_up_per_step_in_running_order():
             raise RuntimeError("a failed step is timed too")
     except RuntimeError:
         pass
-    detail = steps.as_detail()
+    detail = steps.in_order()
     assert list(detail) == ["prepare", "engine start", "read and store", "commit"]
     assert 1.0 <= detail["prepare"] < 1.5 and detail["engine start"] == 2.0 and detail["commit"] == 0.5
     assert detail["read and store"] >= 0
