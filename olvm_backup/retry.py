@@ -4,7 +4,7 @@ Each external dependency is retried in one layer: its adapter (engine, imageio, 
 its policy below. Only errors marked `retriable` are retried; CancelledError always propagates. An adapter
 whose budget is spent raises `GaveUp` (its family's: EngineGaveUp is an EngineError, StoreGaveUp a StoreError),
 which is not retriable: nobody above it tries the same request again, and the consumer loop dead-letters the
-record at once. No budget is written anywhere else (tests/foundation/test_retry.py checks).
+record at once. No budget is written anywhere else (tests/olvm_backup/test_retry.py checks).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """An object store in a dict, with S3's semantics where the product relies on them: for fast tests of the writer,
-the chunk index and restores, held to the same conformance suite as the S3 store (tests/foundation).
+the chunk index and restores, held to the same conformance suite as the S3 store (tests/olvm_backup/objectstore).
 
 What it keeps from S3: an object appears whole when its put or multipart upload completes, never before; parts
 are numbered 1..N and all but the last are at least MIN_PART_SIZE; an upload that lost a part can only be

@@ -12,7 +12,7 @@ import yaml
 
 from olvm_backup.config import Settings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _env_names(obj) -> set[str]:
