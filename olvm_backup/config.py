@@ -10,7 +10,7 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import yaml
 
@@ -159,23 +159,25 @@ def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, s
     return dataclasses.replace(settings, data_dir=settings.data_dir.expanduser().absolute())
 
 
+def _leaves(obj: Any) -> Iterator[tuple[dataclasses.Field, Any]]:
+    """Every setting of `obj` (sections walked into), in declaration order, with its value."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _leaves(value)
+        else:
+            yield f, value
+
+
 def to_environ(settings: Settings) -> dict[str, str]:
     """The environment that reproduces `settings` in a child process (secrets included: for children only)."""
     env: dict[str, str] = {}
-
-    def walk(obj: Any) -> None:
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if dataclasses.is_dataclass(value):
-                walk(value)
-                continue
-            if isinstance(value, Secret):
-                value = value.reveal()
-            elif isinstance(value, bool):
-                value = "true" if value else "false"
-            env[f.metadata["env"]] = str(value)
-
-    walk(settings)
+    for f, value in _leaves(settings):
+        if isinstance(value, Secret):
+            value = value.reveal()
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[f.metadata["env"]] = str(value)
     return env
 
 
@@ -198,32 +200,13 @@ def settings_table() -> str:
     """Every setting with its default and meaning, as the Markdown table in the README (`olvm-backup config
     --markdown`; a test holds the README to it)."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-
-    def walk(obj: Any) -> None:
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if dataclasses.is_dataclass(value):
-                walk(value)
-                continue
-            shown = f.metadata["shown"] if f.metadata["shown"] is not None else _documented(value)
-            rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
-
-    walk(Settings())
+    for f, value in _leaves(Settings()):
+        shown = f.metadata["shown"] if f.metadata["shown"] is not None else _documented(value)
+        rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
     return "\n".join(rows) + "\n"
 
 
 def describe(settings: Settings) -> list[tuple[str, str, str]]:
     """(env name, shown value, doc) for every setting; secrets masked. For `status` and the docs."""
-    rows: list[tuple[str, str, str]] = []
-
-    def walk(obj: Any) -> None:
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if dataclasses.is_dataclass(value):
-                walk(value)
-            else:
-                shown = ("***" if value else "") if isinstance(value, Secret) else str(value)
-                rows.append((f.metadata["env"], shown, f.metadata["doc"]))
-
-    walk(settings)
-    return rows
+    return [(f.metadata["env"], ("***" if value else "") if isinstance(value, Secret) else str(value),
+             f.metadata["doc"]) for f, value in _leaves(settings)]
