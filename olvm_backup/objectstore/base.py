@@ -1,8 +1,11 @@
 """What the product needs from object storage, and nothing more."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import AsyncIterator, Protocol
+from typing import AsyncIterator, Protocol, Self
+
+from ..errors import StoreRefused
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's floor for every part but the last
 
@@ -22,6 +25,56 @@ class MultipartWriter(Protocol):
     async def write(self, data: bytes) -> None: ...
     async def complete(self) -> None: ...
     async def abort(self) -> None: ...
+
+
+class PartCutter:
+    """What every multipart writer shares: writes buffered and cut into parts of `part_size`, each handed to
+    `_start_part` as it fills, and a part failure latched (`_broken`) so that nothing completes an object with a
+    part missing. `async with` completes on success and aborts on error."""
+
+    def __init__(self, key: str, part_size: int) -> None:
+        self.key = key
+        self._part_size = part_size
+        self._buffer = bytearray()
+        self._numbers = 0  # parts started: the last part's number
+        self._broken: BaseException | None = None
+        self.size = 0
+
+    async def _start_part(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def complete(self) -> None:
+        raise NotImplementedError
+
+    async def abort(self) -> None:
+        raise NotImplementedError
+
+    def _check(self) -> None:
+        if self._broken is not None:
+            raise StoreRefused(f"{self.key}: the upload lost a part ({self._broken}); it can only be aborted")
+
+    def _check_parts(self, numbers: list[int]) -> None:
+        """S3 would complete an object with a gap in its parts: the parts must be exactly 1..N."""
+        if sorted(numbers) != list(range(1, self._numbers + 1)):
+            raise StoreRefused(f"{self.key}: parts {sorted(numbers)} of {self._numbers} uploaded; not completing")
+
+    async def write(self, data: bytes) -> None:
+        self._check()
+        self._buffer += data
+        self.size += len(data)
+        while len(self._buffer) >= self._part_size:
+            part = bytes(self._buffer[: self._part_size])
+            del self._buffer[: self._part_size]
+            await self._start_part(part)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            await self.complete()
+        else:
+            await asyncio.shield(self.abort())
 
 
 class ObjectStore(Protocol):

@@ -16,39 +16,21 @@ import collections
 from typing import AsyncIterator, Awaitable, Callable
 
 from ..errors import ObjectNotFound, StoreError, StoreRefused
-from .base import MIN_PART_SIZE, ObjectInfo
+from .base import MIN_PART_SIZE, ObjectInfo, PartCutter
 
 Hook = Callable[[str, str, int | None], Awaitable[None]]
 
 
-class _MemoryMultipart:
+class _MemoryMultipart(PartCutter):
     """Cut into parts as the S3 writer cuts them, so a fault hook sees the same part numbers."""
 
     def __init__(self, store: "MemoryStore", key: str, part_size: int) -> None:
+        super().__init__(key, part_size)
         self._store = store
-        self.key = key
-        self._part_size = part_size
-        self._buffer = bytearray()
         self._parts: dict[int, bytes] = {}
-        self._numbers = 0
         self._started = False  # an upload exists on the store's side (after the first part)
-        self._broken: BaseException | None = None
-        self.size = 0
 
-    def _check(self) -> None:
-        if self._broken is not None:
-            raise StoreRefused(f"{self.key}: the upload lost a part ({self._broken}); it can only be aborted")
-
-    async def write(self, data: bytes) -> None:
-        self._check()
-        self._buffer += data
-        self.size += len(data)
-        while len(self._buffer) >= self._part_size:
-            part = bytes(self._buffer[: self._part_size])
-            del self._buffer[: self._part_size]
-            await self._upload(part)
-
-    async def _upload(self, data: bytes) -> None:
+    async def _start_part(self, data: bytes) -> None:
         if not self._started:
             await self._store._request("create_multipart_upload", self.key)
             self._started = True
@@ -68,11 +50,10 @@ class _MemoryMultipart:
             self._buffer.clear()
             return
         if self._buffer:
-            await self._upload(bytes(self._buffer))
+            await self._start_part(bytes(self._buffer))
             self._buffer.clear()
+        self._check_parts(list(self._parts))
         numbers = sorted(self._parts)
-        if numbers != list(range(1, self._numbers + 1)):
-            raise StoreRefused(f"{self.key}: parts {numbers} of {self._numbers} uploaded; not completing")
         await self._store._request("complete_multipart_upload", self.key)
         self._store._objects[self.key] = b"".join(self._parts[n] for n in numbers)
         self._end_upload()
@@ -88,15 +69,6 @@ class _MemoryMultipart:
             self._store._uploads[self.key] -= 1
             if not self._store._uploads[self.key]:
                 del self._store._uploads[self.key]
-
-    async def __aenter__(self) -> "_MemoryMultipart":
-        return self
-
-    async def __aexit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            await self.complete()
-        else:
-            await asyncio.shield(self.abort())
 
 
 class MemoryStore:

@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..config import S3Settings
 from ..errors import BackupError, ObjectNotFound, StoreError, StoreGaveUp, StoreRefused
 from ..retry import OBJECT_STORE, retry
-from .base import MIN_PART_SIZE, ObjectInfo
+from .base import MIN_PART_SIZE, ObjectInfo, PartCutter
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def _translate(error: Exception, key: str) -> Exception:
     return StoreError(f"{key}: {error}")
 
 
-class _S3Multipart:
+class _S3Multipart(PartCutter):
     """Buffers writes into parts of `part_size` and uploads each as it fills, up to PARTS_IN_FLIGHT at once, so
     the caller goes on producing while parts travel; memory stays bounded by that many parts plus the buffer.
 
@@ -65,29 +65,11 @@ class _S3Multipart:
     ABORT_PATIENCE = 10.0  # seconds an abort waits for parts in flight
 
     def __init__(self, store: "S3Store", key: str, part_size: int) -> None:
+        super().__init__(key, part_size)
         self._store = store
-        self.key = key
         self._upload_id: str | None = None
-        self._part_size = part_size
-        self._buffer = bytearray()
         self._parts: list[dict[str, Any]] = []
-        self._numbers = 0
         self._in_flight: set[asyncio.Task] = set()
-        self._broken: BaseException | None = None
-        self.size = 0
-
-    def _check(self) -> None:
-        if self._broken is not None:
-            raise StoreRefused(f"{self.key}: the upload lost a part ({self._broken}); it can only be aborted")
-
-    async def write(self, data: bytes) -> None:
-        self._check()
-        self._buffer += data
-        self.size += len(data)
-        while len(self._buffer) >= self._part_size:
-            part = bytes(self._buffer[: self._part_size])
-            del self._buffer[: self._part_size]
-            await self._start_part(part)
 
     async def _start_part(self, data: bytes) -> None:
         if self._upload_id is None:
@@ -125,9 +107,7 @@ class _S3Multipart:
             self._buffer.clear()
         while self._in_flight:
             await self._wait_one()
-        numbers = sorted(p["PartNumber"] for p in self._parts)
-        if numbers != list(range(1, self._numbers + 1)):  # S3 would complete an object with the gap in it
-            raise StoreRefused(f"{self.key}: parts {numbers} of {self._numbers} uploaded; not completing")
+        self._check_parts([p["PartNumber"] for p in self._parts])
         await self._store._call(
             "complete_multipart_upload", self.key, Bucket=self._store.bucket, Key=self.key,
             UploadId=self._upload_id, MultipartUpload={"Parts": sorted(self._parts, key=lambda p: p["PartNumber"])},
@@ -148,15 +128,6 @@ class _S3Multipart:
         with contextlib.suppress(BackupError):
             await self._store._call("abort_multipart_upload", self.key, Bucket=self._store.bucket, Key=self.key,
                                     UploadId=self._upload_id)
-
-    async def __aenter__(self) -> "_S3Multipart":
-        return self
-
-    async def __aexit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            await self.complete()
-        else:
-            await asyncio.shield(self.abort())
 
 
 class S3Store:
