@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("disk")
     c.add_argument("--snapshot")
     f = sub.add_parser("fault", help="arm a fault: transfer-fail, ticket-expire, backup-stall, engine-500, "
-                                     "engine-drop, backup-finalize-fail, freeze-fail, drop-bitmaps (with --vm)")
+                                     "engine-drop, backup-finalize-fail, freeze-fail, checkpoint-remove-fail, "
+                                     "drop-bitmaps (with --vm)")
     f.add_argument("kind")
     f.add_argument("--count", type=int, default=1)
     f.add_argument("--vm")

@@ -32,6 +32,7 @@ class Faults:
     backup_stall: int = 0
     backup_finalize_fail: int = 0  # the next finalized backups end failed, their checkpoint removed
     freeze_fail: int = 0  # the guest agent of the next backed-up running VMs cannot freeze their file systems
+    checkpoint_remove_fail: int = 0  # the next checkpoint removals fail on the host: the checkpoint stays
     engine_500: int = 0
     engine_drop: int = 0
     stalled_backups: set = field(default_factory=set)
@@ -410,6 +411,11 @@ class Engine:
             raise not_found(f"checkpoint {checkpoint_id}")
         if self.running_backup(vm_id):
             raise conflict(f"Cannot remove checkpoint. VM {vm['name']} is during a backup operation")
+        if self.faults.take("checkpoint_remove_fail"):
+            # As the engine when the host fails to delete the bitmaps: its audit event, and a failed action.
+            self.event(10798, f"Failed to delete checkpoint {checkpoint_id} for VM {vm['name']}.", severity="error",
+                       vm_id=vm_id)
+            raise failed(f"Failed to delete checkpoint {checkpoint_id}: the host could not remove its bitmaps")
 
         async def drop():
             async with self.vm_lock(vm_id):
