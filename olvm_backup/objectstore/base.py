@@ -16,6 +16,15 @@ class ObjectInfo:
     size: int
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A multipart upload neither completed nor aborted: the store keeps its parts (and bills them) until one is."""
+
+    key: str
+    upload_id: str
+    initiated: float  # seconds since the epoch
+
+
 class MultipartWriter(Protocol):
     """Bytes in, parts out; `complete` makes the object visible, `abort` drops every part."""
 
@@ -86,4 +95,6 @@ class ObjectStore(Protocol):
     def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]: ...
     async def delete(self, key: str) -> None: ...
     async def multipart(self, key: str, part_size: int = MIN_PART_SIZE) -> MultipartWriter: ...
+    def uploads(self, prefix: str = "") -> AsyncIterator[Upload]: ...
+    async def abort_upload(self, upload: Upload) -> None: ...
     async def ping(self) -> None: ...

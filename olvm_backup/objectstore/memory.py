@@ -4,7 +4,8 @@ the chunk index and restores, held to the same conformance suite as the S3 store
 What it keeps from S3: an object appears whole when its put or multipart upload completes, never before; parts
 are numbered 1..N and all but the last are at least MIN_PART_SIZE; an upload that lost a part can only be
 aborted; a ranged get of bytes the object does not have is an error; listing is in key order, a page at a time,
-so objects written or deleted meanwhile do not upset it; deleting a missing key is not an error.
+so objects written or deleted meanwhile do not upset it; deleting a missing key is not an error; an unfinished
+upload is listed until completed or aborted, by anyone (a part or completion after that is NoSuchUpload).
 
 `before` is a fault hook: awaited ahead of every request (operation name, key, part number for parts), it may
 raise the store's answer or wait, as a slow or failing store would.
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
+import uuid
 from typing import AsyncIterator, Awaitable, Callable
 
 from ..errors import ObjectNotFound, StoreError, StoreRefused
-from .base import MIN_PART_SIZE, ObjectInfo, PartCutter
+from .base import MIN_PART_SIZE, ObjectInfo, PartCutter, Upload
 
 Hook = Callable[[str, str, int | None], Awaitable[None]]
 
@@ -28,13 +31,18 @@ class _MemoryMultipart(PartCutter):
         super().__init__(key, part_size)
         self._store = store
         self._parts: dict[int, bytes] = {}
-        self._started = False  # an upload exists on the store's side (after the first part)
+        self._upload: Upload | None = None  # the upload on the store's side (after the first part)
+
+    def _still_there(self) -> None:
+        if self._upload is not None and self._upload.upload_id not in self._store._uploads:
+            raise ObjectNotFound(self.key)  # aborted by someone else: S3's NoSuchUpload
 
     async def _start_part(self, data: bytes) -> None:
-        if not self._started:
+        if self._upload is None:
             await self._store._request("create_multipart_upload", self.key)
-            self._started = True
-            self._store._uploads[self.key] += 1
+            self._upload = Upload(self.key, uuid.uuid4().hex, time.time())
+            self._store._uploads[self._upload.upload_id] = self._upload
+        self._still_there()
         self._numbers += 1
         try:
             await self._store._request("upload_part", self.key, self._numbers)
@@ -45,7 +53,7 @@ class _MemoryMultipart(PartCutter):
 
     async def complete(self) -> None:
         self._check()
-        if not self._started:
+        if self._upload is None:
             await self._store.put(self.key, bytes(self._buffer))
             self._buffer.clear()
             return
@@ -55,6 +63,7 @@ class _MemoryMultipart(PartCutter):
         self._check_parts(list(self._parts))
         numbers = sorted(self._parts)
         await self._store._request("complete_multipart_upload", self.key)
+        self._still_there()
         self._store._objects[self.key] = b"".join(self._parts[n] for n in numbers)
         self._end_upload()
 
@@ -64,11 +73,9 @@ class _MemoryMultipart(PartCutter):
         self._end_upload()
 
     def _end_upload(self) -> None:
-        if self._started:
-            self._started = False
-            self._store._uploads[self.key] -= 1
-            if not self._store._uploads[self.key]:
-                del self._store._uploads[self.key]
+        if self._upload is not None:
+            self._store._uploads.pop(self._upload.upload_id, None)
+            self._upload = None
 
 
 class MemoryStore:
@@ -78,12 +85,12 @@ class MemoryStore:
         self.bucket = bucket
         self.before = before
         self._objects: dict[str, bytes] = {}
-        self._uploads: collections.Counter[str] = collections.Counter()  # multipart uploads begun, per key
+        self._uploads: dict[str, Upload] = {}  # by id: multipart uploads begun, neither completed nor aborted
         self.requests: collections.Counter[str] = collections.Counter()  # per operation: what a test may count
 
     def pending_uploads(self) -> list[str]:
         """Keys with a multipart upload neither completed nor aborted: what S3 would keep (and bill) as parts."""
-        return sorted(self._uploads)
+        return sorted(u.key for u in self._uploads.values())
 
     async def _request(self, op: str, key: str, part: int | None = None) -> None:
         self.requests[op] += 1
@@ -139,3 +146,13 @@ class MemoryStore:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part size {part_size} is below S3's minimum {MIN_PART_SIZE}")
         return _MemoryMultipart(self, key, part_size)
+
+    async def uploads(self, prefix: str = "") -> AsyncIterator[Upload]:
+        await self._request("list_multipart_uploads", prefix)
+        for upload in sorted(self._uploads.values(), key=lambda u: (u.key, u.initiated)):
+            if upload.key.startswith(prefix):
+                yield upload
+
+    async def abort_upload(self, upload: Upload) -> None:
+        await self._request("abort_multipart_upload", upload.key)
+        self._uploads.pop(upload.upload_id, None)

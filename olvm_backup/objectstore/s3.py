@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..config import S3Settings
 from ..errors import BackupError, ObjectNotFound, StoreError, StoreGaveUp, StoreRefused
 from ..retry import OBJECT_STORE, retry
-from .base import MIN_PART_SIZE, ObjectInfo, PartCutter
+from .base import MIN_PART_SIZE, ObjectInfo, PartCutter, Upload
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +228,23 @@ class S3Store:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part size {part_size} is below S3's minimum {MIN_PART_SIZE}")
         return _S3Multipart(self, key, part_size)
+
+    async def uploads(self, prefix: str = "") -> AsyncIterator[Upload]:
+        markers: dict[str, str] = {}
+        while True:
+            page = await self._call("list_multipart_uploads", prefix, Bucket=self.bucket, Prefix=prefix, **markers)
+            for item in page.get("Uploads", []):
+                yield Upload(item["Key"], item["UploadId"], item["Initiated"].timestamp())
+            if not page.get("IsTruncated"):
+                return
+            markers = {"KeyMarker": page.get("NextKeyMarker", ""), "UploadIdMarker": page.get("NextUploadIdMarker", "")}
+
+    async def abort_upload(self, upload: Upload) -> None:
+        try:
+            await self._call("abort_multipart_upload", upload.key, Bucket=self.bucket, Key=upload.key,
+                             UploadId=upload.upload_id)
+        except ObjectNotFound:
+            pass  # completed or aborted meanwhile (NoSuchUpload): gone either way
 
 
 def sign_payload(endpoint_url: str) -> bool:

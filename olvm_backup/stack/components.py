@@ -67,6 +67,18 @@ def object_store(host: str, port: int, directory: Path, log_file: Path, *,
     )
 
 
+# Where `rclone serve s3` streams a multipart upload until it completes: a hidden file beside the object's, named
+# for the upload, moved into place on completion and removed on abort (it lists and aborts uploads as S3 does).
+# An rclone stopped or killed meanwhile leaves it behind, and no later one knows of it.
+MULTIPART_FILE = ".rclone_temp_multipart_"  # + the upload's id
+
+
+def multipart_leftovers(directory: Path) -> list[Path]:
+    """The files of unfinished multipart uploads under an object store's `directory`: with no rclone serving it,
+    uploads that no one can ever finish."""
+    return sorted(p for p in directory.rglob(MULTIPART_FILE + "*") if p.is_file())
+
+
 def moto(host: str, port: int, log_file: Path) -> ManagedProcess:
     """moto's S3 over real HTTP, in memory: for tests."""
     return ManagedProcess(

@@ -22,7 +22,7 @@ from ..errors import BackupError
 from ..kafka import ensure_topics
 from ..objectstore import open_store
 from . import components
-from .processes import ManagedProcess, pid_alive, split_hostport
+from .processes import ManagedProcess, pid_alive, port_open, split_hostport
 from .s3rver_layout import adopt_s3rver_objects
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,16 @@ async def _prepare(settings: Settings) -> None:
     await ensure_topics(settings.kafka)
 
 
+def _remove_multipart_leftovers(objects: Path) -> None:
+    """What uploads of an earlier run left (a writer or the store killed mid-pack): tens of MiB each, never
+    finished; the chunks they held were written again into other packs."""
+    leftovers = components.multipart_leftovers(objects) if objects.exists() else []
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    if leftovers:
+        log.warning("removed %d unfinished multipart upload(s) an earlier run left in %s", len(leftovers), objects)
+
+
 class EmbeddedStack:
     def __init__(self, settings: Settings, *, readers: int = 1, writers: int = 1) -> None:
         self.settings = settings
@@ -82,6 +92,8 @@ class EmbeddedStack:
         if adopted:
             log.warning("moved %d objects that an earlier embedded store (s3rver) left in %s to plain files",
                         adopted, objects)
+        if not port_open(s3_host, s3_port):  # no store serves the files yet, so no upload is live
+            _remove_multipart_leftovers(objects)
         self.infra.append(components.object_store(s3_host, s3_port, objects, self.logs / "object-store.log",
                                                   access_key=s.s3.access_key, secret_key=s.s3.secret_key).start())
         asyncio.run(_prepare(s))
@@ -102,6 +114,7 @@ class EmbeddedStack:
             "data_dir": str(self.settings.data_dir),
             "kafka": self.settings.kafka.bootstrap_servers,
             "s3": self.settings.s3.endpoint_url,
+            "objects": str(self.settings.data_dir / "objects"),  # where that endpoint keeps them (space.py)
             "bucket": self.settings.s3.bucket,
             "processes": {p.name: {"pid": p.pid, "log": str(p.log_file)} for p in self.infra}
             | {svc.name: {"pid": svc.process.pid, "log": str(svc.process.log_file)} for svc in self.services},

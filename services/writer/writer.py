@@ -20,6 +20,7 @@ from olvm_backup.errors import BackupError
 from olvm_backup.kafka import Bus, LeasedConsumer, Message
 from olvm_backup.objectstore import open_store
 from olvm_backup.repository.packs import OpenPack, PackBuilder
+from olvm_backup.repository.uploads import AbandonedUploads
 from schemas import ChunkData, PackStored, StoreFault
 from schemas.topics import CHUNKS, PACKS, STORE_FAULTS, WRITER_LEASES, WRITERS_GROUP
 
@@ -142,8 +143,12 @@ async def main(settings: Settings) -> None:
         packs = PackBuilder(store, max_size=settings.pipeline.pack_size)
         writer = Writer(bus, consumer, packs, name)
         async with consumer:
+            # Uploads that killed writers left: the store would keep their parts for good.
+            tidy = asyncio.create_task(AbandonedUploads(store).keep_sweeping(), name="abandoned uploads")
             try:
                 await consumer.run(lambda chunk, where: writer.on_chunk(chunk, where), commit_each=False,
                                    after_batch=writer.after_batch, poll_ms=100)
             finally:
+                tidy.cancel()
+                await asyncio.gather(tidy, return_exceptions=True)
                 await writer.stop()

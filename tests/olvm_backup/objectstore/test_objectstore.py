@@ -15,6 +15,7 @@ from olvm_backup.errors import BackupError, ObjectNotFound, ProcessStartError, S
 from olvm_backup.objectstore import open_store
 from olvm_backup.objectstore.memory import MemoryStore
 from olvm_backup.objectstore.s3 import sign_payload
+from olvm_backup.repository.uploads import AbandonedUploads
 from olvm_backup.secret import Secret
 from olvm_backup.stack import components
 from olvm_backup.stack.processes import free_port
@@ -201,3 +202,45 @@ async def test_objects_an_earlier_s3rver_store_left_are_served_after_adoption(tm
             assert sorted([i.key async for i in store.list("")]) == ["packs/p1", "packs/p2"]
             assert await store.get("packs/p1") == old
             assert await store.get("packs/p2") == kept
+
+
+async def test_only_abandoned_uploads_are_aborted(store):
+    """A killed writer's upload is aborted once old enough; a live upload and completed objects are left alone."""
+    janitor = AbandonedUploads(store, older_than=1.5, seen_for=1.5)
+    done = os.urandom(11 * MIB)
+    async with await store.multipart("packs/aa/done", part_size=5 * MIB) as upload:
+        await upload.write(done)
+    abandoned = await store.multipart("packs/aa/abandoned", part_size=5 * MIB)
+    await abandoned.write(os.urandom(6 * MIB))  # its first part is sent: the store holds an upload
+    assert await janitor.sweep() == []  # first seen
+    await asyncio.sleep(2.5)  # (S3 gives an upload's start to the second)
+    live = await store.multipart("packs/aa/live", part_size=5 * MIB)
+    live_data = os.urandom(7 * MIB)
+    await live.write(live_data[:6 * MIB])
+    assert sorted([u.key async for u in store.uploads("packs/")]) == ["packs/aa/abandoned", "packs/aa/live"]
+
+    assert [u.key for u in await janitor.sweep()] == ["packs/aa/abandoned"]
+    assert [u.key async for u in store.uploads("packs/")] == ["packs/aa/live"]
+    await live.write(live_data[6 * MIB:])
+    await live.complete()
+    assert await store.get("packs/aa/live") == live_data and await store.get("packs/aa/done") == done
+    with pytest.raises(BackupError):  # the writer that owned it, were it alive after all, cannot complete it
+        await abandoned.complete()
+    await abandoned.abort()
+    assert await store.head("packs/aa/abandoned") is None
+    assert [u async for u in store.uploads("packs/")] == []
+
+
+async def test_the_embedded_store_keeps_a_dropped_upload_in_a_file_until_it_is_aborted(embedded_store, s3_settings):
+    endpoint, _, objects = embedded_store
+    settings = dataclasses.replace(s3_settings, endpoint_url=endpoint, **EMBEDDED_KEYS)
+    async with open_store(settings) as store:
+        dropped = await store.multipart("packs/ab/dropped", part_size=5 * MIB)
+        await dropped.write(os.urandom(11 * MIB))  # two parts, then the writer is gone
+        await asyncio.sleep(1)
+        [left] = components.multipart_leftovers(objects)
+        assert left.stat().st_size >= 5 * MIB and left.parent == objects / settings.bucket / "packs" / "ab"
+        janitor = AbandonedUploads(store, older_than=0, seen_for=0)
+        assert [u.key for u in await janitor.sweep()] == ["packs/ab/dropped"]
+        assert components.multipart_leftovers(objects) == []
+        await dropped.abort()  # (only to end the client's part in flight)

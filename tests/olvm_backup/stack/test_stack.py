@@ -89,3 +89,37 @@ def test_second_up_on_same_data_dir_is_refused(tmp_path):
         assert subprocess.run(CLI + ["status"], env=env, capture_output=True).returncode == 0
     finally:
         _ctrl_c(proc)
+
+
+def test_a_restart_removes_what_unfinished_uploads_left(tmp_path):
+    env = _env(tmp_path / "data", free_port(), free_port())
+    settings = load_settings(environ=env)
+    packs = tmp_path / "data/objects" / settings.s3.bucket / "packs"
+    proc = _start_up(env, tmp_path / "up1.log")
+    try:
+        done = os.urandom(12 << 20)
+
+        async def one_done_one_dropped():
+            async with open_store(settings.s3) as store:
+                async with await store.multipart("packs/aa/done", part_size=5 << 20) as upload:
+                    await upload.write(done)
+                dropped = await store.multipart("packs/aa/dropped", part_size=5 << 20)
+                await dropped.write(os.urandom(11 << 20))  # two parts sent, never completed: a killed writer's
+                await asyncio.sleep(1)
+        asyncio.run(one_done_one_dropped())
+        leftovers = [p for p in packs.rglob("*") if p.is_file() and p.name.startswith(".")]
+        assert len(leftovers) == 1 and leftovers[0].stat().st_size >= 5 << 20, leftovers
+    finally:
+        _ctrl_c(proc)
+    assert leftovers[0].exists(), "the store removed it at its stop: nothing left to show"
+
+    proc = _start_up(env, tmp_path / "up2.log")
+    try:
+        assert [p for p in packs.rglob("*") if p.is_file() and p.name.startswith(".")] == []
+
+        async def read_done():
+            async with open_store(settings.s3) as store:
+                return await store.get("packs/aa/done"), await store.head("packs/aa/dropped")
+        assert asyncio.run(read_done()) == (done, None)
+    finally:
+        _ctrl_c(proc)
