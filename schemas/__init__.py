@@ -5,7 +5,7 @@ from .envelope import SCHEMA_MAJOR, SCHEMA_MINOR, Record, decode, encode, record
 from .errors import DecodeError, SchemaVersionError
 from .records import (
     BackupEvent, BackupOutcome, BackupRequest, ChunkData, DeadLetter, DiskOutcome, PackStored, ReadTask,
-    RestoreEvent, RestoreOutcome, RestoreRequest, StoreFault, TaskResult,
+    RestoreEvent, RestoreOutcome, RestoreRequest, StoreFault, TaskResult, TransferGone,
 )
 from .topics import ALL_TOPICS, Topic
 
@@ -13,5 +13,5 @@ __all__ = [
     "SCHEMA_MAJOR", "SCHEMA_MINOR", "Record", "decode", "encode", "record_types", "records", "ALL_TOPICS", "Topic",
     "DecodeError", "SchemaVersionError",
     "BackupEvent", "BackupOutcome", "BackupRequest", "ChunkData", "DeadLetter", "DiskOutcome", "PackStored",
-    "ReadTask", "RestoreEvent", "RestoreOutcome", "RestoreRequest", "StoreFault", "TaskResult",
+    "ReadTask", "RestoreEvent", "RestoreOutcome", "RestoreRequest", "StoreFault", "TaskResult", "TransferGone",
 ]

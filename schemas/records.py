@@ -130,6 +130,22 @@ class TaskResult(Record):
     bytes_new: int = 0
 
 
+# Added after format 1.4, on read.results beside TaskResult: a snapshotter of 1.4 ignores the unknown record (and
+# waits for its stall timeout, as it did before).
+class TransferGone(Record):
+    """A reader could not read a task: imageio no longer knows the ticket of its transfer (403), which expired or
+    was removed. The snapshotter re-opens the disk's transfer and sends the task again, or fails the backup; it
+    ignores a report on a task it has the result of or a transfer it already replaced (a late redelivery)."""
+
+    backup_id: str
+    task_id: str
+    disk_id: str
+    transfer_url: str = Field(description="the task's transfer_url: which of the disk's transfers is gone")
+    error: str = Field(description="what imageio answered")
+    reader: str
+    at: float
+
+
 class PackStored(Record):
     """A pack object is durable in the store: where each chunk it holds lives."""
 

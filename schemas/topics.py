@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from .envelope import Record
 from .records import (
     BackupEvent, BackupRequest, ChunkData, DeadLetter, PackStored, ReadTask, RestoreEvent, RestoreRequest,
-    StoreFault, TaskResult,
+    StoreFault, TaskResult, TransferGone,
 )
 
 HOUR_MS = 3_600_000
@@ -45,7 +45,7 @@ BACKUP_EVENTS = Topic("backup.events", "request id", (BackupEvent,),
                       "snapshotter, readers, writers", "CLI (progress), audit", -1)
 READ_TASKS = Topic("read.tasks", "none (partitions in turn)", (ReadTask,), "snapshotter", "readers (group)", DAY_MS,
                    work=True)
-READ_RESULTS = Topic("read.results", "backup id", (TaskResult,), "readers", "snapshotter", DAY_MS)
+READ_RESULTS = Topic("read.results", "backup id", (TaskResult, TransferGone), "readers", "snapshotter", DAY_MS)
 CHUNKS = Topic("chunks.<backup>.<wave>", "chunk digest", (ChunkData,), "readers", "writers (leases)", 6 * HOUR_MS,
                work=True, family=True)
 WRITER_LEASES = Topic("writer.leases", "none: never written", (), "nobody",

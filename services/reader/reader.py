@@ -18,7 +18,7 @@ from olvm_backup.kafka import Bus, Consumer, Message
 from olvm_backup.kafka.bus import TopicGone
 from olvm_backup.kafka.follow import Follower
 from olvm_backup.objectstore import open_store
-from schemas import ChunkData, ReadTask
+from schemas import ChunkData, ReadTask, TransferGone
 from schemas.topics import CHUNKS, PACKS, READ_RESULTS, READ_TASKS
 
 from .reading import PARALLEL_CHUNKS, read_task
@@ -29,8 +29,9 @@ GROUP = "readers"
 
 
 class Reader:
-    def __init__(self, bus: Bus, index: ChunkIndex, engine: EngineSettings) -> None:
+    def __init__(self, bus: Bus, index: ChunkIndex, engine: EngineSettings, name: str = "reader") -> None:
         self._bus = bus
+        self._name = name
         self._engine = engine
         self._index = index
 
@@ -46,10 +47,14 @@ class Reader:
         except* TopicGone:  # raised by one of the task's parallel chunks
             log.info("task %s: abandoned, its backup wave ended meanwhile (topic %s is gone)", task.task_id,
                      task.chunk_topic)
-        except* TicketGone:
-            # The snapshotter ends the transfers once every task has a result, or when the backup fails: this
-            # is a redelivered copy of a task already read, or the backup is over. Either way nobody waits for it.
-            log.info("task %s: abandoned, the disk's transfer is over (imageio: no such ticket)", task.task_id)
+        except* TicketGone as gone:
+            # The ticket expired or was removed mid-backup, or the snapshotter ended the transfer itself (this is a
+            # late copy of a task already read). Only the snapshotter can tell: it is told, and judges.
+            error = _first(gone)
+            log.warning("task %s: the disk's transfer is gone (%s); told the snapshotter", task.task_id, error)
+            await self._bus.publish(READ_RESULTS, TransferGone(
+                backup_id=task.backup_id, task_id=task.task_id, disk_id=task.disk_id, transfer_url=task.transfer_url,
+                error=str(error), reader=self._name, at=time.time()), key=task.backup_id)
         finally:
             self._bus.forget(task.chunk_topic)
 
@@ -75,6 +80,12 @@ class Reader:
                  result.bytes_read, len(result.chunks), result.bytes_new, time.monotonic() - started, over)
 
 
+def _first(group: BaseException) -> BaseException:
+    while isinstance(group, BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group
+
+
 async def main(settings: Settings) -> None:
     name = f"reader@{socket.gethostname()}:{os.getpid()}"
     index = ChunkIndex()
@@ -82,6 +93,6 @@ async def main(settings: Settings) -> None:
         # Follow new packs first, then load the stored indexes: no pack falls between the two.
         async with Follower(settings.kafka, PACKS, index.add_record, client_id=name + "/packs"):
             await index.load(store)
-            reader = Reader(bus, index, settings.engine)
+            reader = Reader(bus, index, settings.engine, name)
             async with Consumer(settings.kafka, bus, [READ_TASKS], GROUP, client_id=name, max_batch=1) as consumer:
                 await consumer.run(reader.on_task)

@@ -31,8 +31,10 @@ class PlannedTask:
     connections: int        # the task's share of the ticket's max_readers
     extents: list[Extent]   # the disk's, clipped to the range
 
-    def record(self, backup_id: str, chunk_size: int, chunk_topic: str) -> ReadTask:
-        transfer = self.disk.transfer
+    def record(self, backup_id: str, chunk_size: int, chunk_topic: str,
+               transfer: TransferInfo | None = None) -> ReadTask:
+        """The task for readers, on `transfer` when the disk's first one was replaced (reopen.py)."""
+        transfer = transfer or self.disk.transfer
         return ReadTask(
             backup_id=backup_id, task_id=self.task_id, disk_id=self.disk.plan.disk.disk_id,
             transfer_url=transfer.transfer_url, proxy_url=transfer.proxy_url, incremental=self.disk.plan.incremental,

@@ -8,7 +8,7 @@ from typing import Awaitable, Callable
 
 from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.errors import BackupError
-from schemas import PackStored, StoreFault, TaskResult
+from schemas import PackStored, StoreFault, TaskResult, TransferGone
 
 
 # Seconds every result of a wave may be in while the count of its chunks in no stored pack stays the same, before
@@ -33,6 +33,7 @@ class _Job:
     fault: StoreFault | None = None  # the latest from a writer about a pack with this backup's chunks
     fault_untold: bool = False
     fault_told_at: float = float("-inf")
+    gone: list[TransferGone] = field(default_factory=list)  # reports not yet given to a wait's `lost`
 
 
 class Tracker:
@@ -46,10 +47,15 @@ class Tracker:
     def forget(self, backup_id: str) -> None:
         self._jobs.pop(backup_id, None)
 
-    def on_result(self, result: TaskResult) -> None:
+    def on_result(self, result: TaskResult | TransferGone) -> None:
         job = self._jobs.get(result.backup_id)
         if job is None or result.task_id not in job.expected:
             return  # another snapshotter's backup, or a late duplicate of a finished one
+        if isinstance(result, TransferGone):
+            if result.task_id not in job.results:  # else a late copy of a task read before its transfer ended
+                job.gone.append(result)
+                job.changed.set()
+            return
         job.results[result.task_id] = result  # a redone task gives an equivalent result: last one wins
         job.last_progress = time.monotonic()
         job.changed.set()
@@ -84,11 +90,14 @@ class Tracker:
     async def wait(self, backup_id: str, tasks: set[str], *, stall_timeout: float,
                    progress: Callable[[TaskResult, int, int], Awaitable[None]],
                    heal: Callable[[set[str]], Awaitable[None]] | None = None,
-                   fault: Callable[[StoreFault], Awaitable[None]] | None = None) -> None:
+                   fault: Callable[[StoreFault], Awaitable[None]] | None = None,
+                   lost: Callable[[list[TransferGone]], Awaitable[None]] | None = None) -> None:
         """Until each of `tasks` has a result and every chunk they name is durable; fails when nothing moves.
         `progress` is called once per result of the backup, whichever wait sees it first. `heal` is given the
         digests still in no stored pack once every result is in and their count has not moved for HEAL_AFTER.
-        `fault` is given the writers' store faults about the backup, at most one per FAULTS_EVERY."""
+        `fault` is given the writers' store faults about the backup, at most one per FAULTS_EVERY. `lost` is given,
+        at once, the readers' reports of a gone transfer on any task of the backup still without a result: it sends
+        those tasks again (progress) or raises."""
         job = self._jobs[backup_id]
         stuck: tuple[int, float] | None = None  # (chunks in no stored pack, since when) once every result is in
         while True:
@@ -97,6 +106,12 @@ class Tracker:
                 job.reported.add(task_id)
                 await progress(job.results[task_id], len(job.reported), len(job.expected))
             await self._tell_faults(job, fault)
+            if lost is not None and job.gone:
+                reports, job.gone = [r for r in job.gone if r.task_id not in job.results], []
+                if reports:
+                    await lost(reports)
+                    job.last_progress = time.monotonic()
+                continue  # look again at once: reports may have come while `lost` worked
             missing = self._missing_chunks(job, tasks)
             if job.results.keys() >= tasks:
                 if not missing:

@@ -14,7 +14,8 @@ from olvm_backup.errors import GaveUp
 from olvm_backup.imageio import ImageioError
 from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.retry import IMAGEIO, is_retriable
-from schemas import ReadTask
+from schemas import ReadTask, TransferGone
+from schemas.topics import READ_RESULTS
 from services.reader.reader import Reader
 
 TOPIC = "chunks.test"
@@ -102,3 +103,42 @@ def test_a_read_task_against_a_failing_imageio_makes_the_documented_number_of_re
     assert isinstance(failed.value, ImageioError) and not is_retriable(failed.value)
     assert "answered 503" in str(failed.value)
     assert Bus.published == []
+
+
+class Forbidden(Unavailable):
+    """A daemon whose ticket is gone: 403 to every request, as imageio answers then."""
+
+    def _fail(self) -> None:
+        self.server.counted()
+        body = b"You are not allowed to access this resource: No such ticket ticket\n"
+        self.send_response(403)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_OPTIONS = do_GET = do_PUT = do_PATCH = _fail
+
+
+class Recording(Bus):
+    def __init__(self) -> None:
+        self.published = []
+
+
+def test_a_task_whose_ticket_is_gone_is_reported_to_the_snapshotter_at_once():
+    host = Counting(Forbidden)
+    threading.Thread(target=host.serve_forever, daemon=True).start()
+    try:
+        task = ReadTask(backup_id="b", task_id="b/d/0", disk_id="d", transfer_url=host.url, proxy_url=None,
+                        incremental=False, offset=0, length=8 << 20, chunk_size=1 << 20, chunk_topic=TOPIC,
+                        connections=4, extents=[(0, 8 << 20, True)])
+        bus = Recording()
+        asyncio.run(Reader(bus, ChunkIndex(), EngineSettings(insecure=True), "reader@h:1").on_task(task, None))
+    finally:
+        host.shutdown()
+        host.server_close()
+    # Not dropped silently (the snapshotter would wait for its stall timeout), not retried (403 stays 403).
+    assert host.count == 1
+    [(topic, report)] = bus.published
+    assert topic is READ_RESULTS and isinstance(report, TransferGone)
+    assert (report.backup_id, report.task_id, report.disk_id, report.transfer_url) == ("b", "b/d/0", "d", host.url)
+    assert "403" in report.error and report.reader == "reader@h:1"

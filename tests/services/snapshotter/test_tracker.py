@@ -8,7 +8,7 @@ import time
 import pytest
 
 from olvm_backup.repository.chunkindex import ChunkIndex
-from schemas import PackStored, StoreFault, TaskResult
+from schemas import PackStored, StoreFault, TaskResult, TransferGone
 from services.snapshotter import tracker as tracker_module
 from services.snapshotter.tracker import ReadersStalled, Tracker
 
@@ -123,3 +123,44 @@ async def test_store_faults_are_told_at_most_every_so_often_and_are_no_progress(
     assert "the object store refused a pack of it: object store: packs/x: InternalError (HTTP 500) #11" \
         in str(stalled.value)
     tracker.on_fault(fault(["gone"], "for a backup nobody waits on"))  # ignored, no error
+
+
+def gone(task: str, url: str = "https://host:54322/images/t1") -> TransferGone:
+    return TransferGone(backup_id="b1", task_id=task, disk_id="d1", transfer_url=url, error="answered 403",
+                        reader="reader@h:1", at=time.time())
+
+
+async def test_a_gone_transfer_is_handed_over_at_once_not_at_the_stall_timeout():
+    tracker = Tracker(ChunkIndex())
+    tracker.expect("b1", {"t1", "t2"})
+    tracker.on_result(result("t1", ["a" * 64]))
+    tracker.on_pack(pack(["a" * 64, "b" * 64]))
+    handed: list[list[str]] = []
+
+    async def lost(reports: list[TransferGone]) -> None:
+        handed.append([r.task_id for r in reports])
+        tracker.on_result(result("t2", ["b" * 64]))  # the task, sent again, is read
+
+    async def report() -> None:
+        await asyncio.sleep(0.2)
+        tracker.on_result(gone("t1"))  # a late copy of a task already read: not handed over
+        tracker.on_result(gone("t2"))
+
+    reporting = asyncio.create_task(report())
+    started = time.monotonic()
+    await tracker.wait("b1", {"t1", "t2"}, stall_timeout=30, progress=progress, lost=lost)
+    await reporting
+    assert handed == [["t2"]]
+    assert time.monotonic() - started < 5
+
+
+async def test_what_lost_raises_ends_the_wait():
+    tracker = Tracker(ChunkIndex())
+    tracker.expect("b1", {"t1"})
+    tracker.on_result(gone("t1"))
+
+    async def lost(reports: list[TransferGone]) -> None:
+        raise RuntimeError("disk d1: no other transfer")
+
+    with pytest.raises(RuntimeError, match="no other transfer"):
+        await asyncio.wait_for(tracker.wait("b1", {"t1"}, stall_timeout=30, progress=progress, lost=lost), 5)
