@@ -19,8 +19,9 @@ async def verify_restore_point(settings: Settings, backup_id: str) -> int:
     print(f"restore point {backup_id} of {manifest.vm_name}: {report.chunks_checked} chunks, "
           f"{human(report.bytes_checked)} verified")
     for d in report.damage:
-        print(f"DAMAGED disk {d.disk} offset {d.offset} length {d.length}: chunk {d.digest[:16]}…: {d.problem}",
-              file=sys.stderr)
+        where = f" in pack {d.pack}" if d.pack else ""
+        print(f"DAMAGED disk {d.disk} offset {d.offset} length {d.length}: chunk {d.digest[:16]}…{where}: "
+              f"{d.problem}", file=sys.stderr)
     if report.ok:
         print("OK: every chunk is present and matches its digest")
         return 0

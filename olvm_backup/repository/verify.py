@@ -18,6 +18,7 @@ class Damage:
     offset: int
     length: int
     digest: str
+    pack: str  # the pack object holding the chunk ('' when the manifest has no location for it)
     problem: str
 
 
@@ -50,7 +51,8 @@ async def verify(store: ObjectStore, manifest: Manifest) -> VerifyReport:
         for d in batch:
             outcome = results.get(d) if d in known else BackupError("the manifest has no location for it")
             if isinstance(outcome, BackupError):
-                damage += [Damage(disk, off, n, d, str(outcome)) for disk, off, n in users[d]]
+                pack = known[d].pack_key if d in known else ""
+                damage += [Damage(disk, off, n, d, pack, str(outcome)) for disk, off, n in users[d]]
             else:
                 checked += len(outcome)
     return VerifyReport(manifest.backup_id, len(digests), checked, sorted(damage, key=lambda x: (x.disk, x.offset)))

@@ -111,11 +111,12 @@ def test_a_corrupt_pack_is_reported_and_never_restored(pipeline, admin, engine_v
     backup(pipeline, "app1", "--exclude", "app1_scratch")
     [point] = restore_points(pipeline, "app1")
     assert pipeline.cli("verify", point["backup_id"]).returncode == 0
-    _corrupt_a_chunk_of(pipeline.settings, point["backup_id"], "app1_os")
+    pack_key = _corrupt_a_chunk_of(pipeline.settings, point["backup_id"], "app1_os")
     r = pipeline.cli("verify", point["backup_id"])
     assert r.returncode != 0
     report = r.stdout + r.stderr
     assert "corrupt" in report.lower() and "app1_os" in report and "offset" in report.lower(), report
+    assert f"in pack {pack_key}" in report, report
     damaged = {line.split()[2] for line in r.stderr.splitlines() if line.startswith("DAMAGED disk ")}
     assert damaged == {"app1_os"}, report
     r = restore(pipeline, point["backup_id"], "--name", "app1-bad")

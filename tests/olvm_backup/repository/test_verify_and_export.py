@@ -66,7 +66,8 @@ async def test_one_corrupt_byte_is_reported_with_disk_and_offset_and_blocks_expo
 
         report = await verify(store, m)
         assert not report.ok
-        assert [(d.disk, d.offset, d.digest) for d in report.damage] == [("root", victim.offset, victim.digest)]
+        assert [(d.disk, d.offset, d.digest, d.pack) for d in report.damage] == [
+            ("root", victim.offset, victim.digest, where.pack_key)]  # the object to look at, or to restore from a copy
         with pytest.raises(ExportError, match=f"disk root at offset {victim.offset}"):
             await export_disk(store, m, m.disks[0], tmp_path / "root.raw")
         assert not (tmp_path / "root.raw").exists()
