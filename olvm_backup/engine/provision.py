@@ -1,9 +1,10 @@
 """Creating things on the engine for a restore: VMs from OVF, disks, attachments, power."""
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Callable
 
+import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 
 from ..retry import ENGINE_CREATE
@@ -47,12 +48,21 @@ async def create_vm_from_ovf(engine: Engine, ovf: str, *, name: str, cluster_id:
     return await engine.call(add, what=f"create VM {name} from its OVF", policy=ENGINE_CREATE)
 
 
-async def create_disk(engine: Engine, *, name: str, size: int, fmt: str, sparse: bool, storage_domain: str,
-                      disk_id: str | None = None, created: Callable[[str], None] = lambda disk_id: None) -> str:
-    """The new disk's id once it is ready; `created(id)` is told as soon as it exists, so that a caller
-    cancelled while it gets ready can still remove it."""
+async def create_disk(engine: Engine, *, disk_id: str, name: str, size: int, fmt: str, sparse: bool,
+                      storage_domain: str) -> str:
+    """Create the disk with the id the caller chose (the engine honours `disk.id` on add), and wait until it is
+    ready. The caller knows the id before the call, so it can remove a disk whose create it never heard back
+    from (cancelled in flight, or an answer lost)."""
+    attempts = 0
+
     def add() -> str:
-        disk = engine.system.disks_service().add(types.Disk(
+        nonlocal attempts
+        attempts += 1
+        disks = engine.system.disks_service()
+        if attempts > 1:  # an earlier attempt may have made it before its answer was lost: the id is ours alone
+            with contextlib.suppress(sdk.NotFoundError):
+                return disks.disk_service(disk_id).get().id
+        disk = disks.add(types.Disk(
             id=disk_id, name=name, alias=name, provisioned_size=size, format=types.DiskFormat(fmt),
             sparse=sparse, content_type=types.DiskContentType.DATA,
             # The engine tracks changed blocks (CBT) only for qcow2 disks and refuses it for raw ones.
@@ -60,7 +70,6 @@ async def create_disk(engine: Engine, *, name: str, size: int, fmt: str, sparse:
             storage_domains=[types.StorageDomain(id=storage_domain)]))
         return disk.id
     new_id = await engine.call(add, what=f"create disk {name}", policy=ENGINE_CREATE)
-    created(new_id)
     await engine.wait_for(lambda: engine.system.disks_service().disk_service(new_id).get(),
                           lambda d: _enum(d.status) == "ok",
                           failed=lambda d: "disk became illegal" if _enum(d.status) == "illegal" else None,

@@ -4,11 +4,18 @@ New VM (default): imported from the saved OVF without its disk references
 (so the engine never attaches the original disks to the copy), fresh disks
 created with the original size and format, uploaded, attached as they were.
 
-The VM and the empty disks are created side by side while the first disk's
-chunks come in. Disks are uploaded one at a time (a transfer is opened only
-when its upload starts, so none idles towards its inactivity timeout, and
-one upload's buffers are in memory at once); a disk's finalize overlaps the
-next disk's upload; the disks are attached once all hold their data.
+Everything that can be found wrong without touching the engine is checked
+first (`_plan`: the restore point and its disks, the target VM or the new
+VM's free name, the cluster, each disk's storage domain, the OVF), so a
+restore refused there creates nothing. The VM and the empty disks are then
+created side by side while the first disk's chunks come in. Each new disk's
+id is chosen here and noted for the undo before the engine is asked (the
+engine honours a given disk id), and the new VM's name before it is asked
+for the VM, so a create cancelled while its call is in flight is undone too.
+Disks are uploaded one at a time (a transfer is opened only when its upload
+starts, so none idles towards its inactivity timeout, and one upload's
+buffers are in memory at once); a disk's finalize overlaps the next disk's
+upload; the disks are attached once all hold their data.
 `replace` keeps the original VM's id, and removes the original only once
 the restored disks hold their data: a restore that fails before leaves it
 untouched. `target_vm` restores disks into an existing VM. On failure
@@ -20,13 +27,14 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import AsyncIterator
 
 from olvm_backup.repository import catalog
 from olvm_backup.repository.chunkfetch import ChunkFetcher
 from olvm_backup.config import Settings
-from olvm_backup.engine import Engine
+from olvm_backup.engine import Engine, EngineNotFound
 from olvm_backup.engine import cbt, provision
 from olvm_backup.engine.connection import waits_told_to
 from olvm_backup.engine.vms import find_vm
@@ -43,6 +51,19 @@ from schemas.topics import RESTORE_EVENTS
 from .upload import Windows, upload_disk
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a restore will create, all checked before anything is."""
+
+    manifest: Manifest
+    disks: list[DiskRecord]
+    storage_domains: list[str]  # one per disk: where its new disk goes
+    target_vm: str | None       # the existing VM the disks go into (--target-vm)
+    name: str = ""              # else the VM to create: its name, cluster and OVF
+    cluster: str = ""
+    ovf: str = ""
 
 
 @dataclass
@@ -63,7 +84,8 @@ class RestoreJob:
         self.request = request
         self.started = time.monotonic()
         self.created_vm: str | None = None
-        self.created_disks: list[str] = []
+        self.creating_vm: str | None = None  # the name of a VM asked for, until the engine names its id
+        self.created_disks: list[str] = []  # ids chosen here, noted before each create call
         self.original_removed = False  # replace: from here on the restored disks are all that is left of the VM
         self.bytes_total = 0
         self.bytes_done = 0
@@ -100,42 +122,102 @@ class RestoreJob:
         return round(time.monotonic() - self.started, 3)
 
     async def _undo(self) -> None:
+        """Remove what this restore created, each part on its own (one failing does not keep the others). The
+        engine runs our calls one at a time in order, so a create whose caller was cancelled has finished (or
+        was never sent) by the time these look for what it made."""
         if self.request.keep_failed or self.original_removed:
             return
-        if self.created_vm:
-            with contextlib.suppress(Exception):
-                await provision.remove_vm(self.engine, self.created_vm)
-        for disk_id in self.created_disks:
-            with contextlib.suppress(Exception):
+        vm_id = self.created_vm
+        try:
+            if vm_id is None and self.creating_vm:  # asked for, answer never heard: the name was free before
+                vm_id = await provision.vm_exists(self.engine, self.creating_vm)
+            if vm_id:
+                await provision.remove_vm(self.engine, vm_id)
+        except Exception as e:
+            log.warning("restore %s: could not remove the VM it created (%s): %s", self.request.request_id,
+                        vm_id or self.creating_vm, e)
+        for disk_id in self.created_disks:  # removing one that was never made answers not found: nothing to do
+            try:
                 await provision.remove_disk(self.engine, disk_id)
+            except Exception as e:
+                log.warning("restore %s: could not remove the disk it created (%s): %s", self.request.request_id,
+                            disk_id, e)
 
     def _selected(self, manifest: Manifest) -> list[DiskRecord]:
         if not self.request.disks:
             return list(manifest.disks)
         return [manifest.disk(key) for key in self.request.disks]
 
-    async def _run(self) -> str:
+    async def _plan(self) -> _Plan:
+        """Every check that needs no change on the engine, made before any change is: a restore refused here
+        leaves the engine as it was."""
         req = self.request
         manifest = await catalog.find(self.store, req.restore_point)
         disks = self._selected(manifest)
-        self.bytes_total = sum(d.map.data_bytes() for d in disks)
-        cluster = await provision.find_cluster(self.engine, req.cluster) if req.cluster else manifest.vm.get(
-            "cluster_id")
-        if not cluster and not req.target_vm:
+        storage_domains = await self._storage_domains(disks)
+        if req.target_vm:
+            try:
+                target = await find_vm(self.engine, req.target_vm)
+            except EngineNotFound:
+                raise BackupError(f"there is no VM named or with id {req.target_vm!r} to restore into "
+                                  "(--target-vm)") from None
+            return _Plan(manifest, disks, storage_domains, target.vm_id)
+        name = manifest.vm_name if req.replace else (req.name or f"{manifest.vm_name}-restored")
+        if not req.replace and await provision.vm_exists(self.engine, name):
+            raise BackupError(f"a VM named {name} already exists: choose another --name or --replace")
+        cluster = await self._cluster(manifest)
+        ovf = without_disks(await catalog.read_ovf(self.store, manifest))
+        return _Plan(manifest, disks, storage_domains, None, name=name, cluster=cluster, ovf=ovf)
+
+    async def _cluster(self, manifest: Manifest) -> str:
+        asked = self.request.cluster
+        wanted = asked or manifest.vm.get("cluster_id")
+        if not wanted:
             raise BackupError("no target cluster: the restore point does not name one; pass --cluster")
-        target_sd = await provision.find_storage_domain(self.engine, req.storage_domain) \
-            if req.storage_domain else None
+        try:
+            return await provision.find_cluster(self.engine, wanted)
+        except EngineNotFound:
+            raise BackupError(f"there is no cluster {asked!r} (--cluster)" if asked else
+                              f"the restore point's cluster {wanted} is no longer on the engine: pass --cluster"
+                              ) from None
+
+    async def _storage_domains(self, disks: list[DiskRecord]) -> list[str]:
+        """Where each disk's new disk goes: --storage-domain, else the domain the disk was on."""
+        asked = self.request.storage_domain
+        if asked:
+            try:
+                return [await provision.find_storage_domain(self.engine, asked)] * len(disks)
+            except EngineNotFound:
+                raise BackupError(f"there is no storage domain {asked!r} (--storage-domain)") from None
+        found: dict[str, str] = {}
+        for d in disks:
+            if not d.storage_domain:
+                raise BackupError(f"no storage domain for disk {d.name}: pass --storage-domain")
+            if d.storage_domain not in found:
+                try:
+                    found[d.storage_domain] = await provision.find_storage_domain(self.engine, d.storage_domain)
+                except EngineNotFound:
+                    raise BackupError(f"the storage domain {d.storage_domain} of disk {d.name} is no longer on "
+                                      "the engine: pass --storage-domain") from None
+        return [found[d.storage_domain] for d in disks]
+
+    async def _run(self) -> str:
+        req = self.request
+        plan = await self._plan()
+        manifest, disks = plan.manifest, plan.disks
+        self.bytes_total = sum(d.map.data_bytes() for d in disks)
         await self.event("started", f"restoring {len(disks)} disk(s) of {manifest.vm_name} from "
                          f"{manifest.backup_id}", bytes_total=self.bytes_total, bytes_done=0)
 
         fetcher = ChunkFetcher(self.store, manifest.chunk_hash)
         async with contextlib.AsyncExitStack() as windows:  # closes prefetches a failure left behind
             first = await windows.enter_async_context(Windows(manifest, disks[0], fetcher)) if disks else None
-            create_disks = side_by_side(*(self._create_disk(d, target_sd or d.storage_domain) for d in disks))
-            if req.replace:
-                vm_id, disk_ids = None, await create_disks
+            create_disks = side_by_side(*(self._create_disk(d, sd)
+                                          for d, sd in zip(disks, plan.storage_domains, strict=True)))
+            if plan.target_vm or req.replace:
+                vm_id, disk_ids = plan.target_vm, await create_disks
             else:
-                vm_id, disk_ids = await side_by_side(self._target_vm(manifest, cluster), create_disks)
+                vm_id, disk_ids = await side_by_side(self._create_vm(plan), create_disks)
             uploaded: list[_Uploaded] = []
             try:
                 async with asyncio.TaskGroup() as finishing:
@@ -147,7 +229,7 @@ class RestoreJob:
             except BaseExceptionGroup as failed:
                 raise first_failure(failed) from None
         if vm_id is None:  # replace: every disk holds its data, the original can go
-            vm_id = await self._create_vm(manifest, cluster)
+            vm_id = await self._create_vm(plan)
         for done in uploaded:
             d = done.disk
             await provision.attach_disk(self.engine, vm_id, done.disk_id, interface=d.interface, bootable=d.bootable,
@@ -159,40 +241,32 @@ class RestoreJob:
                          f"{status}", vm_id=vm_id, bytes_total=self.bytes_total, bytes_done=self.bytes_done,
                          outcome=RestoreOutcome(duration=self._took(), bytes_sent=self.bytes_done, status=status,
                                                 disks=[d.name for d in disks], consistency=manifest.consistency))
-        self.created_vm = None  # success: nothing to undo
+        self.created_vm = self.creating_vm = None  # success: nothing to undo
         self.created_disks = []
         return vm_id
 
-    async def _target_vm(self, manifest: Manifest, cluster: str | None) -> str:
-        if self.request.target_vm:
-            return (await find_vm(self.engine, self.request.target_vm)).vm_id
-        return await self._create_vm(manifest, cluster)
-
-    async def _create_vm(self, manifest: Manifest, cluster: str) -> str:
+    async def _create_vm(self, plan: _Plan) -> str:
         req = self.request
-        ovf = without_disks(await catalog.read_ovf(self.store, manifest))
         if req.replace:
-            name = manifest.vm_name
-            existing = await provision.vm_exists(self.engine, name)
+            existing = await provision.vm_exists(self.engine, plan.name)
             if existing:
-                await self.event("progress", f"removing the original VM {name} ({existing}) to replace it")
+                await self.event("progress", f"removing the original VM {plan.name} ({existing}) to replace it")
                 self.original_removed = True  # set first: removal may fail half-way
                 await provision.remove_vm(self.engine, existing)
-        else:
-            name = req.name or f"{manifest.vm_name}-restored"
-            if await provision.vm_exists(self.engine, name):
-                raise BackupError(f"a VM named {name} already exists: choose another --name or --replace")
-        self.created_vm = await provision.create_vm_from_ovf(self.engine, ovf, name=name, cluster_id=cluster,
-                                                             regenerate_ids=not req.replace)
-        await self.event("progress", f"VM {name} created ({self.created_vm})", vm_id=self.created_vm)
+        # Noted before the call: a create cancelled in flight still makes the VM, and only its name finds it (the
+        # engine picks a new VM's id). The name was free when the plan looked; another VM given it in between
+        # would be taken for ours.
+        self.creating_vm = plan.name
+        self.created_vm = await provision.create_vm_from_ovf(self.engine, plan.ovf, name=plan.name,
+                                                             cluster_id=plan.cluster, regenerate_ids=not req.replace)
+        await self.event("progress", f"VM {plan.name} created ({self.created_vm})", vm_id=self.created_vm)
         return self.created_vm
 
-    async def _create_disk(self, disk: DiskRecord, storage_domain: str | None) -> str:
-        if not storage_domain:
-            raise BackupError(f"no storage domain for disk {disk.name}: pass --storage-domain")
-        return await provision.create_disk(self.engine, name=disk.name, size=disk.size, fmt=disk.format,
-                                           sparse=disk.sparse, storage_domain=storage_domain,
-                                           created=self.created_disks.append)
+    async def _create_disk(self, disk: DiskRecord, storage_domain: str) -> str:
+        disk_id = str(uuid.uuid4())
+        self.created_disks.append(disk_id)  # before the call: a create cancelled in flight is undone too
+        return await provision.create_disk(self.engine, disk_id=disk_id, name=disk.name, size=disk.size,
+                                           fmt=disk.format, sparse=disk.sparse, storage_domain=storage_domain)
 
     async def _upload(self, disk: DiskRecord, disk_id: str, windows: Windows) -> _Uploaded:
         """The disk's content, through a transfer opened now; on failure the transfer is cancelled."""
