@@ -66,6 +66,13 @@ class StoreRefused(StoreError):
     retriable = False
 
 
+class StoreFull(StoreError):
+    """No room left where the store keeps its objects: nothing passes until someone makes room."""
+
+    retriable = False
+    template = "the object store's disk is full ({reason})"
+
+
 class StoreGaveUp(GaveUp, StoreError):
     """The store kept failing until its budget (OBJECT_STORE) was spent."""
 

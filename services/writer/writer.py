@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import time
+from typing import Callable
 
 from olvm_backup.config import Settings
 from olvm_backup.errors import BackupError
@@ -21,6 +22,7 @@ from olvm_backup.kafka import Bus, LeasedConsumer, Message
 from olvm_backup.objectstore import open_store
 from olvm_backup.repository.packs import OpenPack, PackBuilder
 from olvm_backup.repository.uploads import AbandonedUploads
+from olvm_backup.stack.space import full_disk
 from schemas import ChunkData, PackStored, StoreFault
 from schemas.topics import CHUNKS, PACKS, STORE_FAULTS, WRITER_LEASES, WRITERS_GROUP
 
@@ -45,8 +47,10 @@ class Writer:
     the chunk handler, where the consumer loop would retry the chunk alone and go on committing past the lost
     pack."""
 
-    def __init__(self, bus: Bus, consumer: LeasedConsumer, packs: PackBuilder, name: str) -> None:
+    def __init__(self, bus: Bus, consumer: LeasedConsumer, packs: PackBuilder, name: str, *,
+                 explain: Callable[[BackupError], BackupError] = lambda error: error) -> None:
         self._bus = bus
+        self._explain = explain  # what a store's refusal means, when its answer does not say (a full disk)
         self._consumer = consumer
         self._packs = packs
         self._name = name
@@ -115,6 +119,7 @@ class Writer:
         """Abort the pack, latch the refusal and tell the backups whose chunks the pack held (best effort: the
         broker's trouble must not hide the store's)."""
         await pack.abort()
+        error = self._explain(error)
         self._refused = PackRefused(str(error), pack=pack.pack_key)
         log.error("%s (%d chunks of %d backup(s))", self._refused, len(pack.entries), len(backups))
         if not backups:
@@ -141,7 +146,8 @@ async def main(settings: Settings) -> None:
         consumer = LeasedConsumer(settings.kafka, bus, CHUNKS, WRITER_LEASES, WRITERS_GROUP, client_id=name,
                                   max_batch=64)
         packs = PackBuilder(store, max_size=settings.pipeline.pack_size)
-        writer = Writer(bus, consumer, packs, name)
+        writer = Writer(bus, consumer, packs, name,
+                        explain=lambda error: full_disk(settings, error, settings.pipeline.pack_size))
         async with consumer:
             # Uploads that killed writers left: the store would keep their parts for good.
             tidy = asyncio.create_task(AbandonedUploads(store).keep_sweeping(), name="abandoned uploads")

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
+
+import pytest
 
 
 from olvm_backup.repository.chunkindex import ChunkIndex
@@ -170,3 +174,42 @@ async def test_a_pack_the_store_refuses_is_reported_and_its_chunks_come_back(set
         with components.moto("127.0.0.1", port, tmp_path / "moto-2.log"), writer_process(settings, tmp_path, 2):
             await wait_index(seen, during, timeout=90)
             await check_restorable(settings, during)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 12 MiB file system (a tmpfs: root only) for the embedded store's objects."""
+    disk = tmp_path / "objects"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+@pytest.mark.processes
+async def test_a_full_embedded_store_is_called_full_not_an_internal_error(settings, tmp_path, small_disk):
+    """rclone answers a write to a full disk with a bare "500 Internal Error": the writer of the embedded store
+    (the stack file says where it keeps its objects) says the disk is full, and how full."""
+    await ensure_topics(settings.kafka)
+    port = free_port()
+    settings = dataclasses.replace(settings, s3=dataclasses.replace(settings.s3,
+                                                                    endpoint_url=f"http://127.0.0.1:{port}"))
+    run = settings.data_dir / "run"
+    run.mkdir(parents=True, exist_ok=True)  # as `up` writes it; this test process stands in for `up`
+    (run / "stack.json").write_text(json.dumps({"pid": os.getpid(), "s3": settings.s3.endpoint_url,
+                                                "objects": str(small_disk), "processes": {}}))
+    chunks = {digest(raw): raw for raw in (os.urandom(256 * 1024) for _ in range(80))}  # 20 MiB, incompressible
+    faults: list[StoreFault] = []
+    async with Follower(settings.kafka, STORE_FAULTS, faults.append, client_id="test-faults"):
+        with components.object_store("127.0.0.1", port, small_disk, tmp_path / "store.log",
+                                     access_key=settings.s3.access_key, secret_key=settings.s3.secret_key), \
+                writer_process(settings, tmp_path) as writer:
+            await publish(settings, chunks)
+            deadline = time.monotonic() + 120
+            while not faults:
+                assert time.monotonic() < deadline, f"no fault; writer: {writer.tail()}"
+                await asyncio.sleep(0.2)
+    assert "the object store's disk is full (" in faults[0].error and f"MiB free in {small_disk}" in faults[0].error, \
+        faults[0].error
