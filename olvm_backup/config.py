@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -21,74 +23,195 @@ CONFIG_FILE_ENV = "OLVM_CONFIG"
 MIB = 1 << 20
 
 
-def setting(default: Any, env: str, doc: str, *, shown: str | None = None) -> Any:
-    """One setting; `shown` is how the docs write a default the value itself does not tell (a secret's)."""
-    return field(default=default, metadata={"env": env, "doc": doc, "shown": shown})
+# A setting's check: what is wrong with a value of its type, or None. Every setting has one (`free_form` when any
+# value of the type will do; a test holds every setting to it), applied by load_settings; a check that reads the
+# file system (`reads_files`) is applied by check_files, when a service or `up` starts.
+Check = Callable[[Any], "str | None"]
+
+
+def setting(default: Any, env: str, doc: str, *, check: Check | None = None, shown: str | None = None) -> Any:
+    """One setting; `check` its range or shape; `shown` is how the docs write a default the value itself does not
+    tell (a secret's)."""
+    return field(default=default, metadata={"env": env, "doc": doc, "shown": shown, "check": check})
+
+
+def free_form(value: Any) -> str | None:
+    """Any value of the declared type will do (a command line, a secret, a flag)."""
+    return None
+
+
+def at_least(low: int | float) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value >= low else f"must be at least {low}, not {value}"
+    return check
+
+
+def positive(value: int | float) -> str | None:
+    return None if value > 0 else f"must be more than 0, not {value}"
+
+
+def size(low: int, high: int, multiple: int = 1) -> Check:
+    """Bytes between `low` and `high`, a multiple of `multiple`."""
+    def check(value: int) -> str | None:
+        if not low <= value <= high or value % multiple:
+            step = f" and a multiple of {multiple}" if multiple > 1 else ""
+            return f"must be {low} to {high} bytes{step}, not {value}"
+        return None
+    return check
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: str) -> str | None:
+        return None if value.upper() in choices else f"must be one of {', '.join(choices)}, not {value!r}"
+    return check
+
+
+def matches(pattern: str, what: str) -> Check:
+    regex = re.compile(pattern)
+
+    def check(value: str) -> str | None:
+        return None if regex.fullmatch(value) else f"must be {what}, not {value!r}"
+    return check
+
+
+def url(*schemes: str, empty: str = "") -> Check:
+    """A URL with one of `schemes` and a host; '' too when `empty` says what it means."""
+    def check(value: str) -> str | None:
+        if not value and empty:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 (raises on a port that is not a number)
+        except ValueError as e:
+            return f"not a URL ({e}): {value!r}"
+        if parts.scheme not in schemes or not parts.hostname:
+            allowed = " or ".join(f"{s}://HOST[:PORT]/..." for s in schemes)
+            return f"must be a URL {allowed}{' (or empty: ' + empty + ')' if empty else ''}, not {value!r}"
+        return None
+    return check
+
+
+def host_ports(text: str) -> list[tuple[str, int]]:
+    """'host:port,host:port' (a port-less host gets Kafka's 9092; an IPv6 address in brackets) to pairs; ValueError
+    on what does not parse."""
+    pairs = []
+    for item in text.split(","):
+        m = re.fullmatch(r"\s*(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?\s*", item)
+        port = int(m.group(2) or 9092) if m else 0
+        if not m or not 0 < port < 65536:
+            raise ValueError(f"{item.strip()!r} is not HOST:PORT")
+        pairs.append((m.group(1).strip("[]"), port))
+    return pairs
+
+
+def host_port_list(value: str) -> str | None:
+    try:
+        host_ports(value)
+    except ValueError as e:
+        return f"must be HOST:PORT, comma separated: {e}"
+    return None
+
+
+def pem_file(value: str) -> str | None:
+    """'' (none), or a readable file holding a PEM certificate."""
+    if not value:
+        return None
+    try:
+        text = Path(value).read_bytes()
+    except OSError as e:
+        return f"cannot read {value}: {e.strerror}"
+    return None if b"-----BEGIN CERTIFICATE-----" in text else f"{value} holds no PEM certificate"
+
+
+pem_file.reads_files = True  # type: ignore[attr-defined]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True)
 class KafkaSettings:
     bootstrap_servers: str = setting("127.0.0.1:19092", "OLVM_KAFKA_BOOTSTRAP",
-                                     "Kafka bootstrap servers, comma separated")
+                                     "Kafka bootstrap servers, comma separated", check=host_port_list)
     topic_prefix: str = setting("", "OLVM_KAFKA_TOPIC_PREFIX",
-                                "prefix for every topic name (several installs on one cluster)")
-    replication_factor: int = setting(1, "OLVM_KAFKA_REPLICATION", "replication factor of the topics we create")
+                                "prefix for every topic name (several installs on one cluster)",
+                                check=matches(r"[A-Za-z0-9._-]*", "letters, digits, dots, hyphens or underscores"))
+    replication_factor: int = setting(1, "OLVM_KAFKA_REPLICATION", "replication factor of the topics we create",
+                                      check=positive)
     partitions: int = setting(4, "OLVM_KAFKA_PARTITIONS",
-                              "partitions of the work topics (the readers' parallelism limit)")
+                              "partitions of the work topics (the readers' parallelism limit)",
+                              check=positive)
     fetch_wait_ms: int = setting(100, "OLVM_KAFKA_FETCH_WAIT_MS",
-                                 "longest a fetch waits at the broker for records: part of every hop's latency")
+                                 "longest a fetch waits at the broker for records: part of every hop's latency",
+                                 check=at_least(0))
 
 
 @dataclass(frozen=True)
 class S3Settings:
     endpoint_url: str = setting("http://127.0.0.1:19000", "OLVM_S3_ENDPOINT",
-                                "S3 endpoint URL (AWS, MinIO, Ceph RGW, OCI...; '' = AWS default)")
-    bucket: str = setting("olvm-backup", "OLVM_S3_BUCKET", "bucket holding packs, manifests and the catalog")
+                                "S3 endpoint URL (AWS, MinIO, Ceph RGW, OCI...; '' = AWS default)",
+                                check=url("http", "https", empty="AWS default"))
+    bucket: str = setting("olvm-backup", "OLVM_S3_BUCKET", "bucket holding packs, manifests and the catalog",
+                          check=matches(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]",
+                                        "a bucket name: 3 or more letters, digits, dots, hyphens or underscores"))
     access_key: Secret = setting(Secret("olvm-backup"), "OLVM_S3_ACCESS_KEY", "S3 access key id",
-                                 shown="the embedded store's")
+                                 check=free_form, shown="the embedded store's")
     secret_key: Secret = setting(Secret("olvm-backup"), "OLVM_S3_SECRET_KEY", "S3 secret access key",
-                                 shown="the embedded store's")
-    region: str = setting("us-east-1", "OLVM_S3_REGION", "S3 region")
-    create_bucket: bool = setting(True, "OLVM_S3_CREATE_BUCKET", "create the bucket when it is missing")
+                                 check=free_form, shown="the embedded store's")
+    region: str = setting("us-east-1", "OLVM_S3_REGION", "S3 region",
+                          check=matches(r"[A-Za-z0-9_-]+", "a region name (letters, digits, hyphens)"))
+    create_bucket: bool = setting(True, "OLVM_S3_CREATE_BUCKET", "create the bucket when it is missing",
+                                  check=free_form)
 
 
 @dataclass(frozen=True)
 class EngineSettings:
-    url: str = setting("", "OLVM_ENGINE_URL", "engine API root, https://MANAGER/ovirt-engine/api")
-    username: str = setting("admin@internal", "OLVM_ENGINE_USER", "engine user")
-    password: Secret = setting(Secret(""), "OLVM_ENGINE_PASSWORD", "engine password")
-    ca_file: str = setting("", "OLVM_ENGINE_CA_FILE", "CA certificate of the engine and imageio (PEM)")
-    insecure: bool = setting(False, "OLVM_ENGINE_INSECURE", "skip TLS verification (never in production)")
+    url: str = setting("", "OLVM_ENGINE_URL", "engine API root, https://MANAGER/ovirt-engine/api",
+                       check=url("https", "http", empty="no engine"))
+    username: str = setting("admin@internal", "OLVM_ENGINE_USER", "engine user",
+                            check=matches(r"\S+", "a user name (user@profile)"))
+    password: Secret = setting(Secret(""), "OLVM_ENGINE_PASSWORD", "engine password",
+                               check=free_form)
+    ca_file: str = setting("", "OLVM_ENGINE_CA_FILE", "CA certificate of the engine and imageio (PEM)",
+                           check=pem_file)
+    insecure: bool = setting(False, "OLVM_ENGINE_INSECURE", "skip TLS verification (never in production)",
+                             check=free_form)
     imageio_local_socket: bool = setting(True, "OLVM_IMAGEIO_LOCAL_SOCKET",
                                          "a reader or restorer on an imageio daemon's host moves disk data over its "
-                                         "local socket (as imageio's own client does), not TLS")
+                                         "local socket (as imageio's own client does), not TLS", check=free_form)
 
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    chunk_size: int = setting(1 << 20, "OLVM_CHUNK_SIZE", "bytes per chunk (aligned, fixed): the dedup unit")
+    chunk_size: int = setting(1 << 20, "OLVM_CHUNK_SIZE", "bytes per chunk (aligned, fixed): the dedup unit",
+                              check=size(4096, 4 * MIB, multiple=4096))
     task_size: int = setting(128 << 20, "OLVM_TASK_SIZE",
-                             "bytes of disk per read task: the unit readers share and redo")
+                             "bytes of disk per read task: the unit readers share and redo",
+                             check=positive)
     wave_bytes: int = setting(128 << 20, "OLVM_WAVE_BYTES",
                               "bytes of data to read per wave: a wave's chunks share one Kafka topic, "
-                              "deleted once stored")
+                              "deleted once stored", check=positive)
     waves_in_flight: int = setting(3, "OLVM_WAVES_IN_FLIGHT",
-                                   "waves read at once: with OLVM_WAVE_BYTES, bounds what the broker holds")
-    stall_timeout: float = setting(300.0, "OLVM_STALL_TIMEOUT", "seconds a backup may go without any progress")
-    pack_size: int = setting(64 << 20, "OLVM_PACK_SIZE", "bytes per pack object written by a writer")
+                                   "waves read at once: with OLVM_WAVE_BYTES, bounds what the broker holds",
+                                   check=positive)
+    stall_timeout: float = setting(300.0, "OLVM_STALL_TIMEOUT", "seconds a backup may go without any progress",
+                                   check=positive)
+    pack_size: int = setting(64 << 20, "OLVM_PACK_SIZE", "bytes per pack object written by a writer",
+                             check=positive)
     pre_backup_hook: str = setting("", "OLVM_PRE_BACKUP_HOOK",
                                    "command run before each backup, with $OLVM_VM and $OLVM_BACKUP_ID; "
-                                   "its failure fails the backup")
+                                   "its failure fails the backup", check=free_form)
     post_backup_hook: str = setting("", "OLVM_POST_BACKUP_HOOK",
                                     "command run after each backup, with $OLVM_RESULT (completed or failed) too; "
-                                    "its failure is reported, not fatal")
+                                    "its failure is reported, not fatal", check=free_form)
 
 
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = setting(Path("data"), "OLVM_DATA_DIR",
-                             "local state: embedded broker and object store, logs, run files")
-    log_level: str = setting("INFO", "OLVM_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR")
+                             "local state: embedded broker and object store, logs, run files",
+                             check=free_form)
+    log_level: str = setting("INFO", "OLVM_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR",
+                             check=one_of(*LOG_LEVELS))
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     s3: S3Settings = field(default_factory=S3Settings)
     engine: EngineSettings = field(default_factory=EngineSettings)
@@ -115,7 +238,8 @@ def _convert(value: Any, kind: Any, name: str) -> Any:
             return Path(value)
         return kind(value)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{name}: {e}") from None
+        what = {int: "a whole number", float: "a number"}.get(kind)
+        raise ConfigError(f"{name}: must be {what}, not {value!r}" if what else f"{name}: {e}") from None
 
 
 def _build(cls: type, file_section: Mapping[str, Any], environ: Mapping[str, str], prefix: str) -> Any:
@@ -134,10 +258,17 @@ def _build(cls: type, file_section: Mapping[str, Any], environ: Mapping[str, str
             values[f.name] = _build(kind, section, environ, f"{prefix}{f.name}.")
             continue
         env = f.metadata["env"]
+        name = env
         if env in environ:
             values[f.name] = _convert(environ[env], kind, env)
         elif f.name in file_section:
-            values[f.name] = _convert(file_section[f.name], kind, prefix + f.name)
+            name = prefix + f.name
+            values[f.name] = _convert(file_section[f.name], kind, name)
+        check = f.metadata["check"]
+        if check is not None and not getattr(check, "reads_files", False):
+            problem = check(values.get(f.name, f.default))
+            if problem:
+                raise ConfigError(f"{name}: {problem}")
     return cls(**values)
 
 
@@ -157,6 +288,16 @@ def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, s
             raise ConfigError(f"{path} must hold a mapping of settings")
     settings = _build(Settings, data, environ, "")
     return dataclasses.replace(settings, data_dir=settings.data_dir.expanduser().absolute())
+
+
+def check_files(settings: Settings) -> None:
+    """The checks that read files (a CA file that is there, readable, a certificate): run when a service or `up`
+    starts, so that a missing file stops it at once with the setting and the path named, not at the first task
+    (and not `config` or the commands that do not use it)."""
+    for f, value in _leaves(settings):
+        check = f.metadata["check"]
+        if getattr(check, "reads_files", False) and (problem := check(value)):
+            raise ConfigError(f"{f.metadata['env']}: {problem}")
 
 
 def _leaves(obj: Any) -> Iterator[tuple[dataclasses.Field, Any]]:

@@ -11,7 +11,7 @@ import signal
 import sys
 from typing import Awaitable, Callable
 
-from .config import Settings, load_settings
+from .config import Settings, check_files, load_settings
 from .errors import BackupError
 from .logs import setup_logging
 from .secret import Secret
@@ -59,6 +59,7 @@ def run_service(name: str, main: ServiceMain, *, mmap_threshold: int | None = No
     _bounded_malloc(mmap_threshold=mmap_threshold)
     try:
         settings = load_settings()
+        check_files(settings)  # a missing CA file stops the service here, named, not each task later
     except BackupError as e:
         print(f"{name}: {e}", file=sys.stderr)
         sys.exit(2)

@@ -12,9 +12,12 @@ from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, RESTORE_EVENTS, RESTO
 from ..config import Settings
 from ..kafka import Bus
 from ..kafka.follow import Follower
+from ..kafka.probe import BrokerUnreachable, answers, require_broker
 from .progress import ProgressBar, duration, human
 
 FINAL = {"completed", "failed", "cancelled"}
+PROBE_EVERY = 2.0  # seconds without an event between two checks that the broker still answers
+PROBES_LOST = 2  # checks in a row it did not answer before the CLI says so and stops following (a restart passes)
 
 
 async def submit(settings: Settings, requests_topic, events_topic, request, key: str, wait: bool,
@@ -27,13 +30,15 @@ async def submit(settings: Settings, requests_topic, events_topic, request, key:
         if event.request_id == request.request_id:
             events.put_nowait(event)
 
+    # Asked first, so that a broker that is not there is one clear line at once, not a Kafka client's retries.
+    await require_broker(settings.kafka)
     async with Bus(settings.kafka, client_id="olvm-backup-cli") as bus, \
             Follower(settings.kafka, events_topic, mine, client_id="olvm-backup-cli/events"):
         await bus.publish(requests_topic, request, key=key)
         print(f"requested: {request.request_id}", file=sys.stderr)
         if not wait:
             return 0, None
-        return await _follow(events, timeout, summary)
+        return await _follow(events, timeout, summary, settings, request.request_id)
 
 
 async def request_backup(settings: Settings, vm: str, mode: str, exclude: list[str], quiesce: bool,
@@ -73,15 +78,26 @@ def _restore_summary(bar: ProgressBar, event: RestoreEvent) -> int:
     return 0
 
 
-async def _follow(events: asyncio.Queue, timeout: float, summary) -> tuple[int, object | None]:
+async def _follow(events: asyncio.Queue, timeout: float, summary, settings: Settings,
+                  request_id: str) -> tuple[int, object | None]:
     bar = ProgressBar()
     deadline = time.monotonic() + timeout
+    lost = 0
     while True:
+        left = deadline - time.monotonic()
         try:
-            event = await asyncio.wait_for(events.get(), max(0.1, deadline - time.monotonic()))
+            event = await asyncio.wait_for(events.get(), max(0.1, min(left, PROBE_EVERY)))
         except asyncio.TimeoutError:
-            bar.message(f"no answer within {timeout:.0f}s: is the stack up? (olvm-backup status)")
-            return 2, None
+            if left <= PROBE_EVERY:
+                bar.message(f"no answer within {timeout:.0f}s: is the stack up? (olvm-backup status)")
+                return 2, None
+            # The Kafka client waits out a broker that went away without telling: ask, and say so.
+            lost = 0 if await answers(settings.kafka) else lost + 1
+            if lost >= PROBES_LOST:
+                raise BrokerUnreachable(settings.kafka.bootstrap_servers,
+                                        f"; stopped following request {request_id}") from None
+            continue
+        lost = 0
         if event.kind == "progress" and event.bytes_total:
             bar.update(event.bytes_done or 0, event.bytes_total)
         elif event.kind in ("accepted", "started", "progress", "stored"):

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 
-from ..config import describe, load_settings, settings_table
+from ..config import check_files, describe, load_settings, settings_table
 from ..errors import BackupError
 from ..logs import setup_logging
 from ..runtime import secrets_of
@@ -14,6 +15,7 @@ from ..runtime import secrets_of
 def _up(settings, args) -> int:
     from ..stack.embedded import run_stack
 
+    check_files(settings)  # before anything starts: a missing CA file would crash-loop readers and the restorer
     return run_stack(settings, readers=args.readers, writers=args.writers)
 
 
@@ -140,9 +142,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         setup_logging(settings.log_level, "olvm-backup", secrets_of(settings))
+        if settings.log_level.upper() != "DEBUG":
+            # The CLI says itself when the broker does not answer (kafka/probe.py); the client's own errors would
+            # flood the terminal, about ten lines a second, while it follows a job.
+            logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         return args.func(settings, args)
     except BackupError as e:
         print(f"olvm-backup: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a file named on the command line, a connection no adapter owns: not a bug to trace
+        print(f"olvm-backup: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        from aiokafka.errors import KafkaError  # here: `config` does not load the Kafka client
+        if not isinstance(e, KafkaError):
+            raise  # a bug: its traceback is what a report needs
+        print(f"olvm-backup: Kafka: {e} (is the stack up? `olvm-backup status`)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -89,8 +89,10 @@ def translate(error: Exception) -> Exception:
 
 
 class Engine:
-    def __init__(self, settings: EngineSettings) -> None:
+    def __init__(self, settings: EngineSettings, *, timeout: int = 120) -> None:
+        """`timeout`: seconds one HTTP request may take (a real engine's answers can take long; `status` waits less)."""
         self._settings = settings
+        self._timeout = timeout
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         self._connection: sdk.Connection | None = None
 
@@ -101,7 +103,7 @@ class Engine:
                 raise EngineError("no engine configured: set OLVM_ENGINE_URL (and the user, password and CA file)")
             self._connection = sdk.Connection(
                 url=s.url, username=s.username, password=s.password.reveal(),
-                ca_file=s.ca_file or None, insecure=s.insecure, timeout=120, connections=1,
+                ca_file=s.ca_file or None, insecure=s.insecure, timeout=self._timeout, connections=1,
             )
         return self._connection
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Awaitable, Callable
 
 from aiokafka import TopicPartition
@@ -16,6 +17,8 @@ from .consumer import kafka_consumer, partitions_of
 from .tansu.gapless import Gapless
 
 log = logging.getLogger(__name__)
+
+TELL_EVERY = 30.0  # seconds between two log lines about the same broker outage
 
 
 class Follower:
@@ -43,13 +46,17 @@ class Follower:
     async def _run(self) -> None:
         # Whoever follows (a snapshotter waiting on results and packs) stalls if this task ends: it does not,
         # short of cancellation. A broker error is waited out; a record its handler fails on is logged and passed.
+        told = 0.0  # when a broker error was last logged: one line per TELL_EVERY seconds, not one a second
         while True:
             try:
                 batches = await self._fetch.getmany(500, 10_000)
             except KafkaError as e:
-                log.warning("following %s: %s; trying again", self._name, e)
+                if time.monotonic() - told >= TELL_EVERY:
+                    told = time.monotonic()
+                    log.warning("following %s: %s; trying again", self._name, e)
                 await asyncio.sleep(1.0)
                 continue
+            told = 0.0
             for messages in batches.values():
                 for msg in messages:
                     try:
@@ -72,7 +79,15 @@ class Follower:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        await self._consumer.stop()
+        try:
+            await self._consumer.stop()
+        except asyncio.CancelledError:
+            # aiokafka's fetcher, closing, awaits a fetch it has just cancelled (one backing off from a broker that
+            # is gone) and so raises that cancellation: not ours, unless this task is being cancelled too.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            await self._consumer._client.close()  # what stop() had still to do
 
     async def __aenter__(self) -> "Follower":
         await self.start()
