@@ -1,14 +1,19 @@
 """What a running backup holds open on the engine, kept in object storage.
 
-A snapshotter killed mid-backup leaves its journal behind; a snapshotter that
-starts, and every running one from time to time, closes what an abandoned
-journal names: cancels the transfers, finalizes the engine backup. Nothing
-stays locked on the engine because a process died. A journal is abandoned
-when its owner is a dead process on this host, or when its owner has not
-refreshed it for STALE_AFTER seconds (a running backup refreshes it every
-HEARTBEAT): several snapshotters can share a bucket without closing each
-other's backups. A journal carries its format version, checked on read like
-the manifest's (schemas/FORMAT.md).
+A snapshotter killed mid-backup leaves its journal behind, and so does a job
+that failed or was stopped while the engine could not be made to close what
+it held (an engine outage longer than the retry budget). A snapshotter that
+starts, and every running one from time to time (the janitor), closes what an
+abandoned journal names: cancels the transfers, finalizes the engine backup,
+and deletes the journal only once all of it has ended on the engine, trying
+again on every sweep until then. Nothing stays locked on the engine because a
+process died or the engine was away. A journal is abandoned when its job has
+ended (`ended`; the job's own process knows that of its jobs even before the
+journal says it), when its owner is a dead process on this host, or when its
+owner has not refreshed it for STALE_AFTER seconds (a running backup
+refreshes it every HEARTBEAT): several snapshotters can share a bucket
+without closing each other's backups. A journal carries its format version,
+checked on read like the manifest's (schemas/FORMAT.md).
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field, fields
+from typing import Awaitable, Callable
 
 from olvm_backup.engine import Engine
 from olvm_backup.engine.cbt import cancel_transfer, finalize_backup
@@ -50,6 +56,10 @@ class JournalEntry:
     started_at: float = field(default_factory=time.time)
     owner: str = ""          # host:pid of the snapshotter running it
     alive_at: float = 0.0    # when its owner last saved it
+    # How its job ended, once it has: "failed", or "interrupted" (its snapshotter stopped; the request runs
+    # again). Set, the job's event is out and any janitor closes what the journal still names. Added after 1.0:
+    # absent, the job was still running (or was killed).
+    ended: str = ""
 
 
 def encode_journal(entry: JournalEntry) -> bytes:
@@ -76,11 +86,21 @@ def process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+# This process's journals not deleted yet, by backup id: the truth about its own jobs, also when the store could
+# not be told (a job ended while the store was away). Kept per process, as `owner` is.
+_mine: dict[str, JournalEntry] = {}
+
+
 def abandoned(entry: JournalEntry, now: float) -> bool:
+    if entry.ended:
+        return True
     host, _, pid = entry.owner.rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
         if int(pid) == os.getpid():
-            return False
+            # One of this process's jobs that has ended, or of an earlier process with this pid (a restarted
+            # container's snapshotter is pid 1 again).
+            mine = _mine.get(entry.backup_id)
+            return mine is None or bool(mine.ended)
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
@@ -101,6 +121,7 @@ class Journal:
 
     async def save(self) -> None:
         self.entry.alive_at = time.time()
+        _mine[self.entry.backup_id] = self.entry
         await self._store.put(self.key, encode_journal(self.entry))
 
     async def keep_alive(self) -> None:
@@ -114,6 +135,19 @@ class Journal:
 
     async def close(self) -> None:
         await self._store.delete(self.key)
+        _mine.pop(self.entry.backup_id, None)
+
+    async def hand_over(self, engine: Engine, ended: str) -> bool:
+        """Once its job has ended (`ended`): close what the journal still names on the engine. True when nothing is
+        left open and the journal is deleted; otherwise it is kept, marked ended, for the janitor (any snapshotter's,
+        this one's too) to close the rest once the engine answers."""
+        closed = await close_on_engine(engine, self.entry)
+        self.entry.ended = ended  # in memory before the store: this process's janitor knows even if the store does not
+        if closed:
+            await self.close()
+            return True
+        await self.save()
+        return False
 
 
 async def running_backups(store: ObjectStore) -> list[str]:
@@ -121,8 +155,26 @@ async def running_backups(store: ObjectStore) -> list[str]:
     return [info.key[len(PREFIX):].removesuffix(".json") async for info in store.list(PREFIX)]
 
 
-async def clean_leftovers(store: ObjectStore, engine: Engine) -> list[JournalEntry]:
-    """Close everything abandoned journals name; returns what was cleaned."""
+async def close_on_engine(engine: Engine, entry: JournalEntry) -> bool:
+    """Cancel the transfers and finalize the engine backup `entry` names, forgetting each once it has ended; True
+    when nothing is left open. Idempotent: what has ended already is only looked at."""
+    for transfer_id in list(entry.transfers):
+        if await cancel_transfer(engine, transfer_id) and transfer_id in entry.transfers:
+            entry.transfers.remove(transfer_id)
+    if entry.engine_backup:
+        try:
+            await finalize_backup(engine, entry.vm_id, entry.engine_backup)
+            entry.engine_backup = None
+        except Exception as e:  # the engine is away: kept, tried again
+            log.error("could not finalize engine backup %s: %s", entry.engine_backup, e)
+    return not entry.transfers and not entry.engine_backup
+
+
+async def clean_leftovers(store: ObjectStore, engine: Engine,
+                          interrupted: Callable[[JournalEntry], Awaitable[None]] | None = None) -> list[JournalEntry]:
+    """Close everything abandoned journals name; returns the journals closed and deleted. A journal whose job never
+    said how it ended (its snapshotter was killed) is told to `interrupted` once, and marked so. One the engine
+    could not close yet is kept, saying what is still open, and tried again on the next call."""
     cleaned = []
     async for info in store.list(PREFIX):
         try:
@@ -132,16 +184,21 @@ async def clean_leftovers(store: ObjectStore, engine: Engine) -> list[JournalEnt
             continue
         if not abandoned(entry, time.time()):
             continue  # a backup another snapshotter (or this one) is running
-        log.warning("cleaning up after interrupted backup %s of VM %s (owner %s)", entry.backup_id, entry.vm_id,
-                    entry.owner or "unknown")
-        for transfer_id in entry.transfers:
-            await cancel_transfer(engine, transfer_id)
-        if entry.engine_backup:
-            try:
-                await finalize_backup(engine, entry.vm_id, entry.engine_backup)
-            except Exception as e:  # keep the journal: the next start tries again
-                log.error("could not finalize engine backup %s: %s", entry.engine_backup, e)
-                continue
-        await store.delete(info.key)
-        cleaned.append(entry)
+        if entry.owner == process_name():
+            entry = _mine.get(entry.backup_id, entry)  # what this process knows of its own job is newer
+        if not entry.ended:
+            log.warning("cleaning up after interrupted backup %s of VM %s (owner %s)", entry.backup_id,
+                        entry.vm_id, entry.owner or "unknown")
+            if interrupted is not None:
+                await interrupted(entry)
+            entry.ended = "interrupted"
+        else:
+            log.info("closing what backup %s (%s) left open on the engine: %s", entry.backup_id, entry.ended,
+                     ", ".join([*entry.transfers, *filter(None, [entry.engine_backup])]) or "nothing")
+        if await close_on_engine(engine, entry):
+            await store.delete(info.key)
+            _mine.pop(entry.backup_id, None)
+            cleaned.append(entry)
+        else:  # kept, marked ended (told) and without what did end: the next sweep tries the rest
+            await store.put(info.key, encode_journal(entry))
     return cleaned

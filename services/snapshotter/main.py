@@ -3,7 +3,8 @@
 It runs one backup at a time per process (run several for parallel VMs: the
 requests topic is partitioned by VM). Before taking requests, and every
 SWEEP_EVERY seconds after, it closes what abandoned backups (of a killed
-snapshotter, here or on another host; see journal.py) left open on the engine.
+snapshotter, here or on another host, and of its own jobs whose cleanup the
+engine refused; see journal.py) left open on the engine.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from schemas import BackupEvent, BackupRequest
 from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, PACKS, READ_RESULTS, STORE_FAULTS
 
 from .job import BackupJob, Context
-from .journal import clean_leftovers, running_backups
+from .journal import JournalEntry, clean_leftovers, running_backups
 from .tracker import Tracker
 from .waves import sweep
 
@@ -58,12 +59,18 @@ async def main(settings: Settings) -> None:
 
 
 async def recover(settings: Settings, store, engine: Engine, bus: Bus) -> None:
-    """Close what abandoned backups left on the engine, report them failed, and free their chunk topics."""
-    for entry in await clean_leftovers(store, engine):
+    """Close what abandoned backups left on the engine (of killed snapshotters, and of jobs whose own cleanup
+    failed), and free their chunk topics. A killed snapshotter's backup is not failed: its request was never
+    committed, so it runs again from the start (a new backup) when a snapshotter takes it, and that run sends the
+    request's one final event; this one only says why it starts over."""
+    async def interrupted(entry: JournalEntry) -> None:
         await bus.publish(BACKUP_EVENTS, BackupEvent(
-            request_id=entry.request_id, backup_id=entry.backup_id, vm=entry.vm_id, kind="failed",
-            message="interrupted (snapshotter stopped); its transfers and engine backup were closed",
-            at=time.time()), key=entry.request_id)
+            request_id=entry.request_id, backup_id=entry.backup_id, vm=entry.vm_id, kind="progress",
+            message=f"backup {entry.backup_id} was interrupted (its snapshotter stopped); what it held open on the "
+                    "engine is being closed, and the request runs again from the start when a snapshotter takes it",
+            at=time.time(), detail={"interrupted": entry.backup_id}), key=entry.request_id)
+
+    await clean_leftovers(store, engine, interrupted)
     await sweep(settings.kafka, bus, await running_backups(store))
 
 

@@ -75,6 +75,44 @@ class Pipeline:
                 return left
             time.sleep(1.0)
 
+    def backup_events(self) -> dict[str, list]:
+        """Every BackupEvent on the topic so far, by request id, in order: the audit trail an admin reads."""
+        from aiokafka import TopicPartition
+        from olvm_backup.kafka.consumer import kafka_consumer, partitions_of
+        from schemas import decode
+        from schemas.topics import BACKUP_EVENTS
+
+        async def read() -> dict[str, list]:
+            consumer = kafka_consumer(self.settings.kafka, group=None, client_id="test-events",
+                                      fetch_max_bytes=8 * MIB)
+            await consumer.start()
+            try:
+                name = BACKUP_EVENTS.full_name(self.settings.kafka.topic_prefix)
+                tps = [TopicPartition(name, p) for p in sorted(await partitions_of(consumer, name))]
+                consumer.assign(tps)
+                for tp in tps:
+                    consumer.seek(tp, 0)
+                end = await consumer.end_offsets(tps)
+                events: dict[str, list] = {}
+                while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+                    for records in (await consumer.getmany(timeout_ms=1000)).values():
+                        for r in records:
+                            event = decode(r.value, BACKUP_EVENTS.records)
+                            events.setdefault(event.request_id, []).append(event)
+                return events
+            finally:
+                await consumer.stop()
+        return asyncio.run(read())
+
+    def journals(self) -> list[str]:
+        """The snapshotter's journals in the bucket: backups it holds (or held) something open on the engine for."""
+        from olvm_backup.objectstore import open_store
+
+        async def keys() -> list[str]:
+            async with open_store(self.settings.s3) as store:
+                return [info.key async for info in store.list("jobs/")]
+        return asyncio.run(keys())
+
     def cli(self, *args: str, timeout: float = 600):
         import subprocess
         return subprocess.run([sys.executable, "-m", "olvm_backup.cli.main", *args], env=self.env,

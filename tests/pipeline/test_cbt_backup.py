@@ -202,32 +202,45 @@ def test_failures_and_cancellation_leave_the_engine_clean(pipeline, admin, engin
     assert engine_view.leftovers() == []
     assert restore_points(pipeline, "app1") == [], "a failed backup is no restore point"
 
-    # The snapshotter is stopped mid-backup (SIGTERM): it cancels and closes what it opened.
-    proc = subprocess.Popen([sys.executable, "-m", "olvm_backup.cli.main", "backup", "big1", "--wait"],
-                            env=pipeline.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The snapshotter is stopped mid-backup (SIGTERM): it closes what it opened. The backup is interrupted, not
+    # failed: its request was not committed, so it runs again from the start once a snapshotter is back, and
+    # `--wait` follows it to that run's end, its one final event.
+    stopped = subprocess.Popen([sys.executable, "-m", "olvm_backup.cli.main", "backup", "big1", "--wait",
+                                "--mode", "full"], env=pipeline.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
     _wait_for_log(pipeline.logs / "reader.log", "reading disk")
     pipeline.stop("snapshotter")
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode != 0
     assert engine_view.leftovers() == []
-
-    # Killed (SIGKILL) mid-backup: the next snapshotter finds what it left and closes it.
+    assert stopped.poll() is None, "the CLI took an interrupted backup for finished"
     snap = pipeline.start("snapshotter", "snapshotter")
+    _, stopped_err = stopped.communicate(timeout=600)
+    assert stopped.returncode == 0, stopped_err
+    assert "interrupted: the snapshotter is stopping" in stopped_err, stopped_err
+
+    # Killed (SIGKILL) mid-backup: the next snapshotter finds what it left and closes it, says so, and the
+    # request runs again to its one final event.
     seen = (pipeline.logs / "reader.log").read_text().count("reading disk")
-    proc = subprocess.Popen([sys.executable, "-m", "olvm_backup.cli.main", "backup", "big1", "--wait",
-                             "--timeout", "60"], env=pipeline.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    killed = subprocess.Popen([sys.executable, "-m", "olvm_backup.cli.main", "backup", "big1", "--wait",
+                               "--mode", "full"], env=pipeline.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
     _wait_for_log(pipeline.logs / "reader.log", "reading disk", after=seen + 1)
     snap.kill()
     assert engine_view.leftovers(settle=1.0) != [], "the killed snapshotter left its backup open"
     pipeline.processes.pop("snapshotter")
     pipeline.start("snapshotter", "snapshotter")
+    _, killed_err = killed.communicate(timeout=600)
+    assert killed.returncode == 0, killed_err
+    assert "was interrupted (its snapshotter stopped)" in killed_err, killed_err
     assert engine_view.leftovers(settle=60) == []
     # The stopped and the killed backup's chunk topics: deleted when it stopped, or by the next snapshotter
     # (which also sweeps away one that a reader, still publishing, brought back on a create-on-produce broker).
     assert pipeline.chunk_topics(settle=60) == [], "the chunk topics of stopped backups were not deleted"
-    proc.kill()
-    proc.communicate()
+    # One request, one final event: what the CLI said is what the audit trail says.
+    events = pipeline.backup_events()
+    for cli_err in (stopped_err, killed_err):
+        request_id = re.search(r"requested: (\S+)", cli_err).group(1)
+        assert [e.kind for e in events[request_id] if e.kind in ("completed", "failed", "cancelled")] == \
+            ["completed"], [(e.kind, e.message) for e in events[request_id]]
 
 
 def test_a_quiesced_backup_requires_the_freeze_unless_told_otherwise(pipeline, admin, engine_view):
