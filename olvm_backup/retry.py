@@ -35,9 +35,11 @@ class RetryPolicy:
 
 # The budgets. A request is tried at most `attempts` times in all: no layer above its adapter retries it.
 ENGINE = RetryPolicy("engine", attempts=6, deadline=120.0)
-ENGINE_CREATE = RetryPolicy("engine create", attempts=3, deadline=120.0)  # a retried create may make a twin
+ENGINE_CREATE = RetryPolicy("engine create", attempts=3, deadline=120.0)  # a retried VM import may make a twin
 ENGINE_START = RetryPolicy("engine start", attempts=6, deadline=300.0)  # a backup or transfer behind a lock
 ENGINE_LOOKUP = RetryPolicy("engine lookup", attempts=2, deadline=120.0)  # only informs: not worth a long wait
+ENGINE_CHECK = RetryPolicy("engine check", attempts=1, deadline=10.0)  # `status`: tells at once, waits out nothing
+ENGINE_TIDY = RetryPolicy("engine tidy", attempts=2, deadline=60.0)  # housekeeping: the next backup tries again
 IMAGEIO = RetryPolicy("imageio", attempts=4, deadline=60.0)
 OBJECT_STORE = RetryPolicy("object store", attempts=5, deadline=60.0)
 KAFKA_CONNECT = RetryPolicy("Kafka connect", attempts=10, deadline=30.0)
@@ -46,9 +48,12 @@ DEAD_LETTER = RetryPolicy("dead letter", attempts=10, deadline=120.0)
 # The consumer loop's retry of a handler, for a retriable error that no adapter owns (a chunk's topic not
 # there yet, a record another service has still to produce). An adapter's GaveUp is never retried here.
 HANDLER = RetryPolicy("handler", attempts=3, deadline=120.0)
+# Transfers one disk may have in one backup when imageio loses their tickets (the first, then re-opens); none is
+# re-opened later than `deadline` seconds after the disk's first lost ticket. Past either, the backup fails.
+TRANSFER_REOPEN = RetryPolicy("transfer re-open", attempts=3, deadline=600.0)
 
-POLICIES = (ENGINE, ENGINE_CREATE, ENGINE_START, ENGINE_LOOKUP, IMAGEIO, OBJECT_STORE, KAFKA_CONNECT, KAFKA_JOIN,
-            DEAD_LETTER, HANDLER)
+POLICIES = (ENGINE, ENGINE_CREATE, ENGINE_START, ENGINE_LOOKUP, ENGINE_CHECK, ENGINE_TIDY, IMAGEIO, OBJECT_STORE,
+            KAFKA_CONNECT, KAFKA_JOIN, DEAD_LETTER, HANDLER, TRANSFER_REOPEN)
 
 
 def is_retriable(error: BaseException) -> bool:

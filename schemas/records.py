@@ -130,8 +130,8 @@ class TaskResult(Record):
     bytes_new: int = 0
 
 
-# Added after format 1.4, on read.results beside TaskResult: a snapshotter of 1.4 ignores the unknown record (and
-# waits for its stall timeout, as it did before).
+# Format 1.5, on read.results beside TaskResult: a snapshotter of 1.4 ignores the unknown record (and waits for its
+# stall timeout, as it did before).
 class TransferGone(Record):
     """A reader could not read a task: imageio no longer knows the ticket of its transfer (403), which expired or
     was removed. The snapshotter re-opens the disk's transfer and sends the task again, or fails the backup; it

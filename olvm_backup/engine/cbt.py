@@ -14,7 +14,7 @@ from typing import AsyncIterator
 
 import ovirtsdk4.types as types
 
-from ..retry import ENGINE_LOOKUP, ENGINE_START
+from ..retry import ENGINE, ENGINE_LOOKUP, ENGINE_START, ENGINE_TIDY, RetryPolicy
 from .connection import Engine, EngineError, EngineGaveUp, EngineNotFound
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 BACKUP_READY_DEADLINE = 600.0
 BACKUP_FINAL_DEADLINE = 600.0
 TRANSFER_DEADLINE = 300.0
+CHECKPOINT_REMOVE_DEADLINE = 60.0
 INACTIVITY_TIMEOUT = 900  # seconds a transfer may sit idle while its read tasks wait in the queue
 
 
@@ -50,10 +51,33 @@ def _backup_info(vm_id: str, b: types.Backup) -> BackupInfo:
     return BackupInfo(b.id, vm_id, _phase(b.phase), b.to_checkpoint_id, b.from_checkpoint_id)
 
 
-async def checkpoints(engine: Engine, vm_id: str) -> list[str]:
+@dataclass(frozen=True)
+class CheckpointInfo:
+    checkpoint_id: str
+    parent_id: str | None
+    state: str      # "created", or "invalid" once its bitmaps are lost: no backup can start from it
+    created: float  # seconds since the epoch; 0 when the engine does not say
+
+
+async def checkpoints(engine: Engine, vm_id: str, policy: RetryPolicy = ENGINE) -> list[CheckpointInfo]:
+    """Every checkpoint the engine keeps for the VM, invalid ones too, in the engine's order."""
     items = await engine.call(lambda: engine.system.vms_service().vm_service(vm_id).checkpoints_service().list(),
-                              what=f"list checkpoints of VM {vm_id}")
-    return [c.id for c in items if _phase(getattr(c, "state", None)) != "invalid"]
+                              what=f"list checkpoints of VM {vm_id}", policy=policy)
+    return [CheckpointInfo(c.id, c.parent_id, _phase(c.state),
+                           c.creation_date.timestamp() if c.creation_date is not None else 0.0) for c in items]
+
+
+async def remove_checkpoint(engine: Engine, vm_id: str, checkpoint_id: str) -> None:
+    """Remove a checkpoint and its bitmaps from every disk image, and wait until the engine lists it no more (the
+    removal may go on after the call answers). One already gone counts as removed, so a retry is harmless."""
+    svc = lambda: engine.system.vms_service().vm_service(vm_id).checkpoints_service().checkpoint_service(
+        checkpoint_id)
+    try:
+        await engine.call(lambda: svc().remove(), what=f"remove checkpoint {checkpoint_id}", policy=ENGINE_TIDY)
+        await engine.wait_for(lambda: svc().get(), lambda _: False, what=f"checkpoint {checkpoint_id} to go",
+                              deadline=CHECKPOINT_REMOVE_DEADLINE)
+    except EngineNotFound:
+        pass
 
 
 async def get_backup(engine: Engine, vm_id: str, backup_id: str) -> BackupInfo:
@@ -190,7 +214,9 @@ async def finalize_transfer(engine: Engine, transfer_id: str) -> str:
     return phase
 
 
-async def cancel_transfer(engine: Engine, transfer_id: str) -> None:
+async def cancel_transfer(engine: Engine, transfer_id: str) -> bool:
+    """True once the transfer has ended (or is gone); False, logged, when the engine could not be made to end it:
+    whoever holds it open (a job's journal) must try again later."""
     svc = lambda: engine.system.image_transfers_service().image_transfer_service(transfer_id)
     try:
         phase = _phase((await engine.call(lambda: svc().get(), what="read transfer")).phase)
@@ -203,3 +229,5 @@ async def cancel_transfer(engine: Engine, transfer_id: str) -> None:
         pass
     except Exception as e:  # cleanup must not hide the error that brought us here
         log.error("could not cancel transfer %s: %s", transfer_id, e)
+        return False
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from olvm_backup.engine.cbt import CheckpointInfo
 from olvm_backup.engine.vms import DiskInfo
 from olvm_backup.format.chunks import CHUNK_HASH
 from olvm_backup.format.diskmap import DiskMap, Segment
@@ -27,7 +28,7 @@ def select_disks(disks: list[DiskInfo], exclude: Iterable[str]) -> tuple[list[Di
 
 
 def choose_checkpoint(mode: str, previous: Manifest | None,
-                      engine_checkpoints: Iterable[str]) -> tuple[str | None, str]:
+                      engine_checkpoints: Iterable[CheckpointInfo]) -> tuple[str | None, str]:
     """(from_checkpoint or None for full, the reason when full)."""
     if mode == "full":
         return None, "full backup requested"
@@ -38,9 +39,38 @@ def choose_checkpoint(mode: str, previous: Manifest | None,
     if previous.chunk_hash != CHUNK_HASH:  # its maps cannot be laid under chunks named another way
         return None, (f"the last backup {previous.backup_id} names its chunks by {previous.chunk_hash}, this version "
                       f"by {CHUNK_HASH}")
-    if previous.to_checkpoint not in set(engine_checkpoints):
+    on_engine = {c.checkpoint_id: c for c in engine_checkpoints}.get(previous.to_checkpoint)
+    if on_engine is None:
         return None, f"checkpoint {previous.to_checkpoint} of backup {previous.backup_id} is no longer on the engine"
+    if on_engine.state == "invalid":
+        return None, (f"the engine lists checkpoint {previous.to_checkpoint} of backup {previous.backup_id} as "
+                      "invalid: its bitmaps are lost (after a host crash or a disk moved, for instance)")
     return previous.to_checkpoint, ""
+
+
+def in_chain_order(engine_checkpoints: Iterable[CheckpointInfo]) -> list[CheckpointInfo]:
+    """Oldest first, by the parent links (a checkpoint whose parent is not listed starts the chain); what the links
+    leave out follows by creation date."""
+    by_date = sorted(engine_checkpoints, key=lambda c: c.created)
+    ids = {c.checkpoint_id for c in by_date}
+    children = {c.parent_id: c for c in by_date if c.parent_id in ids}
+    ordered = []
+    for root in (c for c in by_date if c.parent_id not in ids):
+        node: CheckpointInfo | None = root
+        while node is not None and node not in ordered:
+            ordered.append(node)
+            node = children.get(node.checkpoint_id)
+    return ordered + [c for c in by_date if c not in ordered]
+
+
+def stale_checkpoints(engine_checkpoints: Iterable[CheckpointInfo], keep: str | None) -> list[CheckpointInfo]:
+    """The checkpoints no backup will start from, oldest first: every one older than `keep` (where the next
+    incremental starts) and every invalid one. Oldest first, because engines of 4.4 remove only a chain's root.
+    Without `keep` on the engine, its age is unknown: only the invalid ones go."""
+    ordered = in_chain_order(engine_checkpoints)
+    ids = [c.checkpoint_id for c in ordered]
+    older = ids.index(keep) if keep in ids else 0
+    return [c for i, c in enumerate(ordered) if i < older or c.state == "invalid"]
 
 
 def plan_disk(disk: DiskInfo, engine_mode: str, previous: Manifest | None, from_checkpoint: str | None,

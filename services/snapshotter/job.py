@@ -28,8 +28,9 @@ from olvm_backup.format.manifest import DiskRecord, Location, Manifest
 from olvm_backup.imageio import Transfer
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
+from olvm_backup.stack.space import check_room
 from olvm_backup.concurrency import side_by_side
-from schemas import BackupEvent, BackupRequest, StoreFault, TaskResult
+from schemas import BackupEvent, BackupRequest, ReadTask, StoreFault, TaskResult
 from schemas.topics import BACKUP_EVENTS, READ_TASKS
 
 from . import outcome
@@ -38,7 +39,9 @@ from .hooks import run_hook
 from .journal import Journal, JournalEntry, process_name
 from .plan import OpenDisk, plan_reads
 from .quiesce import Consistency, plan_consistency
+from .reopen import Reopener
 from .steps import StepTimes
+from .tidy import tidy_checkpoints
 from .tracker import Tracker
 from .waves import ChunkTopics
 
@@ -65,6 +68,7 @@ class BackupJob:
         self.bytes_total = 0
         self.steps = StepTimes()
         self.consistency: Consistency | None = None  # of the guest's file systems, once the engine backup is ready
+        self.journal: Journal | None = None  # once saved: what the job holds open on the engine
 
     async def event(self, kind: str, message: str, **fields) -> None:
         await self.ctx.bus.publish(BACKUP_EVENTS, BackupEvent(
@@ -78,14 +82,18 @@ class BackupJob:
             with waits_told_to(lambda text: self.event("progress", text)):
                 manifest = await self._run()
         except asyncio.CancelledError:
+            # Only its snapshotter stopping cancels a job: the request was not committed and runs again from the
+            # start when a snapshotter takes it, whose run sends the request's one final event. Not "cancelled".
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.event("cancelled", "backup cancelled; engine resources released"))
+                await asyncio.shield(self._interrupted())
             raise
         except Exception as e:
             log.exception("backup %s of %s failed", self.backup_id, self.request.vm) if not isinstance(
                 e, BackupError) else log.error("backup %s of %s failed: %s", self.backup_id, self.request.vm, e)
-            await self.event("failed", str(e), outcome=outcome.failed(e, self.steps, time.monotonic() - self.started,
-                                                                      self.consistency))
+            step = self.steps.failed_in(e)  # which step failed: the error alone may not tell (a spent retry budget)
+            left = await self._hand_over("failed")
+            await self.event("failed", (f"{step}: {e}" if step else str(e)) + left, outcome=outcome.failed(
+                e, self.steps, time.monotonic() - self.started, self.consistency))
             await self._post_hook("failed")
             return None
         # Sent once the transfers and the engine backup are closed too, not at the commit.
@@ -94,6 +102,32 @@ class BackupJob:
                          bytes_total=self.bytes_total, bytes_done=self.bytes_total)
         await self._post_hook("completed")
         return manifest
+
+    async def _hand_over(self, ended: str) -> str:
+        """Once the job has ended: its journal goes if nothing it opened is left on the engine; else it stays, marked
+        ended, and the janitor (this snapshotter's too, every SWEEP_EVERY) closes the rest once the engine answers.
+        Returns what to add to the job's last word: "" when the engine is clean."""
+        journal = self.journal
+        if journal is None:
+            return ""  # it ended before it opened anything on the engine
+        try:
+            if await journal.hand_over(self.ctx.engine, ended):
+                return ""
+        except Exception as e:  # the store is away: this process still knows the job ended (journal.py)
+            log.error("backup %s: could not hand its journal over: %s", self.backup_id, e)
+        entry = journal.entry
+        left = [f"transfer {t}" for t in entry.transfers] + ([f"backup {entry.engine_backup}"]
+                                                            if entry.engine_backup else [])
+        if not left:
+            return ""  # all closed; only the journal's deletion waits for the store (the janitor does it)
+        return (f"; the engine did not close what this backup holds open ({', '.join(left)}): the snapshotter "
+                "closes it as soon as the engine answers")
+
+    async def _interrupted(self) -> None:
+        left = await self._hand_over("interrupted")
+        await self.event("progress", f"backup {self.backup_id} interrupted: the snapshotter is stopping{left}; the "
+                         "request runs again from the start when a snapshotter takes it",
+                         detail={"interrupted": self.backup_id})
 
     async def _post_hook(self, result: str) -> None:
         hook = self.ctx.settings.pipeline.post_backup_hook
@@ -124,6 +158,7 @@ class BackupJob:
                 await self.event("progress", f"incremental not possible, backing up full: {full_reason}")
             journal = Journal(ctx.store, JournalEntry(self.backup_id, vm.vm_id, request.request_id,
                                                       engine_backup=self.backup_id, owner=process_name()))
+            self.journal = journal
             await journal.save()  # before the engine backup exists: a crash from here on is cleaned up
         heartbeat = asyncio.create_task(journal.keep_alive(), name=f"journal {self.backup_id}")
         try:
@@ -134,6 +169,8 @@ class BackupJob:
             await asyncio.gather(heartbeat, return_exceptions=True)
             self.ctx.tracker.forget(self.backup_id)
         await journal.close()
+        # Before "completed": a next backup asked for on completion would find the VM locked by the removals.
+        await tidy_checkpoints(ctx.engine, vm.vm_id, manifest.to_checkpoint, lambda text: self.event("progress", text))
         return manifest
 
     async def _with_engine_backup(self, vm, disks, excluded, previous, from_checkpoint, full_reason,
@@ -143,18 +180,23 @@ class BackupJob:
         created_at = time.time()
         consistency = plan_consistency(self.request.quiesce, vm.status, vm.guest_agent)
         asked = time.monotonic()
-        async with cbt.running_backup(ctx.engine, vm.vm_id, [d.disk_id for d in disks], from_checkpoint,
-                                      description, backup_id=self.backup_id,
-                                      require_consistency=consistency.require) as started:
+        async with self.steps.entering("engine start", cbt.running_backup(
+                ctx.engine, vm.vm_id, [d.disk_id for d in disks], from_checkpoint, description,
+                backup_id=self.backup_id, require_consistency=consistency.require)) as started:
             try:
-                backup = await cbt.wait_ready(ctx.engine, vm.vm_id, started.backup_id)
-                modes = await cbt.backup_disk_modes(ctx.engine, vm.vm_id, backup.backup_id)
-            except EngineError as e:
-                if not consistency.require or isinstance(e, EngineGaveUp):  # an outage is no failed freeze
-                    raise
-                raise BackupError(f"{e}. This backup required the guest's file systems to be frozen: if the engine "
-                                  "could not freeze them (its events on the VM say), a backup with --no-quiesce "
-                                  "goes on without them frozen") from e
+                with self.steps.blame("engine start"):
+                    try:
+                        backup = await cbt.wait_ready(ctx.engine, vm.vm_id, started.backup_id)
+                        modes = await cbt.backup_disk_modes(ctx.engine, vm.vm_id, backup.backup_id)
+                    except EngineError as e:
+                        # The hint only where it helps: the engine's events say the freeze failed (not a backup
+                        # stuck on its way to ready, nor an engine away, where those events cannot be read).
+                        if consistency.require and not isinstance(e, EngineGaveUp) and \
+                                await cbt.freeze_outcome(ctx.engine, self.backup_id) == "failed":
+                            raise BackupError(f"{e}: the engine could not freeze the guest's file systems (its "
+                                              "events on the VM say so) and this backup required them frozen; a "
+                                              "backup with --no-quiesce goes on without them frozen") from e
+                        raise
             finally:
                 self.steps.add("engine start", time.monotonic() - asked)
             plans = [plan_disk(d, modes.get(d.disk_id, "full"), previous, from_checkpoint, full_reason)
@@ -190,13 +232,16 @@ class BackupJob:
         # stop reading, then the topics go (a reader still publishing then gets TopicGone and gives up).
         topics = await transfers.enter_async_context(ChunkTopics(ctx.settings.kafka, self.backup_id))
 
-        async def open_one(plan: DiskPlan) -> OpenDisk:
-            transfer = await cbt.open_transfer(ctx.engine, plan.disk.disk_id, engine_backup)
+        async def open_journaled(disk_id: str) -> cbt.TransferInfo:
+            transfer = await cbt.open_transfer(ctx.engine, disk_id, engine_backup)
             # Registered as soon as it is open (no await in between): a failed sibling cancels this task, and
             # the exit stack then cancels this transfer on the engine.
             journal.entry.transfers.append(transfer.transfer_id)
             transfers.push_async_callback(self._cancel_if_open, journal, transfer.transfer_id)
-            return await self._probe(plan, transfer)
+            return transfer
+
+        async def open_one(plan: DiskPlan) -> OpenDisk:
+            return await self._probe(plan, await open_journaled(plan.disk.disk_id))
 
         with self.steps.step("open transfers"):
             # One transfer per disk, opened side by side: each takes the engine a few polls to start.
@@ -209,7 +254,28 @@ class BackupJob:
                      disk.plan.disk.name, disk.max_readers, ctx.settings.kafka.partitions,
                      reads.connections[disk.plan.disk.disk_id])
         self.bytes_total = reads.bytes_total
+        # Before a byte is read: an embedded store whose disk fills mid-backup answers only "500 Internal Error".
+        await asyncio.to_thread(check_room, ctx.settings, reads.bytes_to_read)
         ctx.tracker.expect(self.backup_id, reads.task_ids)
+        sent: dict[str, ReadTask] = {}  # every task published, as last published
+
+        async def reopen(disk_id: str, old: cbt.TransferInfo) -> cbt.TransferInfo:
+            await self._cancel_if_open(journal, old.transfer_id)  # the engine may not have noticed the loss yet
+            new = await open_journaled(disk_id)
+            await journal.save()
+            return new
+
+        async def resend(disk_id: str, transfer: cbt.TransferInfo) -> int:
+            read = ctx.tracker.results(self.backup_id)
+            again = [t for t in sent.values() if t.disk_id == disk_id and t.task_id not in read]
+            for task in again:
+                sent[task.task_id] = task = task.model_copy(update={"transfer_url": transfer.transfer_url,
+                                                                    "proxy_url": transfer.proxy_url})
+                await ctx.bus.publish(READ_TASKS, task)
+            return len(again)
+
+        # A disk's ticket lost mid-backup (readers report it): its transfer re-opened and its tasks sent again.
+        reopener = Reopener(opened, reopen=reopen, resend=resend, tell=lambda text: self.event("progress", text))
         done = {"bytes": 0}
 
         async def progress(result: TaskResult, finished: int, total: int) -> None:
@@ -226,8 +292,10 @@ class BackupJob:
 
         async def finish(wave: tuple[str, set[str]]) -> None:
             topic, task_ids = wave
-            await ctx.tracker.wait(self.backup_id, task_ids, stall_timeout=pipeline.stall_timeout, progress=progress,
-                                   heal=lambda digests: self._resend_lost(topics, topic, digests), fault=store_fault)
+            with self.steps.blame("read and store"):
+                await ctx.tracker.wait(self.backup_id, task_ids, stall_timeout=pipeline.stall_timeout,
+                                       progress=progress, fault=store_fault, lost=reopener.on_lost,
+                                       heal=lambda digests: self._resend_lost(topics, topic, digests))
             await topics.close(topic)
 
         # Waves bound the chunks the broker holds: the next wave is published once an earlier one is stored.
@@ -238,7 +306,10 @@ class BackupJob:
                 await finish(in_flight.popleft())
             topic = await topics.open(w)
             task_ids = set()
-            for task in (reads.tasks[i].record(self.backup_id, pipeline.chunk_size, topic) for i in members):
+            for task in (reads.tasks[i].record(self.backup_id, pipeline.chunk_size, topic,
+                                               reopener.transfer(reads.tasks[i].disk.plan.disk.disk_id))
+                         for i in members):
+                sent[task.task_id] = task
                 await ctx.bus.publish(READ_TASKS, task)  # no key: the partitions in turn, one reader after another
                 task_ids.add(task.task_id)
             in_flight.append((topic, task_ids))
@@ -253,14 +324,14 @@ class BackupJob:
         async def release_engine() -> None:
             # With every task read, the engine is not needed until the commit: the transfers and the engine
             # backup end while the writers seal the last packs. (A task redelivered after this finds its ticket
-            # gone and is dropped; its result is in already.)
+            # gone; its reader's report is ignored, as its result is in already.)
             await ctx.tracker.all_read(self.backup_id)
             with self.steps.step("engine release"):
                 await side_by_side(*(self._finalize_transfer(journal, t) for t in list(journal.entry.transfers)))
                 phase = await cbt.finalize_backup(ctx.engine, vm_id, engine_backup)
-            if phase != "succeeded":
-                raise BackupError(f"the engine ended backup {engine_backup} {phase}: its checkpoint is not one to "
-                                  "build on, so this restore point is not committed")
+                if phase != "succeeded":
+                    raise BackupError(f"the engine ended backup {engine_backup} {phase}: its checkpoint is not one "
+                                      "to build on, so this restore point is not committed")
 
         await side_by_side(drain(), release_engine())
         by_disk: dict[str, list[TaskResult]] = {p.disk.disk_id: [] for p in plans}
@@ -310,8 +381,9 @@ class BackupJob:
 
     async def _cancel_if_open(self, journal: Journal, transfer_id: str) -> None:
         if transfer_id in journal.entry.transfers:
-            await asyncio.shield(cbt.cancel_transfer(self.ctx.engine, transfer_id))
-            journal.entry.transfers.remove(transfer_id)
+            # One the engine would not cancel stays in the journal: the janitor closes it later.
+            if await asyncio.shield(cbt.cancel_transfer(self.ctx.engine, transfer_id)):
+                journal.entry.transfers.remove(transfer_id)
 
     async def _commit(self, vm, plans, excluded, results, ovf, backup, previous, created_at) -> Manifest:
         ctx = self.ctx

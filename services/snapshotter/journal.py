@@ -39,7 +39,7 @@ STALE_AFTER = 60.0   # a journal not refreshed for this long belongs to a snapsh
 # The journal's format: JSON of JournalEntry's fields and "v": [major, minor]. A newer minor may only add fields
 # (passed over here); journals written before it had a version have none and are 1.0.
 JOURNAL_MAJOR = 1
-JOURNAL_MINOR = 0
+JOURNAL_MINOR = 1  # 1.1: `ended`
 
 
 class JournalError(BackupError):

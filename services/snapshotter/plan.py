@@ -54,6 +54,11 @@ class ReadPlan:
         return sum(t.length for t in self.tasks)
 
     @property
+    def bytes_to_read(self) -> int:
+        """Data (full) or dirty data (incremental) the tasks read: at most what the store is sent."""
+        return sum(t.to_read for t in self.tasks)
+
+    @property
     def task_ids(self) -> set[str]:
         return {t.task_id for t in self.tasks}
 

@@ -97,6 +97,9 @@ def test_a_restart_removes_what_unfinished_uploads_left(tmp_path):
     packs = tmp_path / "data/objects" / settings.s3.bucket / "packs"
     proc = _start_up(env, tmp_path / "up1.log")
     try:
+        status = subprocess.run(CLI + ["status"], env=env, capture_output=True, text=True)
+        [disk] = [line for line in status.stdout.splitlines() if "object store disk" in line]
+        assert str(tmp_path / "data/objects") in disk and " GiB free" in disk, status.stdout
         done = os.urandom(12 << 20)
 
         async def one_done_one_dropped():

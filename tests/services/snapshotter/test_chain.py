@@ -1,11 +1,13 @@
 """Which disks go incremental, which full, and why."""
 from __future__ import annotations
 
+from olvm_backup.engine.cbt import CheckpointInfo
 from olvm_backup.engine.vms import DiskInfo
 from olvm_backup.format.diskmap import DiskMap, Segment
 from olvm_backup.format.manifest import DiskRecord, Manifest
 from schemas import TaskResult
-from services.snapshotter.chain import build_map, choose_checkpoint, plan_disk, select_disks
+from services.snapshotter.chain import (build_map, choose_checkpoint, in_chain_order, plan_disk, select_disks,
+                                         stale_checkpoints)
 
 
 def disk(disk_id, name, size=1 << 20) -> DiskInfo:
@@ -18,17 +20,45 @@ def previous(disks) -> Manifest:
     return Manifest("b0", "vm", "web", "full", 1, 2, "cp0", None, None, "k", "r", "cli", records, {})
 
 
+def cp(checkpoint_id, parent_id=None, state="created", created=0.0) -> CheckpointInfo:
+    return CheckpointInfo(checkpoint_id, parent_id, state, created)
+
+
 def test_checkpoint_choice_says_why_full():
     prev = previous([disk("d1", "root")])
-    assert choose_checkpoint("auto", prev, ["cp0"]) == ("cp0", "")
-    assert choose_checkpoint("full", prev, ["cp0"])[0] is None
-    cp, why = choose_checkpoint("incremental", prev, ["cpX"])
-    assert cp is None and "no longer on the engine" in why
-    cp, why = choose_checkpoint("auto", None, [])
-    assert cp is None and "no earlier backup" in why
+    assert choose_checkpoint("auto", prev, [cp("cp0")]) == ("cp0", "")
+    assert choose_checkpoint("full", prev, [cp("cp0")])[0] is None
+    chosen, why = choose_checkpoint("incremental", prev, [cp("cpX")])
+    assert chosen is None and "no longer on the engine" in why
+    chosen, why = choose_checkpoint("auto", None, [])
+    assert chosen is None and "no earlier backup" in why
     prev.chunk_hash = "sha256"  # written by a version that named chunks by SHA-256: its maps cannot be reused
-    cp, why = choose_checkpoint("auto", prev, ["cp0"])
-    assert cp is None and "names its chunks by sha256" in why
+    chosen, why = choose_checkpoint("auto", prev, [cp("cp0")])
+    assert chosen is None and "names its chunks by sha256" in why
+
+
+def test_a_checkpoint_the_engine_lists_invalid_is_said_to_be_invalid_not_gone():
+    # After a host lost the bitmaps the engine still lists the checkpoint, as invalid.
+    chosen, why = choose_checkpoint("auto", previous([disk("d1", "root")]), [cp("cp0", state="invalid")])
+    assert chosen is None
+    assert "invalid" in why and "bitmaps are lost" in why and "no longer on the engine" not in why, why
+
+
+def test_stale_checkpoints_are_the_older_ones_and_the_invalid_ones_oldest_first():
+    # Listed out of order; the parent links give the chain a <- b <- c <- d <- e.
+    chain = [cp("c", "b", created=3), cp("a", None, "invalid", created=1), cp("e", "d", created=5),
+             cp("b", "a", created=2), cp("d", "c", "invalid", created=4)]
+    assert [c.checkpoint_id for c in in_chain_order(chain)] == ["a", "b", "c", "d", "e"]
+    assert [c.checkpoint_id for c in stale_checkpoints(chain, "c")] == ["a", "b", "d"]
+    assert [c.checkpoint_id for c in stale_checkpoints(chain, "e")] == ["a", "b", "c", "d"]
+    # Where the next incremental starts is not on the engine: how old the others are is unknown, only invalid go.
+    assert [c.checkpoint_id for c in stale_checkpoints(chain, None)] == ["a", "d"]
+    assert [c.checkpoint_id for c in stale_checkpoints(chain, "gone")] == ["a", "d"]
+    # The root removed on an engine that re-parents: the new root's parent is not listed; the order still holds.
+    assert [c.checkpoint_id for c in stale_checkpoints(chain[:1] + chain[2:], "e")] == ["b", "c", "d"]
+    # Links the engine does not give: the creation dates order them.
+    loose = [cp("y", created=2), cp("x", created=1), cp("z", created=3)]
+    assert [c.checkpoint_id for c in stale_checkpoints(loose, "z")] == ["x", "y"]
 
 
 def test_hot_added_disk_goes_full_while_the_other_stays_incremental():

@@ -33,6 +33,7 @@ def test_tasks_cover_each_disk_with_their_own_extents_and_connections():
     assert plan.tasks[1].extents == [Extent(64 * MIB, 36 * MIB, True), Extent(100 * MIB, 28 * MIB, False)]
     assert plan.connections == {"root": 2, "data": 1}  # 8 // 4 tasks at once; at least one
     assert plan.bytes_total == 320 * MIB
+    assert plan.bytes_to_read == 164 * MIB  # what a full store must have room for, not the disks' size
     assert plan.task_ids == {"b1/root/0", "b1/root/1", "b1/root/2", "b1/data/0"}
 
     record = plan.tasks[3].record("b1", MIB, "chunks.b1.0")
