@@ -60,7 +60,7 @@ def settings(tmp_path, kafka_settings, s3_settings) -> Settings:
 # classed fast that starts a process anyway (an unlisted fixture, a forgotten mark) fails, so the tier cannot drift.
 # ---------------------------------------------------------------------------------------------------------------------
 
-PROCESS_FIXTURES = {"broker", "moto_endpoint", "embedded_store", "sim"}
+PROCESS_FIXTURES = {"broker", "moto_endpoint", "embedded_store", "sim", "small_disk"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects on the marks
@@ -94,3 +94,15 @@ def pytest_runtest_setup(item):
 def pytest_runtest_call(item):
     with _no_processes(item):
         return (yield)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 12 MiB file system (a tmpfs: root only) for the embedded store's objects."""
+    disk = tmp_path / "objects"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)

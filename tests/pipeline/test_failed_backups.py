@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 import uuid
 
-import pytest
 
 from olvm_backup.config import KafkaSettings, S3Settings, Settings
 from olvm_backup.engine import Engine, cbt
@@ -63,18 +61,6 @@ async def test_an_engine_that_stays_away_fails_the_step_it_stopped(sim, admin, e
     assert message.startswith("prepare: find VM app1: gave up after "), message
     assert "will retry" not in message, message
     assert engine_view.leftovers() == []
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 12 MiB file system (a tmpfs: root only) for the embedded store's objects."""
-    disk = tmp_path / "objects"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs: {mounted.stderr.decode().strip()}")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
 async def test_a_backup_larger_than_the_embedded_stores_free_space_fails_before_reading(

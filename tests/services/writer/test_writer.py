@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -174,18 +173,6 @@ async def test_a_pack_the_store_refuses_is_reported_and_its_chunks_come_back(set
         with components.moto("127.0.0.1", port, tmp_path / "moto-2.log"), writer_process(settings, tmp_path, 2):
             await wait_index(seen, during, timeout=90)
             await check_restorable(settings, during)
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 12 MiB file system (a tmpfs: root only) for the embedded store's objects."""
-    disk = tmp_path / "objects"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs: {mounted.stderr.decode().strip()}")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
 @pytest.mark.processes
