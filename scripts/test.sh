@@ -10,4 +10,4 @@ if [ "${1:-}" = "--fast" ]; then
 fi
 scripts/setup.sh
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest -q -rfEs "${select[@]}" "$@"
+exec .venv/bin/python -m pytest -q -rfEs --durations=15 "${select[@]}" "$@"
