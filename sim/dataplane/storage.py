@@ -105,6 +105,18 @@ class DiskStore:
         run("qemu-img", "create", "-q", "-f", vol["fmt"], str(d / vol["file"]), str(size))
         self._save(disk_id, {"size": size, "format": fmt, "volumes": [vol], "checkpoints": [], "backups": {}})
 
+    def extend(self, disk_id: str, size: int) -> None:
+        """Grow the disk's virtual size, as vdsm extends an image: only the active (top) volume grows; the volumes
+        snapshots froze keep the size they had."""
+        with self._lock(disk_id):
+            meta = self._meta(disk_id)
+            if size < meta["size"]:
+                raise StorageError(f"cannot shrink disk {disk_id} from {meta['size']} to {size}")
+            path, fmt = self._top(disk_id, meta)
+            run("qemu-img", "resize", "-q", "-f", fmt, str(path), str(size))
+            meta["size"] = size
+            self._save(disk_id, meta)
+
     def exists(self, disk_id: str) -> bool:
         return (self._dir(disk_id) / "meta.json").exists()
 

@@ -93,9 +93,15 @@ class Api:
             r.add_get(f"{p}/{coll}/{{id}}", fn)
         r.add_get(p + "/storagedomains/{sd}/disksnapshots", self.sd_disk_snapshots)
         r.add_get(p + "/storagedomains/{sd}/disksnapshots/{id}", self.sd_disk_snapshots)
+        r.add_get(p + "/storagedomains/{sd}/disks", self.sd_disks)
+        r.add_get(p + "/storagedomains/{sd}/disks/{id}", self.sd_disks)
+        r.add_post(p + "/storagedomains/{sd}/disks", self.add_disk)
+        r.add_put(p + "/storagedomains/{sd}/disks/{id}", self.update_disk)
+        r.add_delete(p + "/storagedomains/{sd}/disks/{id}", self.remove_disk)
         r.add_get(p + "/vms", self.vms)
         r.add_post(p + "/vms", self.add_vm)
         r.add_get(p + "/vms/{vm}", self.vm)
+        r.add_put(p + "/vms/{vm}", self.update_vm)
         r.add_delete(p + "/vms/{vm}", self.remove_vm)
         for verb in ("start", "stop", "shutdown"):
             r.add_post(p + f"/vms/{{vm}}/{verb}", self.power)
@@ -103,6 +109,7 @@ class Api:
         r.add_get(p + "/vms/{vm}/diskattachments", self.attachments)
         r.add_get(p + "/vms/{vm}/diskattachments/{id}", self.attachments)
         r.add_post(p + "/vms/{vm}/diskattachments", self.attach)
+        r.add_put(p + "/vms/{vm}/diskattachments/{id}", self.update_attachment)
         r.add_delete(p + "/vms/{vm}/diskattachments/{id}", self.detach)
         r.add_get(p + "/vms/{vm}/snapshots", self.snapshots)
         r.add_get(p + "/vms/{vm}/snapshots/{id}", self.snapshots)
@@ -125,6 +132,7 @@ class Api:
         r.add_get(p + "/disks", self.disks)
         r.add_get(p + "/disks/{id}", self.disks)
         r.add_post(p + "/disks", self.add_disk)
+        r.add_put(p + "/disks/{id}", self.update_disk)
         r.add_delete(p + "/disks/{id}", self.remove_disk)
         r.add_get(p + "/disks/{id}/disksnapshots", self.disk_snapshots)
         r.add_get(p + "/imagetransfers", self.transfers)
@@ -307,18 +315,28 @@ class Api:
         body = await _body(request)
         if not isinstance(body, t.Disk):
             raise incomplete("Disk [provisioned_size, format, storage_domains] required for add")
-        sds = body.storage_domains or []
-        sd = self.engine.storage_domain(sds[0].id if sds else None, sds[0].name if sds else None)
-        if body.format is None:
-            raise incomplete("Disk [format] required for add")
-        disk = self.engine.add_disk(
-            disk_id=body.id, name=body.name or body.alias, size=body.provisioned_size, fmt=_enum(body.format),
-            sparse=body.sparse if body.sparse is not None else True, sd=sd,
-            backup=_enum(body.backup) or "none", content_type=_enum(body.content_type) or "data",
-            description=body.description or "", correlation_id=_correlation(request))
+        disk = self.engine.add_disk(disk_id=body.id, correlation_id=_correlation(request),
+                                    **self._new_disk(request, body))
         return _one(render.disk(disk), 202)
 
+    def _new_disk(self, request, body: t.Disk) -> dict:
+        """A disk definition to add: its storage domain is the one in the path (/storagedomains/{sd}/disks), else
+        the first of disk.storage_domains."""
+        if "sd" in request.match_info:
+            sd = self.engine.get("storage_domains", request.match_info["sd"], "storage domain")
+        else:
+            sds = body.storage_domains or []
+            sd = self.engine.storage_domain(sds[0].id if sds else None, sds[0].name if sds else None)
+        if body.format is None:
+            raise incomplete("Disk [format] required for add")
+        return dict(name=body.name or body.alias, size=body.provisioned_size, fmt=_enum(body.format),
+                    sparse=body.sparse if body.sparse is not None else True, sd=sd,
+                    backup=_enum(body.backup) or "none", content_type=_enum(body.content_type) or "data",
+                    description=body.description or "")
+
     async def remove_disk(self, request):
+        if "sd" in request.match_info:
+            self._sd_disk(request)
         await self.engine.remove_disk(request.match_info["id"])
         return _action_ok()
 
@@ -336,6 +354,13 @@ class Api:
         body = await _body(request)
         if not isinstance(body, t.DiskAttachment) or body.disk is None:
             raise incomplete("DiskAttachment [disk.id, interface] required for add")
+        if body.disk.id is None:  # a disk definition: the engine adds the disk to the VM
+            self.engine.vm(request.match_info["vm"])
+            att = self.engine.add_vm_disk(
+                request.match_info["vm"], interface=_enum(body.interface), bootable=bool(body.bootable),
+                active=body.active if body.active is not None else True, read_only=bool(body.read_only),
+                correlation_id=_correlation(request), disk_id=None, **self._new_disk(request, body.disk))
+            return _one(render.attachment(att, self.state.get("disks", att["disk_id"])), 201)
         att = self.engine.attach(
             request.match_info["vm"], disk_id=body.disk.id,
             snapshot_id=body.disk.snapshot.id if body.disk.snapshot is not None else None,
@@ -346,6 +371,59 @@ class Api:
     async def detach(self, request):
         self.engine.detach(request.match_info["vm"], request.match_info["id"])
         return _action_ok()
+
+    async def update_attachment(self, request):
+        body = await _body(request)
+        if not isinstance(body, t.DiskAttachment):
+            raise incomplete("DiskAttachment required for update")
+        d = body.disk
+        att = self.engine.update_attachment(
+            request.match_info["vm"], request.match_info["id"], active=body.active, bootable=body.bootable,
+            interface=_enum(body.interface), read_only=body.read_only,
+            name=(d.alias or d.name) if d is not None else None, description=d.description if d is not None else None,
+            size=d.provisioned_size if d is not None else None, correlation_id=_correlation(request))
+        return _one(render.attachment(att, self.state.get("disks", att["disk_id"])))
+
+    def _sd_disk(self, request) -> dict:
+        sd = self.engine.get("storage_domains", request.match_info["sd"], "storage domain")
+        disk = self.engine.get("disks", request.match_info["id"], "disk")
+        if disk["storage_domain_id"] != sd["id"]:
+            raise not_found(f"disk {disk['id']}")
+        return disk
+
+    async def sd_disks(self, request):
+        if "id" in request.match_info:
+            return _one(self._disk(self._sd_disk(request)))
+        sd = self.engine.get("storage_domains", request.match_info["sd"], "storage domain")
+        items = search.select([d for d in self.state.table("disks").values() if d["storage_domain_id"] == sd["id"]],
+                              request.query.get("search"), {
+                                  "name": lambda d: [d["name"]], "alias": lambda d: [d["name"]],
+                                  "id": lambda d: [d["id"]], "status": lambda d: [d["status"]]},
+                              case_sensitive=_flag(request, "case_sensitive"), max_items=_max(request))
+        return _many([self._disk(d) for d in items], "disks")
+
+    async def update_disk(self, request):
+        if "sd" in request.match_info:
+            self._sd_disk(request)
+        body = await _body(request)
+        if not isinstance(body, t.Disk):
+            raise incomplete("Disk required for update")
+        disk = self.engine.update_disk(request.match_info["id"], name=body.alias or body.name,
+                                       description=body.description, size=body.provisioned_size,
+                                       correlation_id=_correlation(request))
+        return _one(self._disk(disk))
+
+    async def update_vm(self, request):
+        body = await _body(request)
+        if not isinstance(body, t.Vm):
+            raise incomplete("Vm required for update")
+        topology = body.cpu.topology if body.cpu is not None and body.cpu.topology is not None else None
+        vm = self.engine.update_vm(
+            request.match_info["vm"], name=body.name, description=body.description, memory=body.memory,
+            cpu={"sockets": topology.sockets, "cores": topology.cores, "threads": topology.threads}
+            if topology is not None else None,
+            os_type=body.os.type if body.os is not None else None, correlation_id=_correlation(request))
+        return _one(self._render_vm(vm, False))
 
     # -- snapshots -----------------------------------------------------------------------------------------------
     def _active_snapshot(self, vm: dict) -> dict:

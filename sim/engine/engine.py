@@ -300,6 +300,25 @@ class Engine:
         self.event(2016, f"Disk {disk['name']} was successfully attached to VM {vm['name']}", vm_id=vm_id)
         return att
 
+    def add_vm_disk(self, vm_id: str, *, interface: str | None, bootable: bool, active: bool, read_only: bool,
+                    correlation_id: str | None, **disk_fields) -> dict:
+        """POST /vms/{id}/diskattachments with a disk definition and no disk id: the engine's AddDisk with the VM,
+        which creates the disk (locked until its image exists) and attaches it at once."""
+        vm = self.vm(vm_id)
+        if not interface:
+            raise incomplete("DiskAttachment [interface] required for add")
+        if bootable and any(a["bootable"] for a in self.attachments(vm_id) if not a.get("snapshot_id")):
+            raise conflict(f"Cannot add Virtual Disk. VM {vm['name']} already has a bootable disk")
+        if not disk_fields.get("name"):
+            n = len([a for a in self.attachments(vm_id) if not a.get("snapshot_id")]) + 1
+            disk_fields["name"] = f"{vm['name']}_Disk{n}"
+        disk = self.add_disk(correlation_id=correlation_id, **disk_fields)
+        att = self.state.put("attachments", {"id": disk["id"], "vm_id": vm_id, "disk_id": disk["id"],
+                                             "interface": interface, "bootable": bootable, "active": active,
+                                             "snapshot_id": None, "read_only": read_only})
+        self.state.save()
+        return att
+
     def detach(self, vm_id: str, attachment_id: str) -> None:
         att = next((a for a in self.attachments(vm_id) if a["id"] == attachment_id or
                     (a["disk_id"] == attachment_id and a.get("snapshot_id"))), None)
@@ -315,6 +334,117 @@ class Engine:
                 snap.get("attached_to", []).remove(vm_id)
         self.event(2018, f"Disk {disk['name']} was successfully detached from VM {self.vm(vm_id)['name']}",
                    vm_id=vm_id)
+
+    # -- updates (the engine's UpdateDisk / HotPlug / HotUnPlug / UpdateVm commands) ------------------------
+    def find_attachment(self, vm_id: str, attachment_id: str) -> dict:
+        att = next((a for a in self.attachments(vm_id) if a["id"] == attachment_id or
+                    (a["disk_id"] == attachment_id and a.get("snapshot_id"))), None)
+        if att is None:
+            raise not_found(f"disk attachment {attachment_id}")
+        return att
+
+    def update_disk(self, disk_id: str, *, name: str | None = None, description: str | None = None,
+                    size: int | None = None, attachment: dict | None = None,
+                    correlation_id: str | None = None) -> dict:
+        """Alias and description change at once; a larger provisioned size extends the image (the disk is locked
+        until it is done, as the engine's EXTEND_DISK phase does). Refusals follow UpdateDiskCommand.validate."""
+        disk = self.get("disks", disk_id, "disk")
+        if disk["status"] == "locked":
+            raise conflict(f"Cannot edit Virtual Disk. Disk {disk['name']} is locked. Please try again in a few "
+                           "minutes")
+        resize = size is not None and size != disk["provisioned_size"]
+        if resize:
+            if attachment is not None and attachment.get("read_only"):
+                raise failed("Cannot edit Virtual Disk. Cannot resize read-only disk")
+            if attachment is not None and attachment.get("snapshot_id"):
+                raise failed("Cannot edit Virtual Disk. Cannot resize disk snapshot")
+            if size < disk["provisioned_size"]:
+                raise failed("Cannot edit Virtual Disk. Requested disk size is too small")
+            for a in self.state.find("attachments", disk_id=disk_id):
+                vm = self.vm(a["vm_id"])
+                if a["active"] and vm["status"] not in ("up", "down", "paused"):
+                    raise conflict(f"Cannot edit Virtual Disk. VM {vm['name']} is {vm['status']}")
+        if name:
+            disk["name"] = name
+        if description is not None:
+            disk["description"] = description
+        if attachment is not None:
+            self.event(88, f"VM {self.vm(attachment['vm_id'])['name']} {disk['name']} disk was updated by "
+                           "admin@internal-authz.", vm_id=attachment["vm_id"], correlation_id=correlation_id)
+        if resize:
+            disk["status"] = "locked"
+
+            async def extend():
+                ok = False
+                try:
+                    await asyncio.to_thread(self.store.extend, disk_id, size)
+                    disk["provisioned_size"] = size
+                    ok = True
+                finally:
+                    await asyncio.sleep(STEP)
+                    disk["status"] = "ok"
+                    if ok:
+                        self.event(371, f"Size of the disk '{disk['name']}' was successfully updated to "
+                                        f"{size / (1 << 30):g} GB by admin@internal-authz.",
+                                   correlation_id=correlation_id)
+                    else:
+                        self.event(370, f"Failed to extend size of the disk '{disk['name']}' to "
+                                        f"{size / (1 << 30):g} GB, User: admin@internal-authz.", severity="error",
+                                   correlation_id=correlation_id)
+            self.spawn(extend(), f"extend disk {disk['name']}")
+        self.state.save()
+        return disk
+
+    def update_attachment(self, vm_id: str, attachment_id: str, *, active: bool | None, bootable: bool | None,
+                          interface: str | None, read_only: bool | None, name: str | None, description: str | None,
+                          size: int | None, correlation_id: str | None) -> dict:
+        """PUT on a disk attachment: `active` plugs or unplugs the disk (HotPlugDiskToVm / HotUnPlugDiskFromVm),
+        the rest is UpdateDisk with the VM: bootable, interface and read-only only while the VM is down."""
+        vm = self.vm(vm_id)
+        att = self.find_attachment(vm_id, attachment_id)
+        disk = self.state.get("disks", att["disk_id"])
+        if disk["status"] == "locked" and not att.get("snapshot_id"):
+            raise conflict(f"Cannot edit Virtual Disk. Disk {disk['name']} is locked. Please try again in a few "
+                           "minutes")
+        device = {k: v for k, v in (("bootable", bootable), ("interface", interface), ("read_only", read_only))
+                  if v is not None and v != att.get(k, False if k != "interface" else None)}
+        if device and vm["status"] != "down":
+            raise conflict(f"Cannot edit Virtual Disk. VM {vm['name']} is not down")
+        if device.get("bootable") and any(a["bootable"] for a in self.attachments(vm_id) if a is not att
+                                           and not a.get("snapshot_id")):
+            raise conflict(f"Cannot edit Virtual Disk. VM {vm['name']} already has a bootable disk")
+        if name or description is not None or size is not None:
+            if att.get("snapshot_id"):
+                raise failed("Cannot edit Virtual Disk. A disk snapshot attached to a VM cannot be edited")
+            self.update_disk(disk["id"], name=name, description=description, size=size, attachment=att,
+                             correlation_id=correlation_id)
+        att.update(device)
+        if active is not None and active != att["active"]:
+            att["active"] = active
+            verb = "plugged" if active else "unplugged"
+            self.event(2034 if active else 2036, f"VM {vm['name']} disk {disk['name']} was {verb} by "
+                                                 "admin@internal-authz.", vm_id=vm_id, correlation_id=correlation_id)
+        self.state.save()
+        return att
+
+    def update_vm(self, vm_id: str, *, name: str | None, description: str | None, memory: int | None,
+                  cpu: dict | None, os_type: str | None, correlation_id: str | None) -> dict:
+        vm = self.vm(vm_id)
+        if name and name != vm["name"]:
+            if any(v["name"] == name for v in self.state.table("vms").values()):
+                raise conflict("Cannot edit VM. The VM name is already in use")
+        if memory is not None and memory <= 0:
+            raise failed("Cannot edit VM. Memory size must be positive")
+        if any(v is not None and v <= 0 for v in (cpu or {}).values()):
+            raise failed("Cannot edit VM. The CPU topology must be positive")
+        for key, value in (("name", name), ("description", description), ("memory", memory), ("os", os_type)):
+            if value is not None and (value or key == "description"):
+                vm[key] = value
+        if cpu:
+            vm["cpu"] = dict(vm["cpu"], **{k: v for k, v in cpu.items() if v is not None})
+        self.event(35, f"VM {vm['name']} configuration was updated by admin@internal-authz.", vm_id=vm_id,
+                   correlation_id=correlation_id)
+        return vm
 
     # -- snapshots ------------------------------------------------------------------------------------------
     def add_snapshot(self, vm_id: str, *, description: str | None, disk_ids: list[str] | None,
