@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data", type=Path, required=True, help="state directory (kept across restarts)")
     s.add_argument("--inventory", type=Path, help="YAML/JSON inventory seeding a fresh data directory")
     s.add_argument("--port", type=int, default=0, help="engine HTTPS port (default: a free one)")
+    s.add_argument("--password-file", type=Path,
+                   help="file holding the admin@internal password to accept (its first line); default: "
+                        "$OLVM_SIM_PASSWORD, else the one kept in DIR, else a random one. Never on the command line")
+    s.add_argument("--cert-host", action="append", default=[], metavar="NAME",
+                   help="another host name or address for the generated server certificate (repeatable)")
+    s.add_argument("--cert", type=Path, help="serve this PEM certificate (chain) instead of the generated one")
+    s.add_argument("--key", type=Path, help="the private key of --cert")
+    s.add_argument("--cert-ca", type=Path, help="the CA clients need for --cert (default: --cert itself)")
     s.add_argument("--log-level", default="WARNING")
     w = sub.add_parser("write", help="write into a running VM's disk as its guest would")
     w.add_argument("vm")
@@ -48,7 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         from .server import serve
-        asyncio.run(serve(args.data, args.inventory, args.port))
+        if bool(args.cert) != bool(args.key):
+            print("olvm-sim: --cert and --key go together", file=sys.stderr)
+            return 2
+        password = os.environ.get("OLVM_SIM_PASSWORD") or None
+        if args.password_file:
+            lines = args.password_file.read_text().splitlines()
+            password = lines[0] if lines else ""
+            if not password:
+                print(f"olvm-sim: {args.password_file} holds no password", file=sys.stderr)
+                return 2
+        asyncio.run(serve(args.data, args.inventory, args.port, password=password, cert_hosts=tuple(args.cert_host),
+                          serve_cert=(args.cert, args.key, args.cert_ca) if args.cert else None))
         return 0
     try:
         admin = SimAdmin(args.data)

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from . import inventory, procs
 from .admin import PREFIX as ADMIN_PREFIX, Admin
-from .dataplane.pki import ensure_pki
+from .dataplane.pki import Pki, ensure_pki
 from .dataplane.plane import DataPlane
 from .dataplane.storage import DiskStore
 from .engine.api import API, Api
@@ -55,17 +55,23 @@ async def _seed(engine: Engine, inventory_file: Path | None) -> None:
     engine.state.save()
 
 
-async def serve(data: Path, inventory_file: Path | None, port: int = 0) -> None:
+async def serve(data: Path, inventory_file: Path | None, port: int = 0, *, password: str | None = None,
+                cert_hosts: tuple[str, ...] = (), serve_cert: tuple[Path, Path, Path | None] | None = None) -> None:
+    """`password`: the admin password to use (else the kept or a random one); `cert_hosts`: extra names for the
+    generated server certificate; `serve_cert`: (certificate, key, CA) the engine serves instead of the generated."""
     data = data.resolve()
     data.mkdir(parents=True, exist_ok=True)
     conn_file = data / "connection.json"
     conn_file.unlink(missing_ok=True)
-    pki = ensure_pki(data / "pki")
+    pki = ensure_pki(data / "pki", cert_hosts)
+    engine_pki = pki if serve_cert is None else Pki(*((serve_cert[2] or serve_cert[0]), serve_cert[0], serve_cert[1]))
     state = State(data / "state.json")
     fresh = state.fresh
     creds = state.data["credentials"]
     if not creds:
         creds.update(username=USERNAME, password=secrets.token_urlsafe(12))
+    if password:
+        creds["password"] = password
     store = DiskStore(data / "images")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -83,14 +89,14 @@ async def serve(data: Path, inventory_file: Path | None, port: int = 0) -> None:
             app = api.app()
             Admin(engine, creds["password"]).install(app)
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            tls.load_cert_chain(pki.cert_file, pki.key_file)
+            tls.load_cert_chain(engine_pki.cert_file, engine_pki.key_file)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             port = port or procs.free_port()
             await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls).start()
             base = f"https://127.0.0.1:{port}"
             connection = {"url": base + API, "username": creds["username"], "password": creds["password"],
-                          "ca_file": str(pki.ca_file), "admin_url": base + ADMIN_PREFIX,
+                          "ca_file": str(engine_pki.ca_file), "admin_url": base + ADMIN_PREFIX,
                           "imageio_host": plane.host_url, "imageio_proxy": plane.proxy_url}
             tmp = conn_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(connection, indent=1))
@@ -98,7 +104,7 @@ async def serve(data: Path, inventory_file: Path | None, port: int = 0) -> None:
             tmp.replace(conn_file)
             print(f"olvm-sim: engine API   {connection['url']}\n"
                   f"olvm-sim: credentials  {creds['username']} / (password in {conn_file})\n"
-                  f"olvm-sim: CA file      {pki.ca_file}\n"
+                  f"olvm-sim: CA file      {engine_pki.ca_file}\n"
                   f"olvm-sim: imageio      host {plane.host_url}, proxy {plane.proxy_url}\n"
                   f"olvm-sim: state in {data}; Ctrl-C stops", flush=True)
             await stop.wait()

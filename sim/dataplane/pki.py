@@ -24,27 +24,60 @@ def _name(cn: str) -> x509.Name:
                       x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def ensure_pki(directory: Path) -> Pki:
-    """A CA and a server certificate for 127.0.0.1/localhost, made once and kept across restarts."""
+def _san(hosts) -> x509.SubjectAlternativeName:
+    names: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            names.append(x509.DNSName(h))
+    return x509.SubjectAlternativeName(names)
+
+
+def cert_names(cert_file: Path) -> set[str]:
+    """The host names and addresses a certificate is valid for (its subjectAltName)."""
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {str(n) for n in san.get_values_for_type(x509.IPAddress)} | set(san.get_values_for_type(x509.DNSName))
+
+
+def ensure_pki(directory: Path, extra_hosts: tuple[str, ...] | list[str] = ()) -> Pki:
+    """A CA and a server certificate for 127.0.0.1/localhost and `extra_hosts`, made once and kept across restarts.
+
+    A kept certificate that lacks a host asked for now is issued again (by the same CA when its key was kept)."""
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    ca_key_file = directory / "ca.key"
+    hosts = list(dict.fromkeys(["127.0.0.1", "localhost", *extra_hosts]))
     if all(p.exists() for p in (pki.ca_file, pki.cert_file, pki.key_file)):
-        return pki
+        if set(hosts) <= cert_names(pki.cert_file):
+            return pki
     now = datetime.datetime.now(datetime.timezone.utc)
     valid = dict(not_valid_before=now - datetime.timedelta(days=1), not_valid_after=now + datetime.timedelta(days=3650))
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder(subject_name=_name("olvm-sim CA"), issuer_name=_name("olvm-sim CA"),
-                                  public_key=ca_key.public_key(), serial_number=x509.random_serial_number(), **valid)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    if pki.ca_file.exists() and ca_key_file.exists():
+        ca = x509.load_pem_x509_certificate(pki.ca_file.read_bytes())
+        ca_key = serialization.load_pem_private_key(ca_key_file.read_bytes(), password=None)
+    else:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = (x509.CertificateBuilder(subject_name=_name("olvm-sim CA"), issuer_name=_name("olvm-sim CA"),
+                                      public_key=ca_key.public_key(), serial_number=x509.random_serial_number(),
+                                      **valid)
+              .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+              .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                           content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                           key_agreement=False, encipher_only=False, decipher_only=False),
+                             critical=True)
+              .sign(ca_key, hashes.SHA256()))
+        ca_key_file.write_bytes(ca_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
+        ca_key_file.chmod(0o600)
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (x509.CertificateBuilder(subject_name=_name("127.0.0.1"), issuer_name=ca.subject,
                                     public_key=key.public_key(), serial_number=x509.random_serial_number(), **valid)
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.DNSName("localhost")]), critical=False)
+            .add_extension(_san(hosts), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))

@@ -164,7 +164,10 @@ class Api:
                 return _xml(render.fault("Internal Server Error", "Injected fault: the engine failed"), 500)
             auth = request.headers.get("Authorization", "")
             if not (auth.startswith("Bearer ") and auth[7:] in self.tokens):
-                return web.Response(status=401, text="", headers={"WWW-Authenticate": 'Bearer realm="oVirt"'})
+                response = _xml(render.fault("Unauthorized", "Authentication required: send a valid SSO token "
+                                                             "(Authorization: Bearer)"), 401)
+                response.headers["WWW-Authenticate"] = 'Bearer realm="oVirt"'
+                return response
             version = request.headers.get("Version")
             if version not in (None, "", "4"):
                 return _xml(render.fault("Bad Request", f"Version {version} is not supported"), 400)
@@ -172,12 +175,15 @@ class Api:
             response = await handler(request)
         except ApiError as e:
             return _xml(render.fault(e.reason, e.detail), e.status)
-        except web.HTTPNotFound:
-            if path.startswith(API):
-                return _xml(render.fault("Not Found", f"No resource at {path}"), 404)
-            raise
-        except web.HTTPException:
-            raise
+        except web.HTTPException as e:  # aiohttp's own: no route (404), no such method (405), body too large...
+            if e.status < 400 or not path.startswith("/ovirt-engine"):
+                raise
+            detail = (f"Entity not found: no resource at {path}" if e.status == 404 else
+                      f"HTTP method {request.method} is not allowed on {path}" if e.status == 405 else e.text or "")
+            response = _xml(render.fault(e.reason, detail), e.status)
+            if "Allow" in e.headers:
+                response.headers["Allow"] = e.headers["Allow"]
+            return response
         except Exception as e:
             log.exception("%s %s failed", request.method, path)
             return _xml(render.fault("Operation Failed", f"[Internal engine error: {e}]"), 500)

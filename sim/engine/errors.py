@@ -22,4 +22,5 @@ def incomplete(detail: str) -> ApiError:
 
 
 def not_found(what: str) -> ApiError:
-    return ApiError(404, f"Entity not found: {what}", reason="Operation Failed")
+    """Every 404 has this shape: an unknown id and an unknown path alike (see `Api.middleware`)."""
+    return ApiError(404, f"Entity not found: {what}", reason="Not Found")

@@ -6,6 +6,8 @@ import datetime
 import ovirtsdk4.types as t
 from ovirtsdk4.writer import Writer
 
+from .state import ROOT_TAG_ID
+
 API = "/ovirt-engine/api"
 
 
@@ -163,8 +165,9 @@ def transfer(x: dict) -> t.ImageTransfer:
 
 
 def tag(g: dict) -> t.Tag:
+    parent = g.get("parent_id") or (ROOT_TAG_ID if g["id"] != ROOT_TAG_ID else None)
     return _href(t.Tag(id=g["id"], name=g["name"], description=g.get("description", ""),
-                       parent=t.Tag(id=g["parent_id"]) if g.get("parent_id") else None), f"tags/{g['id']}")
+                       parent=_href(t.Tag(id=parent), f"tags/{parent}") if parent else None), f"tags/{g['id']}")
 
 
 def event(e: dict) -> t.Event:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 TABLES = ("data_centers", "clusters", "hosts", "storage_domains", "vms", "disks", "attachments", "snapshots",
           "checkpoints", "backups", "transfers", "tags", "jobs")
+# The engine's tag tree hangs from a fixed root tag (its database creates it); a tag without a parent is its child.
+ROOT_TAG_ID = "00000000-0000-0000-0000-000000000000"
 
 
 def now() -> str:
@@ -38,6 +40,8 @@ class State:
             self.data.update(loaded)
             for t in TABLES:
                 self.data.setdefault(t, {})
+        self.data["tags"].setdefault(ROOT_TAG_ID, {"id": ROOT_TAG_ID, "name": "root", "description": "root",
+                                                   "parent_id": None})
 
     @property
     def fresh(self) -> bool:

@@ -186,7 +186,8 @@ def _env(tmp: Path) -> dict[str, str]:
     return {**os.environ, "TMPDIR": str(tmp)}
 
 
-def start_sim(data: Path, inventory: Path = INVENTORY) -> Sim:
+def start_sim(data: Path, inventory: Path = INVENTORY, args: tuple[str, ...] = (),
+              env: dict[str, str] | None = None) -> Sim:
     data.mkdir(parents=True, exist_ok=True)
     conn_file = data / "connection.json"
     if conn_file.exists():  # a stale one from a previous run on this dir
@@ -197,8 +198,9 @@ def start_sim(data: Path, inventory: Path = INVENTORY) -> Sim:
     tmp_before = frozenset(os.listdir(tmp))  # a restart on the same data: the earlier run's were checked by its stop
     logf = open(log, "ab")
     proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "serve", "--data", str(data),
-                             "--inventory", str(inventory)],
-                            cwd=REPO, env=_env(tmp), stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                             "--inventory", str(inventory), *args],
+                            cwd=REPO, env={**_env(tmp), **(env or {})}, stdout=logf, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
     logf.close()
     deadline = time.monotonic() + START_TIMEOUT
     connection = None
