@@ -24,6 +24,7 @@ from .plan import OpenDisk
 
 log = logging.getLogger(__name__)
 
+
 class TicketLost(BackupError):
     template = "disk {disk}: imageio ticket {ticket} of transfer {transfer_id} is gone, {reason} (imageio said: {said})"
 
