@@ -52,8 +52,28 @@ class PartCutter:
     async def _start_part(self, data: bytes) -> None:
         raise NotImplementedError
 
+    def _begun(self) -> bool:
+        """Whether the store holds a multipart upload for the object (created with the first part)."""
+        raise NotImplementedError
+
+    async def _put_whole(self, data: bytes) -> None:
+        raise NotImplementedError
+
     async def complete(self) -> None:
         raise NotImplementedError
+
+    async def _last_part(self) -> bool:
+        """Where complete() starts: an object that never filled a part goes up in one PUT, as S3 clients do below
+        their multipart threshold (True: nothing more to do); otherwise the buffer's rest starts as the last part."""
+        self._check()
+        if not self._begun():
+            await self._put_whole(bytes(self._buffer))
+            self._buffer.clear()
+            return True
+        if self._buffer:
+            await self._start_part(bytes(self._buffer))
+            self._buffer.clear()
+        return False
 
     async def abort(self) -> None:
         raise NotImplementedError

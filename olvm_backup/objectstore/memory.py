@@ -37,6 +37,12 @@ class _MemoryMultipart(PartCutter):
         if self._upload is not None and self._upload.upload_id not in self._store._uploads:
             raise ObjectNotFound(self.key)  # aborted by someone else: S3's NoSuchUpload
 
+    def _begun(self) -> bool:
+        return self._upload is not None
+
+    async def _put_whole(self, data: bytes) -> None:
+        await self._store.put(self.key, data)
+
     async def _start_part(self, data: bytes) -> None:
         if self._upload is None:
             await self._store._request("create_multipart_upload", self.key)
@@ -52,14 +58,8 @@ class _MemoryMultipart(PartCutter):
         self._parts[self._numbers] = data
 
     async def complete(self) -> None:
-        self._check()
-        if self._upload is None:
-            await self._store.put(self.key, bytes(self._buffer))
-            self._buffer.clear()
+        if await self._last_part():
             return
-        if self._buffer:
-            await self._start_part(bytes(self._buffer))
-            self._buffer.clear()
         self._check_parts(list(self._parts))
         numbers = sorted(self._parts)
         await self._store._request("complete_multipart_upload", self.key)

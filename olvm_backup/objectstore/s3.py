@@ -81,6 +81,12 @@ class _S3Multipart(PartCutter):
         self._numbers += 1
         self._in_flight.add(asyncio.ensure_future(self._upload(self._numbers, data)))
 
+    def _begun(self) -> bool:
+        return self._upload_id is not None
+
+    async def _put_whole(self, data: bytes) -> None:
+        await self._store.put(self.key, data)
+
     async def _wait_one(self) -> None:
         done, _ = await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
@@ -97,14 +103,8 @@ class _S3Multipart(PartCutter):
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
     async def complete(self) -> None:
-        self._check()
-        if self._upload_id is None:
-            await self._store.put(self.key, bytes(self._buffer))
-            self._buffer.clear()
+        if await self._last_part():
             return
-        if self._buffer:
-            await self._start_part(bytes(self._buffer))
-            self._buffer.clear()
         while self._in_flight:
             await self._wait_one()
         self._check_parts([p["PartNumber"] for p in self._parts])
