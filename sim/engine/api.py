@@ -392,10 +392,7 @@ class Api:
 
     def _sd_disk(self, request) -> dict:
         sd = self.engine.get("storage_domains", request.match_info["sd"], "storage domain")
-        disk = self.engine.get("disks", request.match_info["id"], "disk")
-        if disk["storage_domain_id"] != sd["id"]:
-            raise not_found(f"disk {disk['id']}")
-        return disk
+        return self.engine.get_of("disks", request.match_info["id"], "disk", "storage_domain_id", sd["id"])
 
     async def sd_disks(self, request):
         if "id" in request.match_info:
@@ -515,10 +512,7 @@ class Api:
     # -- backups and checkpoints --------------------------------------------------------------------------------
     def _backup(self, request) -> dict:
         vm = self.engine.vm(request.match_info["vm"])
-        b = self.engine.get("backups", request.match_info["id"], "backup")
-        if b["vm_id"] != vm["id"]:
-            raise not_found(f"backup {b['id']}")
-        return b
+        return self.engine.get_of("backups", request.match_info["id"], "backup", "vm_id", vm["id"])
 
     async def backups(self, request):
         if "id" in request.match_info:
@@ -550,10 +544,7 @@ class Api:
 
     def _checkpoint(self, request) -> dict:
         vm = self.engine.vm(request.match_info["vm"])
-        cp = self.engine.get("checkpoints", request.match_info["id"], "checkpoint")
-        if cp["vm_id"] != vm["id"]:
-            raise not_found(f"checkpoint {cp['id']}")
-        return cp
+        return self.engine.get_of("checkpoints", request.match_info["id"], "checkpoint", "vm_id", vm["id"])
 
     async def checkpoints(self, request):
         if "id" in request.match_info:

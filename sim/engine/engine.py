@@ -88,6 +88,14 @@ class Engine:
         except NotFound:
             raise not_found(f"{what or table[:-1]} {entity_id}") from None
 
+    def get_of(self, table: str, entity_id: str, what: str, parent_field: str, parent_id: str) -> dict:
+        """An entity reached under its parent (a VM's backup, a storage domain's disk): 404, as for an unknown id,
+        when it belongs to another."""
+        entity = self.get(table, entity_id, what)
+        if entity[parent_field] != parent_id:
+            raise not_found(f"{what} {entity_id}")
+        return entity
+
     def vm(self, vm_id: str) -> dict:
         return self.get("vms", vm_id, "VM")
 
