@@ -125,6 +125,20 @@ def pem_file(value: str) -> str | None:
 
 pem_file.reads_files = True  # type: ignore[attr-defined]
 
+
+def readable_file(value: str) -> str | None:
+    """'' (none), or a file this process can read."""
+    if not value:
+        return None
+    try:
+        with open(value, "rb"):
+            return None
+    except OSError as e:
+        return f"cannot read {value}: {e.strerror}"
+
+
+readable_file.reads_files = True  # type: ignore[attr-defined]
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -206,6 +220,22 @@ class PipelineSettings:
 
 
 @dataclass(frozen=True)
+class RepositorySettings:
+    """What opens an encrypted repository's key (crypto/keys.py): a passphrase, a key file, or both. Files or the
+    environment only, never a command-line argument."""
+
+    password: Secret = setting(Secret(""), "OLVM_REPOSITORY_PASSWORD",
+                               "passphrase opening the repository's key (OLVM_REPOSITORY_PASSWORD_FILE keeps it out "
+                               "of the environment); losing every passphrase and key file loses every backup",
+                               check=free_form)
+    password_file: str = setting("", "OLVM_REPOSITORY_PASSWORD_FILE",
+                                 "file whose first line is the repository's passphrase", check=readable_file)
+    key_file: str = setting("", "OLVM_REPOSITORY_KEY_FILE",
+                            "key file opening the repository's key (32 or more random bytes: `olvm-backup key "
+                            "generate-file`); keep a copy away from the backups", check=readable_file)
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = setting(Path("data"), "OLVM_DATA_DIR",
                              "local state: embedded broker and object store, logs, run files",
@@ -216,6 +246,7 @@ class Settings:
     s3: S3Settings = field(default_factory=S3Settings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    repository: RepositorySettings = field(default_factory=RepositorySettings)
 
 
 def _convert(value: Any, kind: Any, name: str) -> Any:

@@ -14,7 +14,7 @@ from typing import Awaitable, Callable
 from .config import Settings, check_files, load_settings
 from .errors import BackupError
 from .logs import setup_logging
-from .secret import Secret
+from .secret import Secret, read_secret_file
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,13 @@ ServiceMain = Callable[[Settings], Awaitable[None]]
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    values = [settings.s3.access_key, settings.s3.secret_key, settings.engine.password]
+    """What logging masks: every secret setting, and the passphrase a password file holds."""
+    values = [settings.s3.access_key, settings.s3.secret_key, settings.engine.password, settings.repository.password]
+    if settings.repository.password_file:
+        try:
+            values.append(read_secret_file(settings.repository.password_file))
+        except (OSError, UnicodeDecodeError):
+            pass  # opening the repository says what is wrong with it
     return [v.reveal() for v in values if isinstance(v, Secret) and v]
 
 

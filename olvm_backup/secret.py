@@ -28,3 +28,9 @@ class Secret:
 
     def __reduce__(self):  # pickling would carry the value out of the process
         raise TypeError("a Secret cannot be pickled")
+
+
+def read_secret_file(path: str) -> Secret:
+    """The first line of a file (its line ending dropped), as a password file holds it; OSError if unreadable."""
+    with open(path, encoding="utf-8") as f:
+        return Secret(f.readline().rstrip("\r\n"))
