@@ -175,6 +175,15 @@ class S3Settings:
                           check=matches(r"[A-Za-z0-9_-]+", "a region name (letters, digits, hyphens)"))
     create_bucket: bool = setting(True, "OLVM_S3_CREATE_BUCKET", "create the bucket when it is missing",
                                   check=free_form)
+    # One lock for the repository until policies exist; then a policy chooses its own (issue 25).
+    object_lock_days: int = setting(0, "OLVM_OBJECT_LOCK_DAYS",
+                                    "days S3 Object Lock keeps each restore point's packs, indexes and manifests "
+                                    "from deletion and overwrite (0 = off); the bucket must have Object Lock",
+                                    check=at_least(0))
+    object_lock_mode: str = setting("GOVERNANCE", "OLVM_OBJECT_LOCK_MODE",
+                                    "GOVERNANCE (a user with s3:BypassGovernanceRetention may shorten or lift a "
+                                    "lock) or COMPLIANCE (no one can, not even the account's root)",
+                                    check=one_of("GOVERNANCE", "COMPLIANCE"))
 
 
 @dataclass(frozen=True)

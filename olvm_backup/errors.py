@@ -86,5 +86,16 @@ class ObjectNotFound(StoreError):
         self.key = key
 
 
+class ObjectLocked(StoreRefused):
+    """A delete of an object under S3 Object Lock retention: refused by the product before the store would turn
+    it into a delete marker (a versioned bucket's answer), so prune and GC can skip it and say why."""
+
+    template = "{key} is {lock}: it cannot be deleted before then"
+
+    def __init__(self, key: str, lock: str) -> None:
+        super().__init__("", key=key, lock=lock)
+        self.key = key
+
+
 class ProcessStartError(BackupError):
     template = "could not start {name}: {reason}"

@@ -6,14 +6,19 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Protocol, Self
 
 from ..errors import StoreRefused
+from .locking import Retention
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's floor for every part but the last
 
 
 @dataclass(frozen=True)
 class ObjectInfo:
+    """`lock`: the object's Object Lock retention as head() tells it (None: none, or a listing, which does not
+    say)."""
+
     key: str
     size: int
+    lock: Retention | None = None
 
 
 @dataclass(frozen=True)
@@ -111,9 +116,9 @@ class ObjectStore(Protocol):
 
     async def put(self, key: str, data: bytes) -> None: ...
     async def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes: ...
-    async def head(self, key: str) -> int | None: ...
+    async def head(self, key: str) -> ObjectInfo | None: ...
     def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]: ...
-    async def delete(self, key: str) -> None: ...
+    async def delete(self, key: str) -> None: ...  # ObjectLocked while its retention holds
     async def multipart(self, key: str, part_size: int = MIN_PART_SIZE) -> MultipartWriter: ...
     def uploads(self, prefix: str = "") -> AsyncIterator[Upload]: ...
     async def abort_upload(self, upload: Upload) -> None: ...

@@ -6,6 +6,9 @@ are numbered 1..N and all but the last are at least MIN_PART_SIZE; an upload tha
 aborted; a ranged get of bytes the object does not have is an error; listing is in key order, a page at a time,
 so objects written or deleted meanwhile do not upset it; deleting a missing key is not an error; an unfinished
 upload is listed until completed or aborted, by anyone (a part or completion after that is NoSuchUpload).
+With `settings` whose OLVM_OBJECT_LOCK_DAYS is on, Object Lock as the S3 store applies it (locking.py): a restore
+point's objects get a retention, head() tells it, delete() refuses while it holds. Without versions: an
+overwrite replaces the object here, where S3 keeps the locked version beneath the new one.
 
 `before` is a fault hook: awaited ahead of every request (operation name, key, part number for parts), it may
 raise the store's answer or wait, as a slow or failing store would.
@@ -16,10 +19,13 @@ import asyncio
 import collections
 import time
 import uuid
+from datetime import datetime
 from typing import AsyncIterator, Awaitable, Callable
 
-from ..errors import ObjectNotFound, StoreError, StoreRefused
+from ..config import S3Settings
+from ..errors import ObjectLocked, ObjectNotFound, StoreError, StoreRefused
 from .base import MIN_PART_SIZE, ObjectInfo, PartCutter, Upload
+from .locking import Retention, retention_for, utcnow
 
 Hook = Callable[[str, str, int | None], Awaitable[None]]
 
@@ -64,7 +70,7 @@ class _MemoryMultipart(PartCutter):
         numbers = sorted(self._parts)
         await self._store._request("complete_multipart_upload", self.key)
         self._still_there()
-        self._store._objects[self.key] = b"".join(self._parts[n] for n in numbers)
+        self._store._keep(self.key, b"".join(self._parts[n] for n in numbers))
         self._end_upload()
 
     async def abort(self) -> None:
@@ -81,10 +87,14 @@ class _MemoryMultipart(PartCutter):
 class MemoryStore:
     PAGE = 1000  # keys per listing page, as S3's list_objects_v2
 
-    def __init__(self, bucket: str = "memory", *, before: Hook | None = None) -> None:
+    def __init__(self, bucket: str = "memory", *, before: Hook | None = None, settings: S3Settings | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.bucket = bucket
         self.before = before
+        self._settings = settings or S3Settings()
+        self.clock = clock
         self._objects: dict[str, bytes] = {}
+        self._locks: dict[str, Retention] = {}
         self._uploads: dict[str, Upload] = {}  # by id: multipart uploads begun, neither completed nor aborted
         self.requests: collections.Counter[str] = collections.Counter()  # per operation: what a test may count
 
@@ -103,7 +113,15 @@ class MemoryStore:
 
     async def put(self, key: str, data: bytes) -> None:
         await self._request("put_object", key)
-        self._objects[key] = bytes(data)
+        self._keep(key, bytes(data))
+
+    def _keep(self, key: str, data: bytes) -> None:
+        self._objects[key] = data
+        lock = retention_for(key, self._settings, self.clock())
+        if lock is None:
+            self._locks.pop(key, None)
+        else:
+            self._locks[key] = lock
 
     async def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         await self._request("get_object", key)
@@ -118,10 +136,10 @@ class MemoryStore:
             raise StoreError(f"{key}: asked {length} bytes at {offset}, got {len(data)}")
         return data
 
-    async def head(self, key: str) -> int | None:
+    async def head(self, key: str) -> ObjectInfo | None:
         await self._request("head_object", key)
         data = self._objects.get(key)
-        return None if data is None else len(data)
+        return None if data is None else ObjectInfo(key, len(data), self._locks.get(key))
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         after = None
@@ -139,8 +157,12 @@ class MemoryStore:
             after = page[-1].key
 
     async def delete(self, key: str) -> None:
+        lock = self._locks.get(key)
+        if lock is not None and lock.holds(self.clock()):
+            raise ObjectLocked(key, lock.describe(self.clock()))
         await self._request("delete_object", key)
         self._objects.pop(key, None)
+        self._locks.pop(key, None)
 
     async def multipart(self, key: str, part_size: int = MIN_PART_SIZE) -> _MemoryMultipart:
         if part_size < MIN_PART_SIZE:

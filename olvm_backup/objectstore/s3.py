@@ -10,14 +10,22 @@ released, so writers and restores use both cores.
 Payloads are signed only where that guards something: over plain HTTP to
 another host. Over TLS the record MACs already do, and on loopback there is
 no wire; every chunk's digest is checked again when it is read back anyway.
+
+With OLVM_OBJECT_LOCK_DAYS on, a restore point's objects are written with an Object Lock retention (locking.py
+says which and until when), carrying the Content-MD5 S3 demands of such writes; the bucket must have Object Lock
+(checked at start). A delete looks at the object's lock first: a versioned bucket (every Object Lock bucket is)
+would answer a DELETE of a locked object with a delete marker, a success that deletes nothing.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import ipaddress
 import logging
 import urllib.parse
+from datetime import timezone
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator
 
@@ -27,9 +35,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..config import S3Settings
-from ..errors import BackupError, ObjectNotFound, StoreError, StoreGaveUp, StoreRefused
+from ..errors import BackupError, ConfigError, ObjectLocked, ObjectNotFound, StoreError, StoreGaveUp, StoreRefused
 from ..retry import OBJECT_STORE, retry
 from .base import MIN_PART_SIZE, ObjectInfo, PartCutter, Upload
+from .locking import Retention, retention_for, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +79,13 @@ class _S3Multipart(PartCutter):
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._in_flight: set[asyncio.Task] = set()
+        self._lock: Retention | None = None
 
     async def _start_part(self, data: bytes) -> None:
         if self._upload_id is None:
+            self._lock = retention_for(self.key, self._store._settings, utcnow())
             response = await self._store._call("create_multipart_upload", self.key, Bucket=self._store.bucket,
-                                               Key=self.key)
+                                               Key=self.key, **_lock_args(self._lock))
             self._upload_id = response["UploadId"]
         while len(self._in_flight) >= self.PARTS_IN_FLIGHT:
             await self._wait_one()
@@ -96,9 +107,10 @@ class _S3Multipart(PartCutter):
                 raise self._broken  # a failed part fails the pack (the caller aborts the upload)
 
     async def _upload(self, number: int, data: bytes) -> None:
+        md5 = {"ContentMD5": await self._store._md5(data)} if self._lock else {}
         response = await self._store._call_blocking(
             "upload_part", self.key, Bucket=self._store.bucket, Key=self.key, UploadId=self._upload_id,
-            PartNumber=number, Body=data,
+            PartNumber=number, Body=data, **md5,
         )
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
@@ -108,10 +120,12 @@ class _S3Multipart(PartCutter):
         while self._in_flight:
             await self._wait_one()
         self._check_parts([p["PartNumber"] for p in self._parts])
-        await self._store._call(
+        response = await self._store._call(
             "complete_multipart_upload", self.key, Bucket=self._store.bucket, Key=self.key,
             UploadId=self._upload_id, MultipartUpload={"Parts": sorted(self._parts, key=lambda p: p["PartNumber"])},
         )
+        if self._lock is not None:
+            await self._store._make_sure_locked(self.key, response.get("VersionId"), self._lock)
 
     async def abort(self) -> None:
         # A part being sent runs in a worker thread, which cancelling does not stop: give it a moment to end, so
@@ -128,6 +142,22 @@ class _S3Multipart(PartCutter):
         with contextlib.suppress(BackupError):
             await self._store._call("abort_multipart_upload", self.key, Bucket=self._store.bucket, Key=self.key,
                                     UploadId=self._upload_id)
+
+
+def _lock_args(lock: Retention | None) -> dict[str, Any]:
+    return {} if lock is None else {"ObjectLockMode": lock.mode, "ObjectLockRetainUntilDate": lock.until}
+
+
+def _content_md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def _retention(response: dict[str, Any]) -> Retention | None:
+    """The lock a HEAD answered (S3 shows it to credentials with s3:GetObjectRetention)."""
+    until = response.get("ObjectLockRetainUntilDate")
+    if until is None:
+        return None
+    return Retention(str(response.get("ObjectLockMode") or "GOVERNANCE"), until.astimezone(timezone.utc))
 
 
 class S3Store:
@@ -185,13 +215,50 @@ class S3Store:
             if not self._settings.create_bucket:
                 raise BackupError(f"bucket {self.bucket} does not exist (and OLVM_S3_CREATE_BUCKET is off)") from None
             log.info("creating bucket %s", self.bucket)
-            await self._call("create_bucket", self.bucket, Bucket=self.bucket)
+            # Object Lock is turned on when a bucket is created, never later.
+            lock = {"ObjectLockEnabledForBucket": True} if self._settings.object_lock_days > 0 else {}
+            await self._call("create_bucket", self.bucket, Bucket=self.bucket, **lock)
+        if self._settings.object_lock_days > 0:
+            await self._check_object_lock()
+
+    async def _check_object_lock(self) -> None:
+        """Locking on and a bucket without Object Lock is refused at start: the writes would fail (or, on a store
+        that ignores the lock, succeed unlocked), and the backups would not be what the setting promises."""
+        try:  # once: a store that does not implement it answers the same every time
+            response = await self._client.get_object_lock_configuration(Bucket=self.bucket)
+            state = response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") or "not enabled"
+        except ClientError as e:
+            state = str(e.response.get("Error", {}).get("Code", "") or e)
+        except (BotoCoreError, OSError) as e:
+            raise _translate(e, self.bucket) from e
+        if state != "Enabled":
+            raise ConfigError(
+                f"OLVM_OBJECT_LOCK_DAYS is {self._settings.object_lock_days} but bucket {self.bucket} has no S3 "
+                f"Object Lock ({state}). S3 turns Object Lock on only when a bucket is created: use a bucket "
+                "created with it (or let OLVM_S3_CREATE_BUCKET create one), or set OLVM_OBJECT_LOCK_DAYS=0. The "
+                "embedded store has no Object Lock.")
+
+    async def _md5(self, data: bytes) -> str:
+        """Content-MD5 of a locked write (S3 refuses one without an integrity checksum), in a worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, _content_md5, data)
+
+    async def _make_sure_locked(self, key: str, version_id: str | None, lock: Retention) -> None:
+        """A multipart object's lock is given when its upload is created; a store that drops it there (moto
+        does) gets it again on the completed version."""
+        version = {"VersionId": version_id} if version_id else {}
+        response = await self._call("head_object", key, Bucket=self.bucket, Key=key, **version)
+        if _retention(response) is None:
+            await self._call("put_object_retention", key, Bucket=self.bucket, Key=key, **version,
+                             Retention={"Mode": lock.mode, "RetainUntilDate": lock.until})
 
     async def ping(self) -> None:
         await self._call("head_bucket", self.bucket, Bucket=self.bucket)
 
     async def put(self, key: str, data: bytes) -> None:
-        await self._call_blocking("put_object", key, Bucket=self.bucket, Key=key, Body=data)
+        lock = retention_for(key, self._settings, utcnow())
+        md5 = {"ContentMD5": await self._md5(data)} if lock else {}
+        await self._call_blocking("put_object", key, Bucket=self.bucket, Key=key, Body=data, **_lock_args(lock),
+                                  **md5)
 
     async def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
@@ -201,12 +268,12 @@ class S3Store:
 
         return await self._call_blocking("get_object", key, expect=length, **kwargs)
 
-    async def head(self, key: str) -> int | None:
+    async def head(self, key: str) -> ObjectInfo | None:
         try:
             response = await self._call("head_object", key, Bucket=self.bucket, Key=key)
         except ObjectNotFound:
             return None
-        return int(response["ContentLength"])
+        return ObjectInfo(key, int(response["ContentLength"]), _retention(response))
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         token: str | None = None
@@ -222,6 +289,15 @@ class S3Store:
             token = page.get("NextContinuationToken")
 
     async def delete(self, key: str) -> None:
+        """ObjectLocked while the object's retention holds. Otherwise a plain DELETE: on a versioned bucket that
+        hides the object behind a delete marker and keeps its data as a noncurrent version (a lifecycle rule
+        expiring noncurrent versions reclaims it); deleting the version itself would bring an older one back
+        (a journal rewritten every few seconds has many)."""
+        info = await self.head(key)
+        if info is None:
+            return  # gone already (or behind a delete marker): nothing to delete
+        if info.lock is not None and info.lock.holds(utcnow()):
+            raise ObjectLocked(key, info.lock.describe(utcnow()))
         await self._call("delete_object", key, Bucket=self.bucket, Key=key)
 
     async def multipart(self, key: str, part_size: int = MIN_PART_SIZE) -> _S3Multipart:
