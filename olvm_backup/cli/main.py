@@ -10,6 +10,7 @@ from ..config import check_files, describe, load_settings, settings_table
 from ..errors import BackupError
 from ..logs import setup_logging
 from ..runtime import secrets_of
+from ..stack.repokey import adopt_generated_password
 
 
 def _up(settings, args) -> int:
@@ -74,6 +75,63 @@ def _verify(settings, args) -> int:
     return asyncio.run(verify_restore_point(settings, args.restore_point))
 
 
+def _init(settings, args) -> int:
+    from .keys import init
+
+    return asyncio.run(init(settings, encrypt=not args.no_encryption, label=args.label))
+
+
+def _key(settings, args) -> int:
+    from . import keys
+
+    if args.key_command == "generate-file":
+        return keys.generate_file(args.path)
+    if args.key_command == "list":
+        return asyncio.run(keys.list_keys(settings))
+    if args.key_command == "add":
+        return asyncio.run(keys.add_key(settings, args))
+    if args.key_command == "remove":
+        return asyncio.run(keys.remove_key(settings, args))
+    return asyncio.run(keys.change_passphrase(settings, args))
+
+
+def _add_key_parsers(sub) -> None:
+    loss = ("Losing every passphrase and key file of an encrypted repository loses every backup in it: nobody can "
+            "recover them. Passphrases come from files or a terminal, never from arguments.")
+    init = sub.add_parser("init", help="make the bucket a repository: encrypted (AES-256-GCM) by default, its key "
+                          "opened by the configured passphrase or key file", description=loss)
+    init.add_argument("--no-encryption", action="store_true",
+                      help="store backups in clear (anyone who reads the bucket reads them)")
+    init.add_argument("--label", default="", help="a name for the first key (who holds it, where it is kept)")
+    init.set_defaults(func=_init)
+
+    key = sub.add_parser("key", help="the keys that open an encrypted repository: list, add, remove, passwd",
+                         description=loss + " add, remove and passwd open the repository with the configured "
+                         "passphrase or key file first.")
+    key.set_defaults(func=_key)
+    keys = key.add_subparsers(dest="key_command", required=True)
+    keys.add_parser("list", help="every key; * marks those the configured passphrase or key file opens")
+    # No abbreviations: `--new-password SECRET` must be refused, not taken for --new-password-file.
+    add = keys.add_parser("add", allow_abbrev=False, help="another passphrase or key file for the same repository key (typed twice "
+                          "when neither file is given)")
+    new = add.add_mutually_exclusive_group()
+    new.add_argument("--new-password-file", metavar="FILE", help="file whose first line is the new passphrase")
+    new.add_argument("--new-key-file", metavar="FILE", help="key file (`olvm-backup key generate-file`)")
+    add.add_argument("--label", default="", help="a name for the new key (who holds it, where it is kept)")
+    remove = keys.add_parser("remove", help="remove a key. Never the last one; the one the configured passphrase "
+                             "or key file opens only with --force (configure another key first)")
+    remove.add_argument("id", help="the key's id (`olvm-backup key list`)")
+    remove.add_argument("--force", action="store_true",
+                        help="remove it even though it is the key this configuration opens with")
+    passwd = keys.add_parser("passwd", allow_abbrev=False, help="replace the key the configured passphrase opens by a new passphrase "
+                             "(written before the old one is removed)")
+    passwd.add_argument("--new-password-file", metavar="FILE", help="file whose first line is the new passphrase "
+                        "(default: typed twice)")
+    generate = keys.add_parser("generate-file", help="write a new key file of 32 random bytes (mode 0600), "
+                               "then `key add --new-key-file`")
+    generate.add_argument("path", help="where; an existing file is never replaced")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="olvm-backup", description=__doc__)
     parser.add_argument("--config", help="YAML settings file (default: $OLVM_CONFIG); env variables override it")
@@ -130,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", required=True, help="file to write (sparse raw)")
     export.set_defaults(func=_export)
 
+    _add_key_parsers(sub)
+
     config = sub.add_parser("config", help="show the effective settings (secrets masked)")
     config.add_argument("--markdown", action="store_true",
                         help="print every setting with its default as a Markdown table instead (the README's)")
@@ -140,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(args.config)
+        settings = adopt_generated_password(load_settings(args.config))  # the passphrase `up` made, if any
         setup_logging(settings.log_level, "olvm-backup", secrets_of(settings))
         if settings.log_level.upper() != "DEBUG":
             # The CLI says itself when the broker does not answer (kafka/probe.py); the client's own errors would

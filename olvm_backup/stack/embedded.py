@@ -23,6 +23,7 @@ from ..kafka import ensure_topics
 from ..objectstore import open_store
 from . import components
 from .processes import ManagedProcess, pid_alive, port_open, split_hostport
+from .repokey import prepare_repository
 from .s3rver_layout import adopt_s3rver_objects
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,12 @@ class _Service:
     restarts: list[float] = field(default_factory=list)
 
 
-async def _prepare(settings: Settings) -> None:
-    async with open_store(settings.s3):  # creates the bucket on first use
-        pass
+async def _prepare(settings: Settings) -> tuple[Settings, Path | None]:
+    """The bucket (created on first use) made a repository, encrypted, when it is none yet; the topics."""
+    async with open_store(settings.s3) as store:
+        prepared = await prepare_repository(store, settings)
     await ensure_topics(settings.kafka)
+    return prepared
 
 
 def _remove_multipart_leftovers(objects: Path) -> None:
@@ -74,6 +77,7 @@ class EmbeddedStack:
         self.services: list[_Service] = []
         self._stop = threading.Event()
         self._owns_stack_file = False
+        self.generated_password: Path | None = None  # the passphrase file `up` made for a new repository
 
     def _refuse_second_stack(self) -> None:
         current = read_stack_file(self.settings)
@@ -96,7 +100,8 @@ class EmbeddedStack:
             _remove_multipart_leftovers(objects)
         self.infra.append(components.object_store(s3_host, s3_port, objects, self.logs / "object-store.log",
                                                   access_key=s.s3.access_key, secret_key=s.s3.secret_key).start())
-        asyncio.run(_prepare(s))
+        s, self.generated_password = asyncio.run(_prepare(s))
+        self.settings = s
         env = {**os.environ, **to_environ(s)}
         for name in SERVICES:
             for i in range(1, self.counts[name] + 1):
@@ -165,6 +170,9 @@ def run_stack(settings: Settings, *, readers: int = 1, writers: int = 1, out=sys
         print(f"broker        {settings.kafka.bootstrap_servers}  (Tansu, memory)", file=out)
         print(f"object store  {settings.s3.endpoint_url}  bucket {settings.s3.bucket}  "
               f"(files in {settings.data_dir / 'objects'})", file=out)
+        if stack.generated_password:
+            print(f"repository    encrypted; its passphrase was generated into {stack.generated_password}: keep it "
+                  "safe, with a copy away from this machine (losing it loses every backup)", file=out)
         for svc in stack.services:
             print(f"{svc.name:<13} pid {svc.process.pid}  log {svc.process.log_file}", file=out)
         print("stack is up; Ctrl-C stops it", file=out, flush=True)
