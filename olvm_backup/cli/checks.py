@@ -6,7 +6,9 @@ from pathlib import Path
 
 from ..repository import catalog
 from ..config import Settings
-from ..objectstore import open_store
+from ..format.manifest import Manifest
+from ..objectstore import ObjectStore, open_store
+from ..objectstore.locking import utcnow
 from ..repository.export import export_disk
 from ..repository.verify import verify
 from .progress import human
@@ -16,8 +18,10 @@ async def verify_restore_point(settings: Settings, backup_id: str) -> int:
     async with open_store(settings.s3, ensure_bucket=False) as store:
         manifest = await catalog.find(store, backup_id)
         report = await verify(store, manifest)
+        lock = await restore_point_lock(store, manifest)
     print(f"restore point {backup_id} of {manifest.vm_name}: {report.chunks_checked} chunks, "
           f"{human(report.bytes_checked)} verified")
+    print(f"Object Lock: {lock}")
     for d in report.damage:
         where = f" in pack {d.pack}" if d.pack else ""
         print(f"DAMAGED disk {d.disk} offset {d.offset} length {d.length}: chunk {d.digest[:16]}…{where}: "
@@ -28,6 +32,15 @@ async def verify_restore_point(settings: Settings, backup_id: str) -> int:
     print(f"FAILED: {len(report.damage)} damaged range(s); this restore point cannot be restored whole",
           file=sys.stderr)
     return 1
+
+
+async def restore_point_lock(store: ObjectStore, manifest: Manifest) -> str:
+    """A restore point's Object Lock state, as its manifest's (what prune and GC will find): 'locked until
+    2026-12-30 14:03 UTC (compliance)' or 'not locked'."""
+    info = await store.head(catalog.manifest_key(manifest.vm_id, manifest.backup_id))
+    if info is None or info.lock is None:
+        return "not locked"
+    return info.lock.describe(utcnow())
 
 
 async def export_restore_point_disk(settings: Settings, backup_id: str, disk: str, output: str) -> int:
