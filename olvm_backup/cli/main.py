@@ -112,8 +112,8 @@ def _add_key_parsers(sub) -> None:
     keys = key.add_subparsers(dest="key_command", required=True)
     keys.add_parser("list", help="every key; * marks those the configured passphrase or key file opens")
     # No abbreviations: `--new-password SECRET` must be refused, not taken for --new-password-file.
-    add = keys.add_parser("add", allow_abbrev=False, help="another passphrase or key file for the same repository key (typed twice "
-                          "when neither file is given)")
+    add = keys.add_parser("add", allow_abbrev=False, help="another passphrase or key file for the same repository "
+                          "key (typed twice when neither file is given)")
     new = add.add_mutually_exclusive_group()
     new.add_argument("--new-password-file", metavar="FILE", help="file whose first line is the new passphrase")
     new.add_argument("--new-key-file", metavar="FILE", help="key file (`olvm-backup key generate-file`)")
@@ -123,8 +123,8 @@ def _add_key_parsers(sub) -> None:
     remove.add_argument("id", help="the key's id (`olvm-backup key list`)")
     remove.add_argument("--force", action="store_true",
                         help="remove it even though it is the key this configuration opens with")
-    passwd = keys.add_parser("passwd", allow_abbrev=False, help="replace the key the configured passphrase opens by a new passphrase "
-                             "(written before the old one is removed)")
+    passwd = keys.add_parser("passwd", allow_abbrev=False, help="replace the key the configured passphrase opens "
+                             "by a new passphrase (written before the old one is removed)")
     passwd.add_argument("--new-password-file", metavar="FILE", help="file whose first line is the new passphrase "
                         "(default: typed twice)")
     generate = keys.add_parser("generate-file", help="write a new key file of 32 random bytes (mode 0600), "
