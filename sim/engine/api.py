@@ -286,7 +286,8 @@ class Api:
             regenerate_ids=bool(init.regenerate_ids) if init is not None else False, memory=body.memory,
             cpu={"sockets": topology.sockets or 1, "cores": topology.cores or 1, "threads": topology.threads or 1}
             if topology else None, os_type=body.os.type if body.os is not None else None,
-            description=body.description, correlation_id=_correlation(request))
+            description=body.description, correlation_id=_correlation(request),
+            configuration_type=_enum(config.type) if config is not None else "ovf")
         return _one(render.vm(vm), 201)
 
     async def remove_vm(self, request):

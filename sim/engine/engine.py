@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..dataplane.plane import DataPlane
 from ..dataplane.storage import DiskStore
-from . import ovf
+from . import ova, ovf
 from .errors import conflict, failed, incomplete, not_found
 from .state import NotFound, State, new_id, now
 
@@ -139,14 +139,14 @@ class Engine:
 
     def add_vm(self, *, name: str | None, cluster: dict, configuration: str | None, regenerate_ids: bool,
                memory: int | None, cpu: dict | None, os_type: str | None, description: str | None,
-               correlation_id: str | None) -> dict:
+               correlation_id: str | None, configuration_type: str = "ovf") -> dict:
         attach: list[dict] = []
         fields = {"memory": 1 << 30, "cpu": {"sockets": 1, "cores": 1, "threads": 1}, "os": "other", "nics": [],
                   "description": ""}
         vm_id = new_id()
         if configuration is not None:
             try:
-                parsed = ovf.read(configuration)
+                parsed = (ova.read if configuration_type == "ova" else ovf.read)(configuration)
             except ovf.OvfError as e:
                 raise failed(f"Cannot import VM. Failed to parse the OVF configuration: {e}") from None
             fields.update({k: parsed[k] for k in ("memory", "cpu", "os", "nics", "description")})
