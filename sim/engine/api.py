@@ -13,6 +13,7 @@ from ovirtsdk4.reader import Reader
 from . import render, search
 from .engine import Engine
 from .errors import ApiError, failed, incomplete, not_found
+from .templates import Templates
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Api:
         self.username = username
         self.password = password
         self.tokens: set[str] = set()
+        self.templates = Templates(engine)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.middleware], client_max_size=1 << 24)
@@ -149,6 +151,7 @@ class Api:
         r.add_post(p + "/events", self.add_event)
         r.add_get(p + "/jobs", self.jobs)
         r.add_get(p + "/jobs/{id}", self.jobs)
+        self.templates.routes(r, p)
 
     # -- middleware: faults on demand, auth, version, error rendering ----------------------------------------
     @web.middleware
@@ -281,13 +284,19 @@ class Api:
             raise incomplete("Vm [initialization.configuration.type, initialization.configuration.data] required "
                              "for add")
         topology = body.cpu.topology if body.cpu is not None and body.cpu.topology is not None else None
+        tpl = self.templates.template_for_vm(body.template.id, body.template.name) \
+            if body.template is not None and config is None else None
         vm = self.engine.add_vm(
             name=body.name, cluster=cluster, configuration=config.data if config is not None else None,
-            regenerate_ids=bool(init.regenerate_ids) if init is not None else False, memory=body.memory,
+            regenerate_ids=bool(init.regenerate_ids) if init is not None else False,
+            memory=body.memory or (tpl["memory"] if tpl else None),
             cpu={"sockets": topology.sockets or 1, "cores": topology.cores or 1, "threads": topology.threads or 1}
-            if topology else None, os_type=body.os.type if body.os is not None else None,
+            if topology else (dict(tpl["cpu"]) if tpl else None),
+            os_type=body.os.type if body.os is not None else (tpl["os"] if tpl else None),
             description=body.description, correlation_id=_correlation(request),
             configuration_type=_enum(config.type) if config is not None else "ovf")
+        if tpl is not None:
+            self.templates.instantiate(vm, tpl, _correlation(request))
         return _one(render.vm(vm), 201)
 
     async def remove_vm(self, request):

@@ -46,7 +46,7 @@ def write(vm: dict, cluster_name: str, disks: list[tuple[dict, dict]]) -> str:
     content = _sub(root, "Content", **{f"{{{OVF}}}id": "out", f"{{{XSI}}}type": "ovf:VirtualSystem_Type"})
     _sub(content, "Name", vm["name"])
     _sub(content, "Description", vm.get("description", ""))
-    _sub(content, "TemplateId", "00000000-0000-0000-0000-000000000000")
+    _sub(content, "TemplateId", vm.get("template_id") or "00000000-0000-0000-0000-000000000000")
     _sub(content, "ClusterName", cluster_name)
     _sub(content, "VmType", "1")
     _sub(content, "MaxMemorySizeMb", vm["memory"] * 4 // (1 << 20))
