@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--cert", type=Path, help="serve this PEM certificate (chain) instead of the generated one")
     s.add_argument("--key", type=Path, help="the private key of --cert")
     s.add_argument("--cert-ca", type=Path, help="the CA clients need for --cert (default: --cert itself)")
+    s.add_argument("--state-delay", type=float, metavar="SECONDS",
+                   help="how long a VM stays powering up / powering down and a snapshot being created or removed stays "
+                        "locked (default: $OLVM_SIM_STATE_DELAY, else 0.5)")
     s.add_argument("--log-level", default="WARNING")
     w = sub.add_parser("write", help="write into a running VM's disk as its guest would")
     w.add_argument("vm")
@@ -67,8 +70,19 @@ def main(argv: list[str] | None = None) -> int:
             if not password:
                 print(f"olvm-sim: {args.password_file} holds no password", file=sys.stderr)
                 return 2
+        state_delay = args.state_delay
+        if state_delay is None:
+            try:
+                state_delay = float(os.environ.get("OLVM_SIM_STATE_DELAY") or 0.5)
+            except ValueError:
+                print("olvm-sim: $OLVM_SIM_STATE_DELAY is not a number of seconds", file=sys.stderr)
+                return 2
+        if state_delay < 0:
+            print("olvm-sim: --state-delay cannot be negative", file=sys.stderr)
+            return 2
         asyncio.run(serve(args.data, args.inventory, args.port, password=password, cert_hosts=tuple(args.cert_host),
-                          serve_cert=(args.cert, args.key, args.cert_ca) if args.cert else None))
+                          serve_cert=(args.cert, args.key, args.cert_ca) if args.cert else None,
+                          state_delay=state_delay))
         return 0
     try:
         admin = SimAdmin(args.data)

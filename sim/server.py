@@ -20,6 +20,7 @@ from .dataplane.storage import DiskStore
 from .engine.api import API, Api
 from .engine.engine import BACKUP_RUNNING, TRANSFER_DONE, Engine
 from .engine.state import State
+from .engine.transitions import DEFAULT_STATE_DELAY, settle
 
 log = logging.getLogger(__name__)
 USERNAME = "admin@internal"
@@ -40,6 +41,7 @@ async def _recover(engine: Engine) -> None:
     for s in engine.state.table("snapshots").values():
         if s["status"] == "locked":
             s["status"] = "ok"
+    settle(engine.state)
     engine.state.save()
 
 
@@ -56,9 +58,11 @@ async def _seed(engine: Engine, inventory_file: Path | None) -> None:
 
 
 async def serve(data: Path, inventory_file: Path | None, port: int = 0, *, password: str | None = None,
-                cert_hosts: tuple[str, ...] = (), serve_cert: tuple[Path, Path, Path | None] | None = None) -> None:
+                cert_hosts: tuple[str, ...] = (), serve_cert: tuple[Path, Path, Path | None] | None = None,
+                state_delay: float = DEFAULT_STATE_DELAY) -> None:
     """`password`: the admin password to use (else the kept or a random one); `cert_hosts`: extra names for the
-    generated server certificate; `serve_cert`: (certificate, key, CA) the engine serves instead of the generated."""
+    generated server certificate; `serve_cert`: (certificate, key, CA) the engine serves instead of the generated;
+    `state_delay`: seconds a VM stays powering up/down and a snapshot locked (--state-delay)."""
     data = data.resolve()
     data.mkdir(parents=True, exist_ok=True)
     conn_file = data / "connection.json"
@@ -79,6 +83,7 @@ async def serve(data: Path, inventory_file: Path | None, port: int = 0, *, passw
         loop.add_signal_handler(sig, stop.set)
     async with DataPlane(data / "imageio", pki) as plane:
         engine = Engine(state, store, plane)
+        engine.state_delay = state_delay
         runner = None
         try:
             if fresh:

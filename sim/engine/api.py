@@ -10,7 +10,7 @@ import ovirtsdk4.types as t
 from aiohttp import web
 from ovirtsdk4.reader import Reader
 
-from . import render, search
+from . import diskactions, render, search
 from .engine import Engine
 from .errors import ApiError, failed, incomplete, not_found
 from .templates import Templates
@@ -137,6 +137,8 @@ class Api:
         r.add_put(p + "/disks/{id}", self.update_disk)
         r.add_delete(p + "/disks/{id}", self.remove_disk)
         r.add_get(p + "/disks/{id}/disksnapshots", self.disk_snapshots)
+        for verb in ("reduce", "sparsify"):
+            r.add_post(p + f"/disks/{{id}}/{verb}", self.disk_action)
         r.add_get(p + "/imagetransfers", self.transfers)
         r.add_get(p + "/imagetransfers/{id}", self.transfers)
         r.add_post(p + "/imagetransfers", self.add_transfer)
@@ -349,6 +351,11 @@ class Api:
                     sparse=body.sparse if body.sparse is not None else True, sd=sd,
                     backup=_enum(body.backup) or "none", content_type=_enum(body.content_type) or "data",
                     description=body.description or "")
+
+    async def disk_action(self, request):
+        verb = request.path.rsplit("/", 1)[-1]
+        getattr(diskactions, verb)(self.engine, request.match_info["id"], _correlation(request))
+        return _action_ok()
 
     async def remove_disk(self, request):
         if "sd" in request.match_info:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..dataplane.plane import DataPlane
 from ..dataplane.storage import DiskStore
-from . import ova, ovf
+from . import ova, ovf, transitions
 from .errors import conflict, failed, incomplete, not_found
 from .state import NotFound, State, new_id, now
 
@@ -52,6 +52,8 @@ class Engine:
         self.faults = Faults()
         self._tasks: set[asyncio.Task] = set()
         self._vm_locks: dict[str, asyncio.Lock] = {}
+        self.state_delay = transitions.DEFAULT_STATE_DELAY  # serve --state-delay
+        self.power_moves: dict[str, int] = {}  # VM id -> its latest power transition (transitions.py)
 
     # -- plumbing -------------------------------------------------------------------------------------------
     def spawn(self, coro, what: str) -> None:
@@ -78,6 +80,11 @@ class Engine:
                 x.update(phase="finished_failure", transfer_url=None, proxy_url=None)
                 self._unlock_disk_after_transfer(x)
         self.state.save()
+
+    def hold(self) -> float:
+        """How long a transitional state (a locked snapshot or disk) lasts at least: --state-delay, never under
+        STEP."""
+        return max(STEP, self.state_delay)
 
     def vm_lock(self, vm_id: str) -> asyncio.Lock:
         return self._vm_locks.setdefault(vm_id, asyncio.Lock())
@@ -201,25 +208,8 @@ class Engine:
         self.event(113, f"VM {vm['name']} was successfully removed.", vm_id=vm_id)
 
     def set_power(self, vm_id: str, action: str, correlation_id: str | None) -> None:
-        vm = self.vm(vm_id)
-        if action == "start":
-            if vm["status"] == "up":
-                raise conflict(f"Cannot run VM. VM {vm['name']} is running")
-            vm["status"] = "wait_for_launch"
-
-            async def boot():
-                await asyncio.sleep(STEP)
-                vm["status"] = "powering_up"
-                await asyncio.sleep(STEP)
-                vm.update(status="up", host_id=self.host_id())
-                self.event(32, f"VM {vm['name']} started on Host host1", vm_id=vm_id, correlation_id=correlation_id)
-            self.spawn(boot(), f"start {vm['name']}")
-        else:
-            if vm["status"] == "down":
-                raise conflict(f"Cannot {action} VM. VM {vm['name']} is not running")
-            vm.update(status="down", host_id=None)
-            self.event(33 if action == "stop" else 61, f"VM {vm['name']} is down.", vm_id=vm_id,
-                       correlation_id=correlation_id)
+        """start, stop, shutdown: through the engine's transitional states (transitions.py)."""
+        transitions.power(self, vm_id, action, correlation_id)
         self.state.save()
 
     # -- disks ----------------------------------------------------------------------------------------------
@@ -499,7 +489,7 @@ class Engine:
                 if quiesce:
                     self.event(10902, f"Thaw of guest filesystems on VM {vm['name']} was initiated.",
                                vm_id=vm["id"], correlation_id=correlation_id)
-                await asyncio.sleep(STEP)
+                await asyncio.sleep(self.hold())
                 for d in disks:
                     d["status"] = "ok"
                 snap["status"] = "ok" if ok else "broken"
@@ -531,7 +521,7 @@ class Engine:
                 for disk_id in snap["disks"]:
                     if disk_id in self.state.table("disks"):
                         await asyncio.to_thread(self.store.remove_snapshot, disk_id, snapshot_id)
-                await asyncio.sleep(STEP)
+                await asyncio.sleep(self.hold())
                 self.state.delete("snapshots", snapshot_id)
                 self.event(356, f"Snapshot '{snap['description']}' deletion for VM '{vm['name']}' has been "
                                 "completed.", vm_id=vm_id, correlation_id=correlation_id)
