@@ -26,7 +26,7 @@ from olvm_backup.engine import Engine
 from olvm_backup.kafka.admin import list_topics
 from olvm_backup.errors import BackupError
 from olvm_backup.logs import setup_logging
-from olvm_backup.objectstore import open_store
+from olvm_backup.repository.sealedstore import open_sealed
 from olvm_backup.secret import Secret
 from olvm_backup.stack.embedded import EmbeddedStack
 from olvm_backup.stack.processes import ManagedProcess
@@ -107,8 +107,8 @@ class Demo:
         return event.backup_id
 
     async def check_verify(self, backup_id: str) -> bool:
-        async with open_store(self.settings.s3, ensure_bucket=False) as store:
-            report = await verify(store, await catalog.find(store, backup_id))
+        async with open_sealed(self.settings, ensure_bucket=False) as (store, sealer):
+            report = await verify(store, await catalog.find(store, backup_id), sealer)
         return self.record("verify", report.ok, f"{report.chunks_checked} chunks, {human(report.bytes_checked)} "
                            f"checked, {len(report.damage)} damaged")
 
@@ -195,6 +195,7 @@ def run_demo(settings: Settings) -> int:
         _say(f"starting the embedded stack (logs in {settings.data_dir / 'logs'})")
         stack = EmbeddedStack(demo.settings)
         stack.start()
+        demo.settings = stack.settings  # with the repository's passphrase file, when the stack generated it
         ok = asyncio.run(demo.run())
     except BackupError as e:
         demo.record("demo", False, str(e))

@@ -112,7 +112,9 @@ class ChunkData(Record):
     task_id: str
     digest: str = Field(pattern=r"^[0-9a-f]{64}$")
     raw_size: int = Field(gt=0)
-    codec: Literal["zstd", "none"]
+    # 1.6: "zstd+gcm" and "none+gcm", a chunk of an encrypted repository: compressed (or not), then sealed by the
+    # reader with the repository's key, bound to its digest; the topic never carries it in clear.
+    codec: Literal["zstd", "none", "zstd+gcm", "none+gcm"]
     data: bytes
 
 

@@ -7,17 +7,18 @@ from pathlib import Path
 from ..repository import catalog
 from ..config import Settings
 from ..format.manifest import Manifest
-from ..objectstore import ObjectStore, open_store
+from ..objectstore import ObjectStore
 from ..objectstore.locking import utcnow
+from ..repository.sealedstore import open_sealed
 from ..repository.export import export_disk
 from ..repository.verify import verify
 from .progress import human
 
 
 async def verify_restore_point(settings: Settings, backup_id: str) -> int:
-    async with open_store(settings.s3, ensure_bucket=False) as store:
+    async with open_sealed(settings, ensure_bucket=False) as (store, sealer):
         manifest = await catalog.find(store, backup_id)
-        report = await verify(store, manifest)
+        report = await verify(store, manifest, sealer)
         lock = await restore_point_lock(store, manifest)
     print(f"restore point {backup_id} of {manifest.vm_name}: {report.chunks_checked} chunks, "
           f"{human(report.bytes_checked)} verified")
@@ -44,10 +45,10 @@ async def restore_point_lock(store: ObjectStore, manifest: Manifest) -> str:
 
 
 async def export_restore_point_disk(settings: Settings, backup_id: str, disk: str, output: str) -> int:
-    async with open_store(settings.s3, ensure_bucket=False) as store:
+    async with open_sealed(settings, ensure_bucket=False) as (store, sealer):
         manifest = await catalog.find(store, backup_id)
         record = manifest.disk(disk)
-        written = await export_disk(store, manifest, record, Path(output))
+        written = await export_disk(store, manifest, record, Path(output), sealer)
     print(f"{output}: disk {record.name} of {manifest.vm_name} at {backup_id}, {human(record.size)} "
           f"({human(written)} of data)")
     return 0

@@ -7,7 +7,7 @@ import time
 
 from ..repository import catalog
 from ..config import Settings
-from ..objectstore import open_store
+from ..repository.sealedstore import open_sealed
 from .progress import human
 
 
@@ -22,7 +22,7 @@ def _point(m) -> dict:
 
 
 async def list_backups(settings: Settings, vm: str | None, as_json: bool = False) -> int:
-    async with open_store(settings.s3) as store:
+    async with open_sealed(settings) as (store, _):
         manifests = await catalog.list_manifests(store)
     if vm:
         manifests = [m for m in manifests if vm in (m.vm_id, m.vm_name)]

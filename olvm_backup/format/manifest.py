@@ -14,11 +14,13 @@ import msgpack
 import zstandard
 
 from ..errors import BackupError
-from .chunks import CHUNK_HASH, HASHES
+from .chunks import CHUNK_HASH, KNOWN_HASHES
 from .diskmap import DiskMap
 
 MANIFEST_MAJOR = 1
-MANIFEST_MINOR = 2        # 1.1: `chunk_hash` says what chunk names are (1.0 had none: SHA-256); 1.2: `consistency`
+# 1.1: `chunk_hash` says what chunk names are (1.0 had none: SHA-256); 1.2: `consistency`; 1.3: `chunk_hash`
+# `blake3-keyed` and codecs ending `+gcm` (an encrypted repository's, whose manifests are sealed objects)
+MANIFEST_MINOR = 3
 
 
 class ManifestError(BackupError):
@@ -122,6 +124,6 @@ def decode_manifest(raw: bytes) -> Manifest:
         manifest = Manifest(**fields, disks=disks, chunks=chunks)
     except (TypeError, KeyError, ValueError) as e:
         raise ManifestError(f"malformed ({e})") from None
-    if manifest.chunk_hash not in HASHES:
+    if manifest.chunk_hash not in KNOWN_HASHES:
         raise ManifestError(f"chunks are named by {manifest.chunk_hash!r}, a hash this build does not know")
     return manifest

@@ -10,7 +10,7 @@ from collections import defaultdict
 from typing import Iterable
 
 from ..errors import BackupError, ObjectNotFound
-from ..format.chunks import CorruptChunk, decompress
+from ..format.chunks import ChunkCodec, CorruptChunk
 from ..format.manifest import Location
 from ..objectstore import ObjectStore
 
@@ -45,26 +45,27 @@ def spans(locations: Iterable[tuple[str, Location]], max_span: int = 32 * MIB,
     return out
 
 
-def _unpack(blob: bytes, start: int, members, chunk_hash: str) -> dict[str, bytes | memoryview | BackupError]:
-    """A span's chunks, decompressed and verified in one go (in a worker thread: hashing releases the GIL).
+def _unpack(blob: bytes, start: int, members, codec: ChunkCodec) -> dict[str, bytes | memoryview | BackupError]:
+    """A span's chunks, opened, decompressed and verified in one go (in a worker thread: hashing, decryption and
+    decompression release the GIL).
     Uncompressed chunks stay views into the span's buffer: no copy."""
     view = memoryview(blob)
     out: dict[str, bytes | memoryview | BackupError] = {}
     for digest, loc in members:
         stored = view[loc.offset - start: loc.offset - start + loc.length]
         try:
-            out[digest] = decompress(loc.codec, stored, loc.raw_size, digest, chunk_hash)
+            out[digest] = codec.load(loc.codec, stored, loc.raw_size, digest)
         except CorruptChunk as e:
             out[digest] = e
     return out
 
 
 class ChunkFetcher:
-    """Chunks of one restore point: `chunk_hash` is the hash its manifest names chunks by."""
+    """Chunks of one restore point: `codec` is how it names and stores them (ChunkCodec.for_reading)."""
 
-    def __init__(self, store: ObjectStore, chunk_hash: str, parallel: int = 4) -> None:
+    def __init__(self, store: ObjectStore, codec: ChunkCodec, parallel: int = 4) -> None:
         self._store = store
-        self._chunk_hash = chunk_hash
+        self._codec = codec
         self._limit = asyncio.Semaphore(parallel)
 
     async def fetch(self, wanted: dict[str, Location]) -> dict[str, bytes | memoryview | BackupError]:
@@ -83,7 +84,7 @@ class ChunkFetcher:
                     for digest, _ in members:
                         results[digest] = ChunkMissing(f"pack {pack} could not be read: {e}", digest=digest)
                     return
-            results.update(await asyncio.to_thread(_unpack, blob, start, members, self._chunk_hash))
+            results.update(await asyncio.to_thread(_unpack, blob, start, members, self._codec))
 
         async with asyncio.TaskGroup() as group:
             for pack, start, end, members in spans(wanted.items()):

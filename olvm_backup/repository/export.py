@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 from .chunkfetch import ChunkFetcher
+from ..crypto.sealing import PLAIN, Sealer
 from ..errors import BackupError
+from ..format.chunks import ChunkCodec
 from ..format.manifest import DiskRecord, Manifest
 from ..objectstore import ObjectStore
 
@@ -17,9 +19,10 @@ class ExportError(BackupError):
     template = "disk {disk} at offset {offset}: {reason}"
 
 
-async def export_disk(store: ObjectStore, manifest: Manifest, disk: DiskRecord, path: Path) -> int:
+async def export_disk(store: ObjectStore, manifest: Manifest, disk: DiskRecord, path: Path,
+                      sealer: Sealer = PLAIN) -> int:
     """Writes the disk as a sparse raw file; returns the data bytes written."""
-    fetcher = ChunkFetcher(store, manifest.chunk_hash)
+    fetcher = ChunkFetcher(store, ChunkCodec.for_reading(manifest.chunk_hash, sealer))
     written = 0
     tmp = path.with_name(path.name + ".partial")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -5,7 +5,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from .chunkfetch import ChunkFetcher
+from ..crypto.sealing import PLAIN, Sealer
 from ..errors import BackupError
+from ..format.chunks import ChunkCodec
 from ..format.manifest import Manifest
 from ..objectstore import ObjectStore
 
@@ -34,14 +36,14 @@ class VerifyReport:
         return not self.damage
 
 
-async def verify(store: ObjectStore, manifest: Manifest) -> VerifyReport:
+async def verify(store: ObjectStore, manifest: Manifest, sealer: Sealer = PLAIN) -> VerifyReport:
     users: dict[str, list[tuple[str, int, int]]] = defaultdict(list)  # digest -> where the disks use it
     for disk in manifest.disks:
         for seg in disk.map:
             users[seg.digest].append((disk.name, seg.offset, seg.length))
     damage: list[Damage] = []
     checked = 0
-    fetcher = ChunkFetcher(store, manifest.chunk_hash)
+    fetcher = ChunkFetcher(store, ChunkCodec.for_reading(manifest.chunk_hash, sealer))
     digests = sorted(users, key=lambda d: (manifest.chunks[d].pack_key, manifest.chunks[d].offset)
                      if d in manifest.chunks else ("", 0))
     for i in range(0, len(digests), BATCH):

@@ -17,7 +17,8 @@ from olvm_backup.imageio import TicketGone, Transfer
 from olvm_backup.kafka import Bus, Consumer, Message
 from olvm_backup.kafka.bus import TopicGone
 from olvm_backup.kafka.follow import Follower
-from olvm_backup.objectstore import open_store
+from olvm_backup.format.chunks import ChunkCodec
+from olvm_backup.repository.sealedstore import open_sealed
 from schemas import ChunkData, ReadTask, TransferGone
 from schemas.topics import CHUNKS, PACKS, READ_RESULTS, READ_TASKS
 
@@ -29,8 +30,10 @@ GROUP = "readers"
 
 
 class Reader:
-    def __init__(self, bus: Bus, index: ChunkIndex, engine: EngineSettings, name: str = "reader") -> None:
+    def __init__(self, bus: Bus, index: ChunkIndex, engine: EngineSettings, codec: ChunkCodec,
+                 name: str = "reader") -> None:
         self._bus = bus
+        self._codec = codec
         self._name = name
         self._engine = engine
         self._index = index
@@ -73,7 +76,7 @@ class Reader:
                 extents = [Extent(*e) for e in task.extents]
             else:  # a task from before format 1.4
                 extents = await data.extents(task.incremental)
-            result = await read_task(task, data, extents, self._index, publish_chunk)
+            result = await read_task(task, data, extents, self._index, publish_chunk, self._codec)
             over = "the daemon's local socket" if data.local else "TLS"
         await self._bus.publish(READ_RESULTS, result, key=task.backup_id)
         log.info("task %s: read %d bytes, %d chunks, %d new bytes in %.2fs over %s", task.task_id,
@@ -89,10 +92,10 @@ def _first(group: BaseException) -> BaseException:
 async def main(settings: Settings) -> None:
     name = f"reader@{socket.gethostname()}:{os.getpid()}"
     index = ChunkIndex()
-    async with open_store(settings.s3) as store, Bus(settings.kafka, client_id=name) as bus:
+    async with open_sealed(settings) as (store, sealer), Bus(settings.kafka, client_id=name) as bus:
         # Follow new packs first, then load the stored indexes: no pack falls between the two.
         async with Follower(settings.kafka, PACKS, index.add_record, client_id=name + "/packs"):
             await index.load(store)
-            reader = Reader(bus, index, settings.engine, name)
+            reader = Reader(bus, index, settings.engine, ChunkCodec.for_writing(sealer), name)
             async with Consumer(settings.kafka, bus, [READ_TASKS], GROUP, client_id=name, max_batch=1) as consumer:
                 await consumer.run(reader.on_task)

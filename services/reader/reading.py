@@ -7,6 +7,7 @@ from typing import Awaitable, Callable
 
 from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.format import chunks as chunkfmt
+from olvm_backup.format.chunks import ChunkCodec
 from olvm_backup.planning import Extent, chunk_ranges, clip_extents, zero_ranges
 from olvm_backup.imageio import Transfer
 from schemas import ChunkData, ReadTask, TaskResult
@@ -28,7 +29,10 @@ async def read_task(
     extents: list[Extent],
     index: ChunkIndex,
     publish_chunk: Callable[[ChunkData], Awaitable[None]],
+    codec: ChunkCodec,
 ) -> TaskResult:
+    """Read the task's chunks; publish the new ones, named and stored by `codec` (sealed in an encrypted
+    repository, so they travel the chunk topic as they will rest in the store)."""
     end = task.offset + task.length
     mine = clip_extents(extents, task.offset, end)
     out = TaskOutcome(zeros=zero_ranges(mine))
@@ -42,14 +46,14 @@ async def read_task(
             if chunkfmt.is_zero(data):
                 out.zeros.append((offset, length))  # allocated but zero: never stored
                 return
-            digest = await asyncio.to_thread(chunkfmt.digest, data)
+            digest = await asyncio.to_thread(codec.name, data)
             out.chunks.append((offset, length, digest))
             if digest in index or digest in sent:
                 return  # the store holds it already (or this task just sent it)
             sent.add(digest)
-            codec, stored = await asyncio.to_thread(chunkfmt.compress, data)
+            kind, stored = await asyncio.to_thread(codec.store, data, digest)
             await publish_chunk(ChunkData(backup_id=task.backup_id, task_id=task.task_id, digest=digest,
-                                          raw_size=length, codec=codec, data=stored))
+                                          raw_size=length, codec=kind, data=stored))
             out.bytes_new += len(stored)
         finally:
             limit.release()

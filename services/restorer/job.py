@@ -38,7 +38,9 @@ from olvm_backup.engine import Engine, EngineNotFound
 from olvm_backup.engine import cbt, provision
 from olvm_backup.engine.connection import waits_told_to
 from olvm_backup.engine.vms import find_vm
+from olvm_backup.crypto.sealing import PLAIN, Sealer
 from olvm_backup.errors import BackupError
+from olvm_backup.format.chunks import ChunkCodec
 from olvm_backup.format.manifest import DiskRecord, Manifest
 from olvm_backup.format.ovf import without_disks
 from olvm_backup.imageio import Transfer
@@ -76,8 +78,9 @@ class _Uploaded:
 
 class RestoreJob:
     def __init__(self, settings: Settings, engine: Engine, store: ObjectStore, bus: Bus,
-                 request: RestoreRequest) -> None:
+                 request: RestoreRequest, sealer: Sealer = PLAIN) -> None:
         self.settings = settings
+        self.sealer = sealer
         self.engine = engine
         self.store = store
         self.bus = bus
@@ -209,7 +212,7 @@ class RestoreJob:
         await self.event("started", f"restoring {len(disks)} disk(s) of {manifest.vm_name} from "
                          f"{manifest.backup_id}", bytes_total=self.bytes_total, bytes_done=0)
 
-        fetcher = ChunkFetcher(self.store, manifest.chunk_hash)
+        fetcher = ChunkFetcher(self.store, ChunkCodec.for_reading(manifest.chunk_hash, self.sealer))
         async with contextlib.AsyncExitStack() as windows:  # closes prefetches a failure left behind
             first = await windows.enter_async_context(Windows(manifest, disks[0], fetcher)) if disks else None
             create_disks = side_by_side(*(self._create_disk(d, sd)
@@ -276,6 +279,8 @@ class RestoreJob:
             async with Transfer(transfer.transfer_url, transfer.proxy_url, ca_file=engine.ca_file,
                                 insecure=engine.insecure, local_socket=engine.imageio_local_socket) as writer:
                 sent = await upload_disk(disk, windows, writer, self._progress)
+                over = "the daemon's local socket" if writer.local else "TLS"
+        log.info("disk %s: %d data bytes uploaded over %s", disk.name, sent, over)
         return _Uploaded(disk, disk_id, transfer.transfer_id, sent)
 
     async def _finalize(self, done: _Uploaded) -> None:

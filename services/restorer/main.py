@@ -7,7 +7,7 @@ import socket
 from olvm_backup.config import Settings
 from olvm_backup.engine import Engine
 from olvm_backup.kafka import Consumer, Bus, Message
-from olvm_backup.objectstore import open_store
+from olvm_backup.repository.sealedstore import open_sealed
 from schemas import RestoreRequest
 from schemas.topics import RESTORE_REQUESTS
 
@@ -19,11 +19,11 @@ MAX_JOB_MS = 24 * 3600 * 1000
 
 async def main(settings: Settings) -> None:
     name = f"restorer@{socket.gethostname()}:{os.getpid()}"
-    async with open_store(settings.s3) as store, Bus(settings.kafka, client_id=name) as bus, \
+    async with open_sealed(settings) as (store, sealer), Bus(settings.kafka, client_id=name) as bus, \
             Engine(settings.engine) as engine:
 
         async def on_request(request: RestoreRequest, where: Message) -> None:
-            await RestoreJob(settings, engine, store, bus, request).run()
+            await RestoreJob(settings, engine, store, bus, request, sealer).run()
 
         async with Consumer(settings.kafka, bus, [RESTORE_REQUESTS], GROUP, client_id=name, max_batch=1,
                             max_poll_interval_ms=MAX_JOB_MS) as consumer:

@@ -27,18 +27,19 @@ def select_disks(disks: list[DiskInfo], exclude: Iterable[str]) -> tuple[list[Di
     return keep, [d for d in disks if d not in keep]
 
 
-def choose_checkpoint(mode: str, previous: Manifest | None,
-                      engine_checkpoints: Iterable[CheckpointInfo]) -> tuple[str | None, str]:
-    """(from_checkpoint or None for full, the reason when full)."""
+def choose_checkpoint(mode: str, previous: Manifest | None, engine_checkpoints: Iterable[CheckpointInfo],
+                      chunk_hash: str = CHUNK_HASH) -> tuple[str | None, str]:
+    """(from_checkpoint or None for full, the reason when full); `chunk_hash` is how this backup names chunks (keyed in
+    an encrypted repository: the first backup after encryption is turned on is full)."""
     if mode == "full":
         return None, "full backup requested"
     if previous is None:
         return None, "no earlier backup of this VM in the catalog"
     if not previous.to_checkpoint:
         return None, f"the last backup {previous.backup_id} recorded no checkpoint"
-    if previous.chunk_hash != CHUNK_HASH:  # its maps cannot be laid under chunks named another way
-        return None, (f"the last backup {previous.backup_id} names its chunks by {previous.chunk_hash}, this version "
-                      f"by {CHUNK_HASH}")
+    if previous.chunk_hash != chunk_hash:  # its maps cannot be laid under chunks named another way
+        return None, (f"the last backup {previous.backup_id} names its chunks by {previous.chunk_hash}, this one "
+                      f"by {chunk_hash}")
     on_engine = {c.checkpoint_id: c for c in engine_checkpoints}.get(previous.to_checkpoint)
     if on_engine is None:
         return None, f"checkpoint {previous.to_checkpoint} of backup {previous.backup_id} is no longer on the engine"

@@ -24,6 +24,7 @@ from olvm_backup.engine import cbt
 from olvm_backup.engine.connection import waits_told_to
 from olvm_backup.engine.vms import find_vm, vm_disks, vm_ovf
 from olvm_backup.errors import BackupError
+from olvm_backup.format.chunks import CHUNK_HASH
 from olvm_backup.format.manifest import DiskRecord, Location, Manifest
 from olvm_backup.imageio import Transfer
 from olvm_backup.kafka import Bus
@@ -56,6 +57,7 @@ class Context:
     bus: Bus
     tracker: Tracker
     index: ChunkIndex
+    chunk_hash: str = CHUNK_HASH  # how new chunks are named: keyed in an encrypted repository (ChunkCodec)
 
 
 class BackupJob:
@@ -153,7 +155,8 @@ class BackupJob:
         with self.steps.step("prepare"):
             previous = None if request.mode == "full" else await catalog.latest(ctx.store, vm.vm_id)
             engine_checkpoints = await cbt.checkpoints(ctx.engine, vm.vm_id) if previous else []
-            from_checkpoint, full_reason = choose_checkpoint(request.mode, previous, engine_checkpoints)
+            from_checkpoint, full_reason = choose_checkpoint(request.mode, previous, engine_checkpoints,
+                                                           ctx.chunk_hash)
             if request.mode == "incremental" and from_checkpoint is None:
                 await self.event("progress", f"incremental not possible, backing up full: {full_reason}")
             journal = Journal(ctx.store, JournalEntry(self.backup_id, vm.vm_id, request.request_id,
@@ -412,7 +415,7 @@ class BackupJob:
             from_checkpoint=backup.from_checkpoint, parent_backup=previous.backup_id if previous else None,
             ovf_key=ovf_key, request_id=self.request.request_id, requested_by=self.request.requested_by,
             disks=records, chunks=chunks, excluded_disks=[d.name for d in excluded], vm=vm.details,
-            consistency=self.consistency.code if self.consistency else "")
+            consistency=self.consistency.code if self.consistency else "", chunk_hash=ctx.chunk_hash)
         await catalog.commit(ctx.store, manifest)
         await self.event("stored", f"restore point {self.backup_id} committed", bytes_total=self.bytes_total,
                          bytes_done=self.bytes_total)

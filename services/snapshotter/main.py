@@ -19,7 +19,8 @@ from olvm_backup.config import Settings
 from olvm_backup.engine import Engine
 from olvm_backup.kafka import Bus, Consumer, Message
 from olvm_backup.kafka.follow import Follower
-from olvm_backup.objectstore import open_store
+from olvm_backup.format.chunks import ChunkCodec
+from olvm_backup.repository.sealedstore import open_sealed
 from schemas import BackupEvent, BackupRequest
 from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, PACKS, READ_RESULTS, STORE_FAULTS
 
@@ -39,14 +40,14 @@ async def main(settings: Settings) -> None:
     name = f"snapshotter@{socket.gethostname()}:{os.getpid()}"
     index = ChunkIndex()
     tracker = Tracker(index)
-    async with open_store(settings.s3) as store, Bus(settings.kafka, client_id=name) as bus, \
+    async with open_sealed(settings) as (store, sealer), Bus(settings.kafka, client_id=name) as bus, \
             Engine(settings.engine) as engine:
         async with Follower(settings.kafka, PACKS, tracker.on_pack, client_id=name + "/packs"), \
                 Follower(settings.kafka, READ_RESULTS, tracker.on_result, client_id=name + "/results"), \
                 Follower(settings.kafka, STORE_FAULTS, tracker.on_fault, client_id=name + "/faults"):
             await index.load(store)
             await recover(settings, store, engine, bus)
-            ctx = Context(settings, engine, store, bus, tracker, index)
+            ctx = Context(settings, engine, store, bus, tracker, index, ChunkCodec.for_writing(sealer).chunk_hash)
 
             async def on_request(request: BackupRequest, where: Message) -> None:
                 await BackupJob(ctx, request).run()

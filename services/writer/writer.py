@@ -19,7 +19,7 @@ from typing import Callable
 from olvm_backup.config import Settings
 from olvm_backup.errors import BackupError
 from olvm_backup.kafka import Bus, LeasedConsumer, Message
-from olvm_backup.objectstore import open_store
+from olvm_backup.repository.sealedstore import open_sealed
 from olvm_backup.repository.packs import OpenPack, PackBuilder
 from olvm_backup.repository.uploads import AbandonedUploads
 from olvm_backup.stack.space import full_disk
@@ -142,7 +142,7 @@ class Writer:
 
 async def main(settings: Settings) -> None:
     name = f"writer@{socket.gethostname()}:{os.getpid()}"
-    async with open_store(settings.s3) as store, Bus(settings.kafka, client_id=name) as bus:
+    async with open_sealed(settings) as (store, _), Bus(settings.kafka, client_id=name) as bus:
         consumer = LeasedConsumer(settings.kafka, bus, CHUNKS, WRITER_LEASES, WRITERS_GROUP, client_id=name,
                                   max_batch=64)
         packs = PackBuilder(store, max_size=settings.pipeline.pack_size)

@@ -27,9 +27,11 @@ BAD = [
     ("OLVM_WAVES_IN_FLIGHT", "0", "more than 0"),
     ("OLVM_STALL_TIMEOUT", "-1", "more than 0"),
     ("OLVM_PACK_SIZE", "0", "more than 0"),
+    ("OLVM_OBJECT_LOCK_DAYS", "-1", "at least 0"),
+    ("OLVM_OBJECT_LOCK_MODE", "forever", "GOVERNANCE, COMPLIANCE"),
 ]
 # Checked when a service or `up` starts (check_files), not at load.
-ON_START = {"OLVM_ENGINE_CA_FILE"}
+ON_START = {"OLVM_ENGINE_CA_FILE", "OLVM_REPOSITORY_PASSWORD_FILE", "OLVM_REPOSITORY_KEY_FILE"}
 
 
 def _checks() -> dict[str, object]:
@@ -101,3 +103,12 @@ def test_a_ca_file_without_a_certificate_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=f"OLVM_ENGINE_CA_FILE: {bad} holds no PEM certificate"):
         check_files(load_settings(environ={"OLVM_ENGINE_CA_FILE": str(bad)}))
     check_files(load_settings(environ={"OLVM_ENGINE_CA_FILE": str(good)}))
+
+
+@pytest.mark.parametrize("env", ["OLVM_REPOSITORY_PASSWORD_FILE", "OLVM_REPOSITORY_KEY_FILE"])
+def test_a_repository_key_file_that_cannot_be_read_names_its_setting_at_start(env, tmp_path):
+    missing = tmp_path / "no-such-file"
+    settings = load_settings(environ={env: str(missing)})
+    with pytest.raises(ConfigError) as e:
+        check_files(settings)
+    assert env in str(e.value) and str(missing) in str(e.value)

@@ -5,6 +5,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -19,6 +20,15 @@ from olvm_backup.stack.processes import ManagedProcess
 
 MIB = 1024 * 1024
 
+# How disk data moves: over the imageio daemon's local socket, as a client on the host moves it (the default), or
+# over TLS (OLVM_TEST_IMAGEIO=tls), as a client elsewhere does. scripts/test.sh runs the tests marked `data_path`
+# both ways; any pipeline test runs either way.
+IMAGEIO_PATHS = {"socket": True, "tls": False}
+IMAGEIO_PATH = os.environ.get("OLVM_TEST_IMAGEIO", "socket")
+IMAGEIO_LOGGED = {"socket": "the daemon's local socket", "tls": "TLS"}  # as the reader and restorer log it
+if IMAGEIO_PATH not in IMAGEIO_PATHS:
+    raise pytest.UsageError(f"OLVM_TEST_IMAGEIO must be one of {', '.join(IMAGEIO_PATHS)}, not {IMAGEIO_PATH!r}")
+
 
 @dataclasses.dataclass
 class Sim:
@@ -29,7 +39,7 @@ class Sim:
     def engine_settings(self) -> EngineSettings:
         c = self.connection
         return EngineSettings(url=c["url"], username=c["username"], password=Secret(c["password"]),
-                              ca_file=c["ca_file"])
+                              ca_file=c["ca_file"], imageio_local_socket=IMAGEIO_PATHS[IMAGEIO_PATH])
 
 
 def start_sim(data: Path, inventory: Path, log: Path) -> Sim:
@@ -113,6 +123,11 @@ class Pipeline:
                 return [info.key async for info in store.list("jobs/")]
         return asyncio.run(keys())
 
+    def data_paths(self, service: str) -> set[str]:
+        """How a service moved disk data, by its log: "TLS" or "the daemon's local socket" (see IMAGEIO_PATH)."""
+        log = (self.logs / f"{service}.log").read_text()
+        return set(re.findall(r" over (TLS|the daemon's local socket)", log))
+
     def cli(self, *args: str, timeout: float = 600):
         import subprocess
         return subprocess.run([sys.executable, "-m", "olvm_backup.cli.main", *args], env=self.env,
@@ -120,7 +135,7 @@ class Pipeline:
 
 
 def pipeline_settings(broker: str, moto_endpoint: str, sim: Sim, data_dir: Path, **pipeline) -> Settings:
-    from olvm_backup.config import KafkaSettings, S3Settings
+    from olvm_backup.config import KafkaSettings, RepositorySettings, S3Settings
     tag = uuid.uuid4().hex[:8]
     return Settings(
         data_dir=data_dir, log_level="INFO",
@@ -129,7 +144,20 @@ def pipeline_settings(broker: str, moto_endpoint: str, sim: Sim, data_dir: Path,
                       secret_key=Secret("testing")),
         engine=sim.engine_settings(),
         pipeline=PipelineSettings(**pipeline),
+        repository=RepositorySettings(password=Secret(f"pass-{tag}")),
     )
+
+
+def init_repository(settings: Settings) -> None:
+    """An encrypted repository, as every new one is (`olvm-backup init`), with a cheaper passphrase KDF: the
+    services open the key at each start, and these tests start many."""
+    from olvm_backup.objectstore import open_store
+    from olvm_backup.repository import keyring
+
+    async def init() -> None:
+        async with open_store(settings.s3) as store:
+            await keyring.init_repository(store, settings.repository, n=2 ** 14)
+    asyncio.run(init())
 
 
 def prepare_topics(settings: Settings) -> None:
@@ -161,6 +189,7 @@ def pipeline(broker, moto_endpoint, sim, tmp_path) -> Pipeline:
     settings = pipeline_settings(broker, moto_endpoint, sim, tmp_path / "data", task_size=64 * MIB,
                                  wave_bytes=32 * MIB, waves_in_flight=2)
     prepare_topics(settings)
+    init_repository(settings)
     p = Pipeline(settings, tmp_path)
     for name in ("snapshotter", "reader", "writer", "restorer"):
         p.start(name, name)

@@ -10,6 +10,9 @@ import sys
 import time
 
 import ovirtsdk4.types as types
+import pytest
+
+from .conftest import IMAGEIO_LOGGED, IMAGEIO_PATH
 
 MIB = 1024 * 1024
 
@@ -47,6 +50,7 @@ def disks_of(point: dict) -> dict[str, dict]:
     return {d["name"]: d for d in point["disks"]}
 
 
+@pytest.mark.data_path
 def test_full_then_incremental_then_dedup(pipeline, admin, engine_view, tmp_path):
     backup(pipeline, "app1", "--mode", "full", "--exclude", "app1_scratch")
     [full] = restore_points(pipeline, "app1")
@@ -98,6 +102,8 @@ def test_full_then_incremental_then_dedup(pipeline, admin, engine_view, tmp_path
     waves = set(re.findall(r"deleted topics (\S+)", (pipeline.logs / "snapshotter.log").read_text()))
     assert len(waves) >= 6, f"expected several waves per full backup, saw {sorted(waves)}"
     assert pipeline.chunk_topics() == []
+    # Every task read its data the way this run asked (OLVM_TEST_IMAGEIO).
+    assert pipeline.data_paths("reader") == {IMAGEIO_LOGGED[IMAGEIO_PATH]}
 
 
 def test_hot_added_disk_is_backed_up_full(pipeline, admin, engine_view, tmp_path):
@@ -127,6 +133,7 @@ def test_hot_added_disk_is_backed_up_full(pipeline, admin, engine_view, tmp_path
     assert engine_view.leftovers() == []
 
 
+@pytest.mark.data_path
 def test_two_readers_share_a_disk_and_survive_a_kill(pipeline, admin, engine_view, tmp_path):
     pipeline.stop("reader")
     pipeline.env["OLVM_TASK_SIZE"] = str(16 * MIB)
@@ -167,6 +174,7 @@ def imageio_connections_peak(daemon_log, start: int) -> int:
     return peak
 
 
+@pytest.mark.data_path
 def test_readers_together_stay_within_the_tickets_connections(pipeline, admin, sim, engine_view, tmp_path):
     # Four readers on one disk, four of its tasks at once. imageio (OPTIONS max_readers) and the host's NBD server
     # serve a ticket over at most 8 connections; a ninth waits, and tasks holding connections while waiting on

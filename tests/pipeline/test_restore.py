@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from olvm_backup.objectstore import open_store
 from olvm_backup.repository import catalog
 
+from .conftest import IMAGEIO_LOGGED, IMAGEIO_PATH
 from .test_cbt_backup import backup, restore_points
 
 MIB = 1024 * 1024
@@ -41,6 +44,7 @@ def storage_domain_id(engine_view, name: str) -> str:
     return engine_view.call(lambda s: s.storage_domains_service().list(search=f"name={name}")[0].id)
 
 
+@pytest.mark.data_path
 def test_every_restore_point_restores_as_it_was(pipeline, admin, engine_view):
     expected = []
     for step in range(3):
@@ -69,8 +73,10 @@ def test_every_restore_point_restores_as_it_was(pipeline, admin, engine_view):
         assert layout(restored) == layout(source)
         assert restored["status"] == ("up" if i == 2 else "down")
     assert engine_view.leftovers() == []
+    assert pipeline.data_paths("restorer") == {IMAGEIO_LOGGED[IMAGEIO_PATH]}
 
 
+@pytest.mark.data_path
 def test_restore_to_another_cluster_and_storage_domain(pipeline, admin, engine_view):
     backup(pipeline, "app1", "--exclude", "app1_scratch")
     [point] = restore_points(pipeline, "app1")

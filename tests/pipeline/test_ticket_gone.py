@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from olvm_backup.config import PipelineSettings
 
 from .test_cbt_backup import backup, exported_hash, restore_points
@@ -47,6 +49,7 @@ def backup_transfers(engine_view) -> dict[str, str]:
     return engine_view.call(scan)
 
 
+@pytest.mark.data_path
 def test_a_lost_ticket_is_reopened_and_the_backup_completes(pipeline, admin, engine_view, tmp_path):
     small_tasks(pipeline)
     proc = start_backup(pipeline, "big1")

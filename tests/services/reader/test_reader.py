@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from olvm_backup.format.chunks import ChunkCodec
 from olvm_backup.config import EngineSettings
 from olvm_backup.errors import GaveUp
 from olvm_backup.imageio import ImageioError
@@ -94,7 +95,7 @@ def test_a_read_task_against_a_failing_imageio_makes_the_documented_number_of_re
     task = ReadTask(backup_id="b", task_id="b/d/0", disk_id="d", transfer_url=host.url, proxy_url=proxy.url,
                     incremental=False, offset=0, length=8 << 20, chunk_size=1 << 20, chunk_topic=TOPIC,
                     connections=4, extents=[(0, 8 << 20, True)])
-    reader = Reader(Bus(), ChunkIndex(), EngineSettings(insecure=True))
+    reader = Reader(Bus(), ChunkIndex(), EngineSettings(insecure=True), ChunkCodec())
     with pytest.raises(GaveUp) as failed:
         asyncio.run(reader.on_task(task, None))
     # Each attempt: the host, which cannot be reached, then the proxy, which answers 503. Not a product of
@@ -132,7 +133,8 @@ def test_a_task_whose_ticket_is_gone_is_reported_to_the_snapshotter_at_once():
                         incremental=False, offset=0, length=8 << 20, chunk_size=1 << 20, chunk_topic=TOPIC,
                         connections=4, extents=[(0, 8 << 20, True)])
         bus = Recording()
-        asyncio.run(Reader(bus, ChunkIndex(), EngineSettings(insecure=True), "reader@h:1").on_task(task, None))
+        reader = Reader(bus, ChunkIndex(), EngineSettings(insecure=True), ChunkCodec(), "reader@h:1")
+        asyncio.run(reader.on_task(task, None))
     finally:
         host.shutdown()
         host.server_close()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 
-from olvm_backup.format.chunks import CHUNK_HASH, decompress, digest
+from olvm_backup.crypto.sealing import RepoKey, Sealer
+from olvm_backup.format.chunks import CHUNK_HASH, ChunkCodec, decompress, digest
 from olvm_backup.planning import Extent
 from olvm_backup.repository.chunkindex import ChunkIndex
 from schemas import ChunkData, ReadTask
@@ -39,13 +40,16 @@ IMAGE = A + B + bytes(C) + bytes(C) + A + KNOWN + D + D[: C // 2] + bytes(C // 2
 EXTENTS = [Extent(0, 2 * C, True), Extent(2 * C, C, False), Extent(3 * C, 5 * C, True)]  # chunk 2 is a hole
 
 
-async def read(offset: int, length: int, index: ChunkIndex | None = None):
+PLAIN_CHUNKS = ChunkCodec()
+
+
+async def read(offset: int, length: int, index: ChunkIndex | None = None, codec: ChunkCodec = PLAIN_CHUNKS):
     disk, sent = Disk(IMAGE), []
 
     async def publish(chunk: ChunkData) -> None:
         sent.append(chunk)
 
-    result = await read_task(task(offset, length), disk, EXTENTS, index or ChunkIndex(), publish)
+    result = await read_task(task(offset, length), disk, EXTENTS, index or ChunkIndex(), publish, codec)
     return result, disk, sent
 
 
@@ -84,6 +88,27 @@ async def test_a_task_of_holes_reads_nothing():
     async def publish(chunk: ChunkData) -> None:
         sent.append(chunk)
 
-    result = await read_task(task(0, 4 * C), disk, [Extent(0, len(IMAGE), False)], ChunkIndex(), publish)
+    result = await read_task(task(0, 4 * C), disk, [Extent(0, len(IMAGE), False)], ChunkIndex(), publish,
+                             ChunkCodec())
     assert disk.reads == [] and sent == [] and result.chunks == []
     assert result.zeros == [(0, 4 * C)] and result.bytes_read == 0
+
+
+async def test_in_an_encrypted_repository_chunks_leave_the_reader_sealed_and_named_by_the_repositorys_key():
+    key = RepoKey.generate()
+    codec = ChunkCodec.for_writing(Sealer(key))
+    result, _, sent = await read(0, len(IMAGE), codec=codec)
+
+    assert result.chunks[0] == (0, C, key.chunk_name(A)) and key.chunk_name(A) != digest(A)
+    assert sent and all(c.codec.endswith("+gcm") for c in sent)
+    for c in sent:
+        assert A[:64] not in c.data and D[:64] not in c.data, "disk bytes on the chunk topic in clear"
+        assert codec.load(c.codec, c.data, c.raw_size, c.digest) in (A, B, D, KNOWN, D[: C // 2] + bytes(C // 2))
+    other = ChunkCodec.for_writing(Sealer(RepoKey.generate()))  # another repository's key opens nothing
+    for c in sent:
+        try:
+            other.load(c.codec, c.data, c.raw_size, c.digest)
+        except Exception as e:
+            assert "authentication failed" in str(e)
+        else:
+            raise AssertionError("a chunk opened with another repository's key")

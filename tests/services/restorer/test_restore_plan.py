@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from olvm_backup.format.chunks import CHUNK_HASH, compress, digest
+from olvm_backup.format.chunks import CHUNK_HASH, ChunkCodec, compress, digest
 from olvm_backup.format.diskmap import DiskMap, Segment
 from olvm_backup.format.manifest import DiskRecord, Location, Manifest
 from olvm_backup.objectstore.memory import MemoryStore
@@ -79,7 +79,7 @@ async def test_the_planned_puts_rebuild_the_disk_and_send_no_zeros():
     manifest = await restore_point(store, size, segments, chunks)
     disk = manifest.disk("disk1")
     image, sent = bytearray(size), 0
-    async with Windows(manifest, disk, ChunkFetcher(store, manifest.chunk_hash)) as windows:
+    async with Windows(manifest, disk, ChunkFetcher(store, ChunkCodec(manifest.chunk_hash))) as windows:
         async for plan, fetched in windows:
             for run in put_runs(plan, max_put=C + C // 2):
                 assert all(a.end == b.offset for a, b in itertools.pairwise(run)), "a PUT with a gap"
@@ -106,7 +106,8 @@ async def test_a_chunk_whose_pack_is_gone_is_an_error_in_its_window():
     manifest = await restore_point(store, size, segments, chunks)
     lost = manifest.chunks[segments[0].digest].pack_key
     await store.delete(lost)
-    async with Windows(manifest, manifest.disk("disk1"), ChunkFetcher(store, manifest.chunk_hash)) as windows:
+    fetcher = ChunkFetcher(store, ChunkCodec(manifest.chunk_hash))
+    async with Windows(manifest, manifest.disk("disk1"), fetcher) as windows:
         plan, fetched = await anext(windows)
     assert isinstance(fetched[segments[0].digest], ChunkMissing) and lost in str(fetched[segments[0].digest])
 
@@ -116,7 +117,8 @@ async def test_a_map_naming_a_chunk_with_no_location_fails_naming_the_disk_and_o
     size, segments, chunks = disk_layout()
     manifest = await restore_point(store, size, segments, chunks)
     del manifest.chunks[segments[2].digest]
-    async with Windows(manifest, manifest.disk("disk1"), ChunkFetcher(store, manifest.chunk_hash)) as windows:
+    fetcher = ChunkFetcher(store, ChunkCodec(manifest.chunk_hash))
+    async with Windows(manifest, manifest.disk("disk1"), fetcher) as windows:
         with pytest.raises(RestoreDataError, match=f"disk disk1 at offset {3 * C}"):
             async for _ in windows:
                 pass
