@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Set up (scripts/setup.sh), lint (ruff), then run the whole test suite. Extra arguments go to pytest.
 #   scripts/test.sh --fast   the fast tier only: every test that starts no process (tests/conftest.py), in seconds
+# The whole suite moves disk data over imageio's local socket, as a client on the host does; then the pipeline
+# tests marked `data_path` run again over TLS, as a client elsewhere moves it (OLVM_TEST_IMAGEIO=tls runs any
+# pipeline test that way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 select=()
@@ -10,4 +13,8 @@ if [ "${1:-}" = "--fast" ]; then
 fi
 scripts/setup.sh
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest -q -rfEs --durations=15 "${select[@]}" "$@"
+.venv/bin/python -m pytest -q -rfEs --durations=15 "${select[@]}" "$@"
+if [ ${#select[@]} -eq 0 ] && [ $# -eq 0 ]; then
+  echo "== the data path again, over TLS =="
+  OLVM_TEST_IMAGEIO=tls .venv/bin/python -m pytest -q -rfEs -m data_path tests/pipeline
+fi

@@ -164,6 +164,9 @@ class MemoryStore:
         self._objects.pop(key, None)
         self._locks.pop(key, None)
 
+    async def erase(self, key: str) -> None:
+        await self.delete(key)  # the twin keeps no versions: deleting is erasing
+
     async def multipart(self, key: str, part_size: int = MIN_PART_SIZE) -> _MemoryMultipart:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part size {part_size} is below S3's minimum {MIN_PART_SIZE}")

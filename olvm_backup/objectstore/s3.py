@@ -300,6 +300,22 @@ class S3Store:
             raise ObjectLocked(key, info.lock.describe(utcnow()))
         await self._call("delete_object", key, Bucket=self.bucket, Key=key)
 
+    async def erase(self, key: str) -> None:
+        """Every version of the object and its delete markers, not only the current one: for what must not outlive
+        its deletion in a versioned bucket (an Object Lock bucket always is), such as a removed key slot, which an
+        older version would otherwise keep opening. A locked version refuses (ObjectLocked), as in `delete`."""
+        await self.delete(key)
+        markers: dict[str, str] = {}
+        while True:
+            page = await self._call("list_object_versions", key, Bucket=self.bucket, Prefix=key, **markers)
+            for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                if item["Key"] == key:
+                    await self._call("delete_object", key, Bucket=self.bucket, Key=key, VersionId=item["VersionId"])
+            if not page.get("IsTruncated"):
+                return
+            markers = {"KeyMarker": page.get("NextKeyMarker", ""),
+                       "VersionIdMarker": page.get("NextVersionIdMarker", "")}
+
     async def multipart(self, key: str, part_size: int = MIN_PART_SIZE) -> _S3Multipart:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part size {part_size} is below S3's minimum {MIN_PART_SIZE}")

@@ -346,7 +346,7 @@ async def remove_slot(store: ObjectStore, settings: RepositorySettings, slot_id:
     if slot_id in await opened_slots(store, settings) and not force:
         raise SlotRefused(slot_id, f"it is the key the configured {opened.secret.setting} opens: after removing it "
                           "this configuration opens nothing; configure another key first, or --force")
-    await store.delete(KEYS_PREFIX + slot_id)
+    await store.erase(KEYS_PREFIX + slot_id)  # no older version of it may keep opening the key
 
 
 async def change_passphrase(store: ObjectStore, settings: RepositorySettings, new_passphrase: bytes, *,
@@ -368,5 +368,5 @@ async def change_passphrase(store: ObjectStore, settings: RepositorySettings, ne
     slot = keys.make_slot(opened.key, new_passphrase, PASSPHRASE, old.get("label", "") if label is None else label,
                           **kdf)
     await _put_slot(store, slot)
-    await store.delete(KEYS_PREFIX + opened.slot_id)
+    await store.erase(KEYS_PREFIX + opened.slot_id)
     return slot

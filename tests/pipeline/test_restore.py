@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from olvm_backup.objectstore import open_store
+from olvm_backup.repository.sealedstore import open_sealed
 from olvm_backup.repository import catalog
 
 from .conftest import IMAGEIO_LOGGED, IMAGEIO_PATH
@@ -101,7 +101,7 @@ def _corrupt_a_chunk_of(settings, backup_id: str, disk: str) -> str:
     """Flip one byte inside a chunk that only `disk` uses, in the pack that holds it: the damage is that disk's,
     whatever else the pack holds (a pack may hold the other disks' chunks too, or none of this one's)."""
     async def corrupt() -> str:
-        async with open_store(settings.s3, ensure_bucket=False) as store:
+        async with open_sealed(settings, ensure_bucket=False) as (store, _):
             manifest = await catalog.find(store, backup_id)
             others = set().union(*(d.map.digests() for d in manifest.disks if d.name != disk))
             digest = min(manifest.disk(disk).map.digests() - others)

@@ -3,6 +3,7 @@ access, and the restore points written before encryption that keep reading."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 
@@ -17,7 +18,7 @@ from olvm_backup.objectstore.memory import MemoryStore
 from olvm_backup.repository import keyring
 from olvm_backup.repository.keyring import (
     KeySecretError, RepositoryConfigError, RepositoryExists, RepositoryNotInitialised, SlotRefused, add_slot,
-    change_passphrase, init_repository, list_slots, open_repository, remove_slot,
+    KEYS_PREFIX, change_passphrase, init_repository, list_slots, open_repository, remove_slot,
 )
 from olvm_backup.secret import Secret
 
@@ -256,4 +257,23 @@ def test_against_s3_two_keys_open_and_the_passphrase_is_nowhere_in_the_bucket(s3
             everything = b"".join([await store.get(i.key) async for i in store.list("")])
             assert FIRST.encode() not in everything and key_file.read_bytes() not in everything
             assert made.key.data_key not in everything
+    run(scenario())
+
+
+def test_a_removed_key_slot_leaves_no_older_version_in_a_locked_bucket(s3_settings):
+    """An Object Lock bucket is versioned: a plain delete would keep the removed slot as a noncurrent version, and
+    with it the old passphrase's way to the master key."""
+    settings = dataclasses.replace(s3_settings, object_lock_days=30, object_lock_mode="GOVERNANCE")
+
+    async def scenario():
+        async with open_store(settings) as store:
+            await init_repository(store, with_password(FIRST), **FAST)
+            [first] = await list_slots(store)
+            await add_slot(store, with_password(FIRST), SECOND.encode(), PASSPHRASE, **FAST)
+            await remove_slot(store, with_password(SECOND), first["id"])
+            versions = await asyncio.to_thread(store._blocking.list_object_versions, Bucket=store.bucket,
+                                               Prefix=KEYS_PREFIX + first["id"])
+            assert versions.get("Versions", []) == [] and versions.get("DeleteMarkers", []) == []
+            with pytest.raises(WrongKey):
+                await open_repository(store, with_password(FIRST))
     run(scenario())
