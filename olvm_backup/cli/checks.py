@@ -1,4 +1,4 @@
-"""`olvm-backup verify` and `export`."""
+"""`olvm-backup verify`, `export` and `forget`."""
 from __future__ import annotations
 
 import sys
@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..repository import catalog
 from ..config import Settings
+from ..errors import BackupError, ObjectLocked
 from ..format.manifest import Manifest
 from ..objectstore import ObjectStore
 from ..objectstore.locking import utcnow
@@ -51,4 +52,20 @@ async def export_restore_point_disk(settings: Settings, backup_id: str, disk: st
         written = await export_disk(store, manifest, record, Path(output), sealer)
     print(f"{output}: disk {record.name} of {manifest.vm_name} at {backup_id}, {human(record.size)} "
           f"({human(written)} of data)")
+    return 0
+
+
+async def forget_restore_point(settings: Settings, backup_id: str, dry_run: bool) -> int:
+    async with open_sealed(settings, ensure_bucket=False) as (store, _):
+        manifest = await catalog.find(store, backup_id)
+        what = f"restore point {backup_id} of {manifest.vm_name}"
+        if dry_run:
+            print(f"would forget {what} ({await restore_point_lock(store, manifest)})")
+            return 0
+        try:
+            await catalog.forget(store, manifest)
+        except ObjectLocked as e:
+            raise BackupError(f"{what} cannot be forgotten: {e}") from None
+    print(f"forgot {what}: it is no longer listed or restorable; its data stays in the store until garbage "
+          "collection")
     return 0

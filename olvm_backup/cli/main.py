@@ -69,6 +69,12 @@ def _export(settings, args) -> int:
     return asyncio.run(export_restore_point_disk(settings, args.restore_point, args.disk, args.output))
 
 
+def _forget(settings, args) -> int:
+    from .checks import forget_restore_point
+
+    return asyncio.run(forget_restore_point(settings, args.restore_point, args.dry_run))
+
+
 def _verify(settings, args) -> int:
     from .checks import verify_restore_point
 
@@ -181,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="read every chunk of a restore point and check it; exit 1 on damage")
     verify.add_argument("restore_point", help="restore point (backup) id")
     verify.set_defaults(func=_verify)
+
+    forget = sub.add_parser("forget", help="take one restore point out of the catalog (refused while S3 Object Lock "
+                            "holds it); its data goes only with garbage collection")
+    forget.add_argument("restore_point", help="restore point (backup) id")
+    forget.add_argument("--dry-run", action="store_true", help="say what would be forgotten, and its lock")
+    forget.set_defaults(func=_forget)
 
     export = sub.add_parser("export", help="write one disk of a restore point to a local raw image file")
     export.add_argument("restore_point")

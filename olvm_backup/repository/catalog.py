@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ..errors import BackupError, ObjectNotFound
+from ..errors import BackupError, ObjectLocked, ObjectNotFound
 from ..format.manifest import Manifest, decode_manifest, encode_manifest
 from ..objectstore import ObjectStore
+from ..objectstore.locking import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +97,19 @@ async def read_ovf(store: ObjectStore, manifest: Manifest) -> str:
         return (await store.get(manifest.ovf_key)).decode()
     except ObjectNotFound:
         raise BackupError(f"backup {manifest.backup_id}: its OVF {manifest.ovf_key} is missing") from None
+
+
+async def forget(store: ObjectStore, manifest: Manifest) -> list[str]:
+    """Take a restore point out of the catalog: its manifest (the commit point) first, so it is never listed
+    without its OVF, then its OVF; returns the keys deleted. Its chunks stay in their packs (other restore points
+    may name them) until garbage collection. A lock on either object (S3 Object Lock) refuses, ObjectLocked, before
+    anything is deleted."""
+    keys = [manifest_key(manifest.vm_id, manifest.backup_id), manifest.ovf_key]
+    now = utcnow()
+    for key in keys:
+        info = await store.head(key)
+        if info is not None and info.lock is not None and info.lock.holds(now):
+            raise ObjectLocked(key, info.lock.describe(now))
+    for key in keys:
+        await store.delete(key)
+    return keys

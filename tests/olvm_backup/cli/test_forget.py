@@ -1,0 +1,75 @@
+"""`olvm-backup forget` as an operator runs it against moto: a restore point under S3 Object Lock is refused with the
+reason and left whole (still listed, still verified); without a lock it leaves the catalog."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+
+import pytest
+
+from olvm_backup.cli.main import main
+from olvm_backup.config import RepositorySettings, Settings, to_environ
+from olvm_backup.objectstore import open_store
+from olvm_backup.repository import catalog, keyring
+from olvm_backup.repository.sealedstore import sealed
+from olvm_backup.secret import Secret
+
+from tests.olvm_backup.repository.test_encrypted_repository import backup
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored():
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def _repository(monkeypatch, tmp_path, s3_settings, **lock) -> Settings:
+    """An encrypted repository holding restore point b1 of vm1, and the CLI's environment pointed at it."""
+    settings = Settings(data_dir=tmp_path, s3=dataclasses.replace(s3_settings, **lock),
+                        repository=RepositorySettings(password=Secret("a passphrase for these tests")))
+
+    async def make() -> None:
+        async with open_store(settings.s3) as store:
+            sealer = await keyring.init_repository(store, settings.repository, n=2 ** 12)
+            await backup(sealed(store, sealer), sealer)
+    asyncio.run(make())
+    for name in [n for n in os.environ if n.startswith("OLVM_")]:
+        monkeypatch.delenv(name)
+    for name, value in to_environ(settings).items():
+        monkeypatch.setenv(name, value)
+    return settings
+
+
+def _listed(settings: Settings) -> list[str]:
+    async def ids() -> list[str]:
+        async with open_store(settings.s3) as store:
+            return [e.backup_id for e in await catalog.entries(store)]
+    return asyncio.run(ids())
+
+
+def test_a_locked_restore_point_cannot_be_forgotten_and_the_command_says_why(monkeypatch, tmp_path, s3_settings,
+                                                                             capsys):
+    settings = _repository(monkeypatch, tmp_path, s3_settings, object_lock_days=30, object_lock_mode="COMPLIANCE")
+    assert main(["forget", "b1", "--dry-run"]) == 0
+    assert "locked until" in capsys.readouterr().out
+    assert main(["forget", "b1"]) == 1
+    err = capsys.readouterr().err
+    assert "restore point b1 of web-secret-name cannot be forgotten" in err, err
+    assert "backups/vm1/b1/" in err and "locked until" in err and "(compliance)" in err, err
+    assert _listed(settings) == ["b1"]
+    assert main(["verify", "b1"]) == 0  # nothing of it went: the OVF is there too
+    assert "Object Lock: locked until" in capsys.readouterr().out
+
+
+def test_an_unlocked_restore_point_is_forgotten(monkeypatch, tmp_path, s3_settings, capsys):
+    settings = _repository(monkeypatch, tmp_path, s3_settings)
+    assert main(["forget", "b1"]) == 0
+    assert "forgot restore point b1" in capsys.readouterr().out
+    assert _listed(settings) == []
+    assert main(["verify", "b1"]) == 1
+    assert "no restore point b1" in capsys.readouterr().err
