@@ -244,6 +244,52 @@ class RepositorySettings:
                             "generate-file`); keep a copy away from the backups", check=readable_file)
 
 
+def parse_instant(text: str) -> float | None:
+    """'' (none), UNIX seconds, or an ISO 8601 time (UTC when it names no zone) to UNIX seconds; ValueError else."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    from datetime import datetime, timezone
+    moment = datetime.fromisoformat(text)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def instant(value: str) -> str | None:
+    try:
+        parse_instant(value)
+    except ValueError:
+        return f"must be empty, UNIX seconds or an ISO 8601 time, not {value!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """The scheduler service. The clock settings are for tests and demos: a simulated clock that starts at
+    `clock_start` and runs `clock_speed` times faster than real time."""
+
+    session_timeout_ms: int = setting(6000, "OLVM_SCHEDULER_SESSION_TIMEOUT_MS",
+                                      "ms before a scheduler that stopped answering loses leadership to another "
+                                      "(its consumer group's session timeout; Kafka's floor is 6000 by default)",
+                                      check=at_least(1000))
+    tick: float = setting(5.0, "OLVM_SCHEDULER_TICK",
+                          "seconds between the active scheduler's looks at the schedules and selections",
+                          check=positive)
+    clock_start: str = setting("", "OLVM_SCHEDULER_CLOCK_START",
+                               "tests and demos: the scheduler's clock reads this time (ISO 8601 or UNIX seconds) "
+                               "at OLVM_SCHEDULER_CLOCK_EPOCH; empty = real time", check=instant)
+    clock_speed: float = setting(1.0, "OLVM_SCHEDULER_CLOCK_SPEED",
+                                 "tests and demos: simulated seconds per real second of the clock above",
+                                 check=positive)
+    clock_epoch: str = setting("", "OLVM_SCHEDULER_CLOCK_EPOCH",
+                               "tests and demos: the real time (ISO 8601 or UNIX seconds) at which the clock reads "
+                               "OLVM_SCHEDULER_CLOCK_START; the same on every instance so they agree on the time "
+                               "(empty = when the process started)", check=instant)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = setting(Path("data"), "OLVM_DATA_DIR",
@@ -256,6 +302,7 @@ class Settings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     repository: RepositorySettings = field(default_factory=RepositorySettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
 
 
 def _convert(value: Any, kind: Any, name: str) -> Any:

@@ -53,6 +53,10 @@ WRITER_LEASES = Topic("writer.leases", "none: never written", (), "nobody",
 # The writers' consumer group. Their chunk-topic offsets are committed under "<group>.offsets" (leased.py), once the
 # packs holding those chunks are durable: the snapshotter reads them to tell a slow writer from a skipped chunk.
 WRITERS_GROUP = "writers"
+SCHEDULER_LEADER = Topic("scheduler.leader", "none: never written", (), "nobody",
+                         "schedulers (group): the member assigned its one partition is the active scheduler", DAY_MS)
+# The schedulers' consumer group: membership is leadership (services/scheduler/leadership.py).
+SCHEDULER_GROUP = "scheduler"
 PACKS = Topic("packs", "pack key", (PackStored,), "writers", "snapshotter, readers (index)", 30 * DAY_MS)
 STORE_FAULTS = Topic("store.faults", "writer", (StoreFault,), "writers", "snapshotter (shown on its backups)", DAY_MS)
 RESTORE_REQUESTS = Topic("restore.requests", "restore point id", (RestoreRequest,), "CLI", "restorer", 7 * DAY_MS)
@@ -60,8 +64,8 @@ RESTORE_EVENTS = Topic("restore.events", "request id", (RestoreEvent,), "restore
 DEAD_LETTERS = Topic("dead.letters", "source topic", (DeadLetter,), "every consumer", "operators", 30 * DAY_MS)
 
 ALL_TOPICS: tuple[Topic, ...] = (
-    BACKUP_REQUESTS, BACKUP_EVENTS, READ_TASKS, READ_RESULTS, CHUNKS, WRITER_LEASES, PACKS, STORE_FAULTS,
-    RESTORE_REQUESTS, RESTORE_EVENTS, DEAD_LETTERS,
+    BACKUP_REQUESTS, BACKUP_EVENTS, READ_TASKS, READ_RESULTS, CHUNKS, WRITER_LEASES, SCHEDULER_LEADER, PACKS,
+    STORE_FAULTS, RESTORE_REQUESTS, RESTORE_EVENTS, DEAD_LETTERS,
 )
 
 

@@ -29,6 +29,11 @@ BAD = [
     ("OLVM_PACK_SIZE", "0", "more than 0"),
     ("OLVM_OBJECT_LOCK_DAYS", "-1", "at least 0"),
     ("OLVM_OBJECT_LOCK_MODE", "forever", "GOVERNANCE, COMPLIANCE"),
+    ("OLVM_SCHEDULER_SESSION_TIMEOUT_MS", "500", "at least 1000"),
+    ("OLVM_SCHEDULER_TICK", "0", "more than 0"),
+    ("OLVM_SCHEDULER_CLOCK_START", "yesterday", "ISO 8601"),
+    ("OLVM_SCHEDULER_CLOCK_SPEED", "-60", "more than 0"),
+    ("OLVM_SCHEDULER_CLOCK_EPOCH", "2024-13-01", "ISO 8601"),
 ]
 # Checked when a service or `up` starts (check_files), not at load.
 ON_START = {"OLVM_ENGINE_CA_FILE", "OLVM_REPOSITORY_PASSWORD_FILE", "OLVM_REPOSITORY_KEY_FILE"}
