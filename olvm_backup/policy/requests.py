@@ -1,0 +1,68 @@
+"""The backup requests a policy sends (pure).
+
+A request's id is derived from its cause, uuid5 over a fixed namespace: the request for one VM in one slot of one
+schedule has the same id whichever scheduler instance sends it, and however often, so the snapshotter can run it
+once. The record's `requested_by` says why, for people and the audit trail: "policy gold: schedule nightly
+2026-11-30T02:00Z", "policy gold: tag gold attached to web1", "policy gold: run by alice@host".
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from schemas.records import BackupMode, BackupRequest
+
+from .model import Policy, Schedule
+from .schedule import slot_text
+from .selection import VmView
+
+NAMESPACE = uuid.UUID("6f1c6a1e-19a0-4c55-9d1e-0b9a2f1c7e19")  # never change: ids already sent depend on it
+
+
+def _name(thing: Policy | Schedule | str) -> str:
+    return thing if isinstance(thing, str) else thing.name
+
+
+def request_id(policy: Policy | str, schedule_or_cause: Schedule | str, slot_or_event: datetime | str,
+               vm_id: str) -> str:
+    """The id of the request for `vm_id` caused by one slot of a schedule (a datetime, taken to the minute in
+    UTC) or by another cause (`schedule_or_cause` a word such as "tag" or "join", `slot_or_event` what tells
+    this occurrence apart, e.g. the engine event's id). Same inputs, same id."""
+    occurrence = slot_text(slot_or_event) if isinstance(slot_or_event, datetime) else str(slot_or_event)
+    return str(uuid.uuid5(NAMESPACE, "\n".join((_name(policy), _name(schedule_or_cause), occurrence, vm_id))))
+
+
+def schedule_cause(schedule: Schedule | str, slot: datetime) -> str:
+    return f"schedule {_name(schedule)} {slot_text(slot)}"
+
+
+def tag_cause(tag: str, vm_name: str, attached: bool = True) -> str:
+    return f"tag {tag} {'attached to' if attached else 'detached from'} {vm_name}"
+
+
+def join_cause(vm_name: str) -> str:
+    return f"{vm_name} joined"
+
+
+def run_cause(actor: str) -> str:
+    return f"run by {actor}"
+
+
+def requested_by(policy: Policy | str, cause: str) -> str:
+    return f"policy {_name(policy)}: {cause}"
+
+
+def backup_request(policy: Policy, vm: VmView, *, mode: BackupMode = "auto", cause: str, request_id: str,
+                   now: float, requested_by: str | None = None) -> BackupRequest:
+    """The request for one VM: its id is the caller's (`request_id(...)`), so the same cause gives the same id;
+    the policy's disk patterns and quiesce go with it; `requested_by` defaults to "policy NAME: CAUSE"."""
+    return BackupRequest(
+        request_id=request_id,
+        vm=vm.vm_id,
+        mode=mode,
+        exclude_disks=list(policy.exclude_disks),
+        quiesce=policy.quiesce,
+        requested_by=requested_by or f"policy {policy.name}: {cause}",
+        requested_at=now,
+        policy=policy.name,
+    )
