@@ -13,7 +13,7 @@ from .engine.state import NotFound
 PREFIX = "/sim-admin"
 FAULTS = {"transfer-fail": "transfer_fail", "backup-stall": "backup_stall", "engine-500": "engine_500",
           "engine-drop": "engine_drop", "backup-finalize-fail": "backup_finalize_fail", "freeze-fail": "freeze_fail",
-          "checkpoint-remove-fail": "checkpoint_remove_fail"}
+          "checkpoint-remove-fail": "checkpoint_remove_fail", "host-unreachable": "host_unreachable"}
 
 
 class Admin:

@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--snapshot")
     f = sub.add_parser("fault", help="arm a fault: transfer-fail, ticket-expire, backup-stall, engine-500, "
                                      "engine-drop, backup-finalize-fail, freeze-fail, checkpoint-remove-fail, "
-                                     "drop-bitmaps (with --vm)")
+                                     "host-unreachable, drop-bitmaps (with --vm)")
     f.add_argument("kind")
     f.add_argument("--count", type=int, default=1)
     f.add_argument("--vm")

@@ -77,7 +77,8 @@ class Reader:
             else:  # a task from before format 1.4
                 extents = await data.extents(task.incremental)
             result = await read_task(task, data, extents, self._index, publish_chunk, self._codec)
-            over = "the daemon's local socket" if data.local else "TLS"
+            over = ("the daemon's local socket" if data.local else "TLS") + (
+                " through the proxy" if data.url == task.proxy_url else "")
         await self._bus.publish(READ_RESULTS, result, key=task.backup_id)
         log.info("task %s: read %d bytes, %d chunks, %d new bytes in %.2fs over %s", task.task_id,
                  result.bytes_read, len(result.chunks), result.bytes_new, time.monotonic() - started, over)

@@ -279,7 +279,8 @@ class RestoreJob:
             async with Transfer(transfer.transfer_url, transfer.proxy_url, ca_file=engine.ca_file,
                                 insecure=engine.insecure, local_socket=engine.imageio_local_socket) as writer:
                 sent = await upload_disk(disk, windows, writer, self._progress)
-                over = "the daemon's local socket" if writer.local else "TLS"
+                over = ("the daemon's local socket" if writer.local else "TLS") + (
+                    " through the proxy" if writer.url == transfer.proxy_url else "")
         log.info("disk %s: %d data bytes uploaded over %s", disk.name, sent, over)
         return _Uploaded(disk, disk_id, transfer.transfer_id, sent)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 
+from .. import procs
 from ..dataplane.plane import DataPlane
 from ..dataplane.storage import DiskStore
 from . import ova, ovf, transitions
@@ -25,6 +27,12 @@ BACKUP_RUNNING = ("initializing", "starting", "ready", "finalizing")
 TRANSFER_DONE = ("finished_success", "finished_failure", "finished_cleanup", "cancelled")
 
 
+def unreachable(url: str) -> str:
+    """`url` on a loopback port nothing listens on."""
+    parts = urllib.parse.urlsplit(url)
+    return parts._replace(netloc=f"{parts.hostname}:{procs.free_port()}").geturl()
+
+
 @dataclass
 class Faults:
     """Faults armed on demand by tests and rehearsals."""
@@ -35,6 +43,7 @@ class Faults:
     checkpoint_remove_fail: int = 0  # the next checkpoint removals fail on the host: the checkpoint stays
     engine_500: int = 0
     engine_drop: int = 0
+    host_unreachable: int = 0  # the next transfers' host URL cannot be reached from the client: only the proxy serves
     stalled_backups: set = field(default_factory=set)
 
     def take(self, name: str) -> bool:
@@ -804,6 +813,9 @@ class Engine:
         if x["phase"] != "initializing":        # cancelled meanwhile
             await self.plane.close_ticket(x["ticket_id"])
             return
+        if self.faults.take("host_unreachable"):
+            # As when a firewall stands between the client and the host: its daemon's address answers nothing.
+            transfer_url = unreachable(transfer_url)
         x.update(phase="transferring", transfer_url=transfer_url, proxy_url=proxy_url, opened=now())
         self.state.save()
         self.spawn(self._watch_transfer(x), f"watch transfer {x['id']}")

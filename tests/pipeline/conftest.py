@@ -124,9 +124,10 @@ class Pipeline:
         return asyncio.run(keys())
 
     def data_paths(self, service: str) -> set[str]:
-        """How a service moved disk data, by its log: "TLS" or "the daemon's local socket" (see IMAGEIO_PATH)."""
+        """How a service moved disk data, by its log: "TLS" or "the daemon's local socket" (see IMAGEIO_PATH), and
+        " through the proxy" after it when the proxy carried it."""
         log = (self.logs / f"{service}.log").read_text()
-        return set(re.findall(r" over (TLS|the daemon's local socket)", log))
+        return set(re.findall(r" over ((?:TLS|the daemon's local socket)(?: through the proxy)?)", log))
 
     def cli(self, *args: str, timeout: float = 600):
         import subprocess

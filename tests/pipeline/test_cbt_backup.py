@@ -174,7 +174,6 @@ def imageio_connections_peak(daemon_log, start: int) -> int:
     return peak
 
 
-@pytest.mark.data_path
 def test_readers_together_stay_within_the_tickets_connections(pipeline, admin, sim, engine_view, tmp_path):
     # Four readers on one disk, four of its tasks at once. imageio (OPTIONS max_readers) and the host's NBD server
     # serve a ticket over at most 8 connections; a ninth waits, and tasks holding connections while waiting on

@@ -76,7 +76,6 @@ def test_every_restore_point_restores_as_it_was(pipeline, admin, engine_view):
     assert pipeline.data_paths("restorer") == {IMAGEIO_LOGGED[IMAGEIO_PATH]}
 
 
-@pytest.mark.data_path
 def test_restore_to_another_cluster_and_storage_domain(pipeline, admin, engine_view):
     backup(pipeline, "app1", "--exclude", "app1_scratch")
     [point] = restore_points(pipeline, "app1")
