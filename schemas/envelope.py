@@ -17,8 +17,9 @@ SCHEMA_MAJOR = 1
 # 1.1: ReadTask.chunk_topic; 1.2: ReadTask.connections; 1.3: StoreFault on store.faults; 1.4: the typed `outcome`
 # of BackupEvent and RestoreEvent (what the CLI shows, no longer in `detail`) and ReadTask.extents; 1.5: TransferGone
 # on read.results (a reader's report of a ticket imageio no longer knows); 1.6: ChunkData.codec "zstd+gcm" and
-# "none+gcm" (an encrypted repository's sealed chunks).
-SCHEMA_MINOR = 6
+# "none+gcm" (an encrypted repository's sealed chunks); 1.7: PolicyEvent on policy.events (a backup policy's
+# changes, with who made them).
+SCHEMA_MINOR = 7
 
 _REGISTRY: dict[str, type["Record"]] = {}
 

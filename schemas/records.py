@@ -216,6 +216,23 @@ class RestoreEvent(Record):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+PolicyAction = Literal[
+    "created", "updated", "deleted", "assigned", "unassigned", "vm_joined", "vm_left", "conflict",
+]
+
+
+class PolicyEvent(Record):
+    """A change to a backup policy (1.7), for the audit trail: who (`actor`: "alice@host" from the CLI,
+    "scheduler" for what the selection did by itself) and what (`detail`, e.g. the fields that differ, the VM)."""
+
+    policy: str = Field(min_length=1)
+    action: PolicyAction
+    actor: str = Field(min_length=1)
+    detail: dict[str, Any] = Field(default_factory=dict)
+    message: str = Field(default="", description="the change in words, for people")
+    at: float
+
+
 class DeadLetter(Record):
     """A record no consumer could use, kept with the reason so nothing is lost silently."""
 

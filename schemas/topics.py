@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 from .envelope import Record
 from .records import (
-    BackupEvent, BackupRequest, ChunkData, DeadLetter, PackStored, ReadTask, RestoreEvent, RestoreRequest,
-    StoreFault, TaskResult, TransferGone,
+    BackupEvent, BackupRequest, ChunkData, DeadLetter, PackStored, PolicyEvent, ReadTask, RestoreEvent,
+    RestoreRequest, StoreFault, TaskResult, TransferGone,
 )
 
 HOUR_MS = 3_600_000
@@ -61,11 +61,12 @@ PACKS = Topic("packs", "pack key", (PackStored,), "writers", "snapshotter, reade
 STORE_FAULTS = Topic("store.faults", "writer", (StoreFault,), "writers", "snapshotter (shown on its backups)", DAY_MS)
 RESTORE_REQUESTS = Topic("restore.requests", "restore point id", (RestoreRequest,), "CLI", "restorer", 7 * DAY_MS)
 RESTORE_EVENTS = Topic("restore.events", "request id", (RestoreEvent,), "restorer", "CLI (progress), audit", -1)
+POLICY_EVENTS = Topic("policy.events", "policy name", (PolicyEvent,), "CLI, scheduler", "audit", -1)
 DEAD_LETTERS = Topic("dead.letters", "source topic", (DeadLetter,), "every consumer", "operators", 30 * DAY_MS)
 
 ALL_TOPICS: tuple[Topic, ...] = (
     BACKUP_REQUESTS, BACKUP_EVENTS, READ_TASKS, READ_RESULTS, CHUNKS, WRITER_LEASES, SCHEDULER_LEADER, PACKS,
-    STORE_FAULTS, RESTORE_REQUESTS, RESTORE_EVENTS, DEAD_LETTERS,
+    STORE_FAULTS, RESTORE_REQUESTS, RESTORE_EVENTS, POLICY_EVENTS, DEAD_LETTERS,
 )
 
 

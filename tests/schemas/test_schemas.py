@@ -12,6 +12,7 @@ import pytest
 import olvm_backup.errors
 from olvm_backup.crypto.keys import SLOT_MAJOR, SLOT_MINOR
 from olvm_backup.format.manifest import MANIFEST_MAJOR, MANIFEST_MINOR
+from olvm_backup.policy.model import FORMAT as POLICY_FORMAT
 from olvm_backup.repository.chunkindex import INDEX_MAJOR, INDEX_MINOR
 from olvm_backup.repository.keyring import CONFIG_MAJOR, CONFIG_MINOR
 from schemas import (
@@ -90,11 +91,13 @@ def test_format_document_names_the_versions_the_code_writes():
         "key slot": f"{SLOT_MAJOR}.{SLOT_MINOR}",
         "repository config": f"{CONFIG_MAJOR}.{CONFIG_MINOR}",
         "topic records": f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}",
+        "policy": "{}.{}".format(*POLICY_FORMAT),
     }, "schemas/FORMAT.md's table of versions is out of step with the code"
     # The sections' examples of each object write the same version.
     assert f'"v": [{MANIFEST_MAJOR}, {MANIFEST_MINOR}]' in doc.split("## Manifest", 1)[1].split("##", 1)[0]
     assert f'"v": [{INDEX_MAJOR}, {INDEX_MINOR}]' in doc.split("## Packs and their index", 1)[1].split("##", 1)[0]
     assert f'"v": [{JOURNAL_MAJOR}, {JOURNAL_MINOR}]' in doc.split("## Journal", 1)[1].split("##", 1)[0]
+    assert '"v": [{}, {}]'.format(*POLICY_FORMAT) in doc.split("## Policies", 1)[1].split("##", 1)[0]
     keys_section = doc.split("## Keys", 1)[1].split("##", 1)[0]
     assert f'`config` is JSON in clear, read first by every build:\n`{{"v": [{CONFIG_MAJOR}, {CONFIG_MINOR}]' \
         in keys_section
