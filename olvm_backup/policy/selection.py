@@ -144,12 +144,13 @@ def evaluate(policies: Iterable[Policy], vms: Iterable[VmView]) -> Evaluation:
                 results[p.name].conflicts.append(Conflict(vm, p.name, held_by, "selection"))
     # 3. newly selected VMs
     for p in policies:
+        told = {c.vm.vm_id for c in results[p.name].conflicts}
         for vm in selected[p.name]:
             held_by = owner.get(vm.vm_id)
             if held_by is None:
                 owner[vm.vm_id] = p.name
                 new_assigned[p.name].add(vm.vm_id)
-            elif held_by != p.name:
+            elif held_by != p.name and vm.vm_id not in told:
                 results[p.name].conflicts.append(Conflict(vm, p.name, held_by, "selection"))
 
     for p in policies:
