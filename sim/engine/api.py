@@ -54,6 +54,11 @@ def _flag(request: web.Request, name: str, header: str | None = None) -> bool:
     return (value or "").lower() == "true"
 
 
+def _follow(request: web.Request) -> frozenset[str]:
+    """The links `follow` names (comma-separated); the simulator follows a VM's `tags` and `cluster` only."""
+    return frozenset(x.strip() for x in request.query.get("follow", "").split(",") if x.strip())
+
+
 def _correlation(request: web.Request) -> str | None:
     return request.query.get("correlation_id") or request.headers.get("Correlation-Id")
 
@@ -147,6 +152,7 @@ class Api:
         r.add_get(p + "/tags", self.tags)
         r.add_get(p + "/tags/{id}", self.tags)
         r.add_post(p + "/tags", self.add_tag)
+        r.add_put(p + "/tags/{id}", self.update_tag)
         r.add_delete(p + "/tags/{id}", self.remove_tag)
         r.add_get(p + "/events", self.events)
         r.add_get(p + "/events/{id}", self.events)
@@ -260,19 +266,27 @@ class Api:
                 "tag": lambda v: [tags[g]["name"] for g in v["tags"] if g in tags],
                 "cluster": lambda v: [self.state.table("clusters").get(v["cluster_id"], {}).get("name", "")]}
 
-    def _render_vm(self, vm: dict, all_content: bool) -> t.Vm:
-        return render.vm(vm, self.engine.ovf(vm) if all_content else None)
+    def _render_vm(self, vm: dict, all_content: bool, follow: frozenset[str] = frozenset()) -> t.Vm:
+        obj = render.vm(vm, self.engine.ovf(vm) if all_content else None)
+        # `follow` inlines linked entities, as the engine's does (4.2+): the VM's tags and its whole cluster.
+        if "tags" in follow:
+            tags = self.state.table("tags")
+            obj.tags = [render.tag(tags[g]) for g in vm["tags"] if g in tags]
+        if "cluster" in follow and vm["cluster_id"] in self.state.table("clusters"):
+            obj.cluster = render.cluster(self.state.get("clusters", vm["cluster_id"]))
+        return obj
 
     async def vms(self, request):
         all_content = _flag(request, "all_content", "All-Content")
         items = search.select(list(self.state.table("vms").values()), request.query.get("search"),
                               self._vm_fields(), case_sensitive=_flag(request, "case_sensitive"),
                               max_items=_max(request), text=lambda v: f"{v['name']} {v.get('description', '')}")
-        return _many([self._render_vm(v, all_content) for v in items], "vms")
+        follow = _follow(request)
+        return _many([self._render_vm(v, all_content, follow) for v in items], "vms")
 
     async def vm(self, request):
         return _one(self._render_vm(self.engine.vm(request.match_info["vm"]),
-                                    _flag(request, "all_content", "All-Content")))
+                                    _flag(request, "all_content", "All-Content"), _follow(request)))
 
     async def add_vm(self, request):
         body = await _body(request)
@@ -621,6 +635,14 @@ class Api:
             raise incomplete("Tag [name] required for add")
         tag = self.engine.add_tag(body.name, body.description, body.parent.id if body.parent is not None else None)
         return _one(render.tag(tag), 201)
+
+    async def update_tag(self, request):
+        body = await _body(request)
+        if not isinstance(body, t.Tag):
+            raise incomplete("Tag required for update")
+        parent = (body.parent.id or body.parent.name) if body.parent is not None else None
+        tag = self.engine.update_tag(request.match_info["id"], body.name, body.description, parent)
+        return _one(render.tag(tag))
 
     async def remove_tag(self, request):
         self.engine.remove_tag(request.match_info["id"])

@@ -18,7 +18,7 @@ from ..dataplane.plane import DataPlane
 from ..dataplane.storage import DiskStore
 from . import ova, ovf, transitions
 from .errors import conflict, failed, incomplete, not_found
-from .state import NotFound, State, new_id, now
+from .state import ROOT_TAG_ID, NotFound, State, new_id, now
 
 log = logging.getLogger(__name__)
 
@@ -903,7 +903,28 @@ class Engine:
             raise conflict(f"Cannot add Tag. Tag name {name} is already in use")
         tag = self.state.put("tags", {"id": new_id(), "name": name, "description": description or "",
                                       "parent_id": parent})
-        self.event(432, f"New Tag {name} was created by admin@internal-authz.")
+        self.event(432, f"New Tag {name} was created by admin@internal-authz.")  # USER_ADD_TAG
+        return tag
+
+    def update_tag(self, tag_id: str, name: str | None, description: str | None, parent: str | None) -> dict:
+        """PUT /tags/{id}, as BackendTagResource.update: a new parent is MoveTag first (USER_MOVE_TAG 555), then
+        UpdateTag (USER_UPDATE_TAG 430) always."""
+        tag = self.get("tags", tag_id, "tag")
+        if name and name != tag["name"] and any(g["name"] == name for g in self.state.table("tags").values()):
+            raise conflict(f"Cannot update Tag. Tag name {name} is already in use")
+        try:
+            new = self.state.by_name("tags", parent) if parent else None  # the parent's id or name
+        except NotFound:
+            raise not_found(f"tag {parent}") from None
+        if new is not None and new["id"] != (tag.get("parent_id") or ROOT_TAG_ID):
+            old = self.state.table("tags").get(tag.get("parent_id") or ROOT_TAG_ID, {"name": "root"})["name"]
+            tag["parent_id"] = new["id"]
+            self.event(555, f"Tag {tag['name']} was moved from {old} to {new['name']} by admin@internal-authz.")
+        if name:
+            tag["name"] = name
+        if description is not None:
+            tag["description"] = description
+        self.event(430, f"Tag {tag['name']} configuration was updated by admin@internal-authz.")  # USER_UPDATE_TAG
         return tag
 
     def remove_tag(self, tag_id: str) -> None:
@@ -912,7 +933,7 @@ class Engine:
             if tag_id in vm["tags"]:
                 vm["tags"].remove(tag_id)
         self.state.delete("tags", tag_id)
-        self.event(433, f"Tag {tag['name']} was removed by admin@internal-authz.")
+        self.event(434, f"Tag {tag['name']} was removed by admin@internal-authz.")  # USER_REMOVE_TAG
 
     def assign_tag(self, vm_id: str, ref_id: str | None, ref_name: str | None) -> dict:
         vm = self.vm(vm_id)
@@ -920,10 +941,15 @@ class Engine:
             tag = self.state.by_name("tags", ref_id or ref_name or "")
         except NotFound:
             raise not_found(f"tag {ref_id or ref_name}") from None
+        # AttachVmsToTagCommand: USER_ATTACH_TAG_TO_VM 440, or USER_ATTACH_TAG_TO_VM_EXISTS 454 when it was there.
+        # Like the engine's, these events name the VMs only in their text (${VmsNames}): no vm reference.
         if tag["id"] not in vm["tags"]:
             vm["tags"].append(tag["id"])
-            self.event(430, f"Tag {tag['name']} was attached to VM(s) {vm['name']} by admin@internal-authz.",
-                       vm_id=vm_id, tag_id=tag["id"])
+            self.event(440, f"Tag {tag['name']} was attached to VM(s) {vm['name']} by admin@internal-authz.",
+                       tag_id=tag["id"])
+        else:
+            self.event(454, f"Tag {tag['name']} already attached to VM(s) {vm['name']}.", severity="warning",
+                       tag_id=tag["id"])
         return tag
 
     def unassign_tag(self, vm_id: str, tag_id: str) -> None:
@@ -932,8 +958,8 @@ class Engine:
             raise not_found(f"tag {tag_id} on VM {vm['name']}")
         vm["tags"].remove(tag_id)
         tag = self.state.get("tags", tag_id)
-        self.event(431, f"Tag {tag['name']} was detached from VM(s) {vm['name']} by admin@internal-authz.",
-                   vm_id=vm_id, tag_id=tag_id)
+        self.event(446, f"Tag {tag['name']} was detached from VM(s) {vm['name']} by admin@internal-authz.",
+                   tag_id=tag_id)  # USER_DETACH_VM_FROM_TAG
 
 
 def _mac() -> str:
