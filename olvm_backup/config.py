@@ -278,6 +278,9 @@ class SchedulerSettings:
     tick: float = setting(5.0, "OLVM_SCHEDULER_TICK",
                           "seconds between the active scheduler's looks at the schedules and selections",
                           check=positive)
+    event_poll_interval: float = setting(5.0, "OLVM_SCHEDULER_EVENT_POLL",
+                                         "seconds between the active scheduler's reads of the engine's events "
+                                         "(tag attached, detached, added, removed, updated)", check=positive)
     clock_start: str = setting("", "OLVM_SCHEDULER_CLOCK_START",
                                "tests and demos: the scheduler's clock reads this time (ISO 8601 or UNIX seconds) "
                                "at OLVM_SCHEDULER_CLOCK_EPOCH; empty = real time", check=instant)
