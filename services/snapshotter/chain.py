@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Iterable
 
 from olvm_backup.engine.cbt import CheckpointInfo
@@ -21,9 +22,12 @@ class DiskPlan:
 
 
 def select_disks(disks: list[DiskInfo], exclude: Iterable[str]) -> tuple[list[DiskInfo], list[DiskInfo]]:
-    """(backed up, excluded): exclusion by disk name or id."""
-    excluded = set(exclude)
-    keep = [d for d in disks if d.disk_id not in excluded and d.name not in excluded]
+    """(backed up, excluded): exclusion by disk id (exact) or by name, an fnmatch pattern (`*-swap`, `scratch?`;
+    a name matches itself, brackets and all; case counts), as a policy's `exclude_disks` gives them."""
+    patterns = list(exclude)
+    excluded = set(patterns)
+    keep = [d for d in disks if d.disk_id not in excluded and d.name not in excluded
+            and not any(fnmatchcase(d.name, p) for p in patterns)]
     return keep, [d for d in disks if d not in keep]
 
 

@@ -77,6 +77,19 @@ def test_exclusion_by_name_or_id():
     assert [d.name for d in keep] == ["root"] and [d.name for d in excluded] == ["scratch", "data"]
 
 
+def test_exclusion_by_name_pattern():
+    """A policy's exclude_disks are fnmatch patterns on disk names; ids still match exactly, never as patterns."""
+    disks = [disk("d1", "web1-root"), disk("d2", "web1-swap"), disk("d3", "scratch1"), disk("d4", "Scratch2"),
+             disk("d5", "blob[1]")]
+    keep, excluded = select_disks(disks, ["*-swap", "scratch?", "d*"])
+    assert [d.name for d in keep] == ["web1-root", "Scratch2", "blob[1]"]
+    assert [d.name for d in excluded] == ["web1-swap", "scratch1"]
+    keep, _ = select_disks(disks, ["blob[[]1]"])
+    assert "blob[1]" not in [d.name for d in keep]
+    keep, _ = select_disks(disks, ["blob[1]"])  # the name as it is, though it reads as a pattern
+    assert "blob[1]" not in [d.name for d in keep]
+
+
 def test_incremental_map_is_parent_plus_changes():
     d = disk("d1", "root")
     plan = plan_disk(d, "incremental", previous([d]), "cp0", "")
