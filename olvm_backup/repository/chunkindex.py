@@ -58,6 +58,7 @@ class ChunkIndex:
     def __init__(self) -> None:
         self._where: dict[str, Location] = {}
         self._packs: set[str] = set()  # ids of the packs whose chunks are in
+        self._dropped: set[str] = set()  # keys of packs garbage collection condemned (gc.py): never again
 
     def __contains__(self, digest: str) -> bool:
         return digest in self._where
@@ -69,10 +70,24 @@ class ChunkIndex:
         return self._where.get(digest)
 
     def add_pack(self, pack_key: str, entries) -> None:
+        if pack_key in self._dropped:
+            return
         self._packs.add(pack_key.rsplit("/", 1)[-1])
         for digest, offset, length, raw_size, codec in entries:
             # First location wins: a chunk stored twice by a redone task is harmless either way.
             self._where.setdefault(digest, Location(pack_key, offset, length, raw_size, codec))
+
+    def drop_packs(self, pack_keys: set[str]) -> int:
+        """Forget the chunks of packs garbage collection condemned, for good: a backup must store them anew rather
+        than name a pack about to go. Returns how many chunks were forgotten."""
+        new = pack_keys - self._dropped
+        if not new:
+            return 0
+        self._dropped |= new
+        gone = [d for d, loc in self._where.items() if loc.pack_key in new]
+        for digest in gone:
+            del self._where[digest]
+        return len(gone)
 
     def add_record(self, record: PackStored) -> None:
         self.add_pack(record.pack_key, record.entries)

@@ -11,6 +11,7 @@ import socket
 import time
 
 from olvm_backup.repository.chunkindex import ChunkIndex
+from olvm_backup.repository.gc import CondemnedCache
 from olvm_backup.config import EngineSettings, Settings
 from olvm_backup.planning import Extent
 from olvm_backup.imageio import TicketGone, Transfer
@@ -31,9 +32,10 @@ GROUP = "readers"
 
 class Reader:
     def __init__(self, bus: Bus, index: ChunkIndex, engine: EngineSettings, codec: ChunkCodec,
-                 name: str = "reader") -> None:
+                 name: str = "reader", condemned: CondemnedCache | None = None) -> None:
         self._bus = bus
         self._codec = codec
+        self._condemned = condemned  # packs garbage collection is taking away: never deduplicated against
         self._name = name
         self._engine = engine
         self._index = index
@@ -64,6 +66,9 @@ class Reader:
     async def _read(self, task: ReadTask, started: float) -> None:
         log.info("task %s: reading disk %s [%d, %d)", task.task_id, task.disk_id, task.offset,
                  task.offset + task.length)
+        if self._condemned is not None and (dropped := self._index.drop_packs(await self._condemned.packs())):
+            log.info("task %s: %d known chunks are in packs being garbage-collected: stored anew if met",
+                     task.task_id, dropped)
 
         async def publish_chunk(chunk: ChunkData) -> None:
             await self._bus.publish(CHUNKS, chunk, key=chunk.digest, member=task.chunk_topic)
@@ -97,6 +102,6 @@ async def main(settings: Settings) -> None:
         # Follow new packs first, then load the stored indexes: no pack falls between the two.
         async with Follower(settings.kafka, PACKS, index.add_record, client_id=name + "/packs"):
             await index.load(store)
-            reader = Reader(bus, index, settings.engine, ChunkCodec.for_writing(sealer), name)
+            reader = Reader(bus, index, settings.engine, ChunkCodec.for_writing(sealer), name, CondemnedCache(store))
             async with Consumer(settings.kafka, bus, [READ_TASKS], GROUP, client_id=name, max_batch=1) as consumer:
                 await consumer.run(reader.on_task)

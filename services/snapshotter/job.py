@@ -16,7 +16,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 
-from olvm_backup.repository import catalog
+from olvm_backup.repository import catalog, gc
 from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.config import Settings
 from olvm_backup.engine import Engine, EngineError, EngineGaveUp
@@ -163,6 +163,12 @@ class BackupJob:
                                                       engine_backup=self.backup_id, owner=process_name()))
             self.journal = journal
             await journal.save()  # before the engine backup exists: a crash from here on is cleaned up
+            # After the journal is visible (garbage collection waits for the backups it lists): packs a collection
+            # condemned are not deduplicated against (schemas/FORMAT.md, "Garbage collection").
+            dropped = ctx.index.drop_packs(await gc.condemned_packs(ctx.store))
+            if dropped:
+                log.info("backup %s: %d chunks in packs being garbage-collected are stored anew", self.backup_id,
+                         dropped)
         heartbeat = asyncio.create_task(journal.keep_alive(), name=f"journal {self.backup_id}")
         try:
             manifest = await self._with_engine_backup(vm, disks, excluded, previous, from_checkpoint, full_reason,
@@ -407,6 +413,12 @@ class BackupJob:
                 if where is None:
                     raise BackupError(f"chunk {digest} of disk {record.name} has no stored copy: not committing")
                 chunks[digest] = where
+        # The commit check of garbage collection's protocol: never a manifest naming a pack that is going.
+        doomed = sorted({loc.pack_key for loc in chunks.values()} & await gc.condemned_packs(ctx.store))
+        if doomed:
+            ctx.index.drop_packs(set(doomed))
+            raise BackupError(f"not committing: {len(doomed)} pack(s) it deduplicated against are being "
+                              f"garbage-collected ({doomed[0]}); run the backup again, it stores those chunks anew")
         ovf_key = await catalog.write_ovf(ctx.store, vm.vm_id, self.backup_id, ovf)
         manifest = Manifest(
             backup_id=self.backup_id, vm_id=vm.vm_id, vm_name=vm.name,
