@@ -160,3 +160,15 @@ def test_changed_fields_lists_what_differs():
     c = parse_policy(_with("schedules.0.cron", "0 3 * * 1-6"))
     assert changed_fields(a, c) == ["schedules"]
     assert changed_fields(a, a) == []
+
+
+def test_the_readmes_example_policy_reads():
+    """The README's "Policies" example is a valid document: incremental nightly, full every Sunday."""
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    example = readme.split("## Policies", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    policy = parse_policy(yaml.safe_load(example), name="gold")
+    assert [(s.name, s.mode) for s in policy.schedules] == [("nightly", "incremental"), ("sunday", "full")]
