@@ -1,4 +1,4 @@
-# One image for the four services; docker-compose.yml picks the service with the command.
+# One image for every service; docker-compose.yml picks the service with the command.
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libxml2-dev libcurl4-openssl-dev libssl-dev qemu-utils \

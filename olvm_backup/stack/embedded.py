@@ -28,7 +28,7 @@ from .s3rver_layout import adopt_s3rver_objects
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("snapshotter", "reader", "writer", "restorer")
+SERVICES = ("snapshotter", "reader", "writer", "restorer", "scheduler")
 MAX_RESTARTS = 5
 
 
@@ -71,7 +71,7 @@ def _remove_multipart_leftovers(objects: Path) -> None:
 class EmbeddedStack:
     def __init__(self, settings: Settings, *, readers: int = 1, writers: int = 1) -> None:
         self.settings = settings
-        self.counts = {"snapshotter": 1, "reader": readers, "writer": writers, "restorer": 1}
+        self.counts = {"snapshotter": 1, "reader": readers, "writer": writers, "restorer": 1, "scheduler": 1}
         self.logs = settings.data_dir / "logs"
         self.infra: list[ManagedProcess] = []
         self.services: list[_Service] = []

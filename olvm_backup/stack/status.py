@@ -64,6 +64,19 @@ async def _engine(settings: Settings, timeout: float) -> str:
     return f"logged in as {settings.engine.username}; {info.name if info else 'engine'} {version}"
 
 
+async def _scheduler(settings: Settings) -> str:
+    """The active scheduler's own account (it writes it every tick): who leads, the event feed, the next run."""
+    import time
+
+    from ..policy.status import read_status, summary
+
+    async with open_store(settings.s3, ensure_bucket=False) as store:
+        ok, words = summary(await read_status(store), time.time())
+    if not ok:
+        raise BackupError(words)
+    return words
+
+
 def _masked(text: str, settings: Settings) -> str:
     from ..runtime import secrets_of
 
@@ -85,6 +98,8 @@ async def collect(settings: Settings, timeout: float = 10.0) -> list[PartStatus]
         parts.append(PartStatus("engine", settings.engine.url, ok, _masked(detail, settings)))
     else:
         parts.append(PartStatus("engine", "-", True, "not configured (OLVM_ENGINE_URL): backups and restores need it"))
+    ok, detail = await _check(_scheduler(settings), timeout)
+    parts.append(PartStatus("scheduler", "scheduler/status.json", ok, detail))
     stack = read_stack_file(settings)
     if stack is None:
         parts.append(PartStatus("services", "-", False, f"no stack runs from {settings.data_dir} (olvm-backup up)"))
