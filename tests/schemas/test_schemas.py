@@ -14,6 +14,7 @@ from olvm_backup.crypto.keys import SLOT_MAJOR, SLOT_MINOR
 from olvm_backup.format.manifest import MANIFEST_MAJOR, MANIFEST_MINOR
 from olvm_backup.policy.model import FORMAT as POLICY_FORMAT
 from olvm_backup.repository.chunkindex import INDEX_MAJOR, INDEX_MINOR
+from olvm_backup.repository.gc import GC_MAJOR, GC_MINOR
 from olvm_backup.repository.keyring import CONFIG_MAJOR, CONFIG_MINOR
 from schemas import (
     SCHEMA_MAJOR, SCHEMA_MINOR, BackupEvent, BackupOutcome, BackupRequest, ChunkData, DiskOutcome, ReadTask,
@@ -92,7 +93,9 @@ def test_format_document_names_the_versions_the_code_writes():
         "repository config": f"{CONFIG_MAJOR}.{CONFIG_MINOR}",
         "topic records": f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}",
         "policy": "{}.{}".format(*POLICY_FORMAT),
+        "condemned list": f"{GC_MAJOR}.{GC_MINOR}",
     }, "schemas/FORMAT.md's table of versions is out of step with the code"
+    assert f'"v": [{GC_MAJOR}, {GC_MINOR}]' in doc.split("## Garbage collection", 1)[1].split("##", 1)[0]
     # The sections' examples of each object write the same version.
     assert f'"v": [{MANIFEST_MAJOR}, {MANIFEST_MINOR}]' in doc.split("## Manifest", 1)[1].split("##", 1)[0]
     assert f'"v": [{INDEX_MAJOR}, {INDEX_MINOR}]' in doc.split("## Packs and their index", 1)[1].split("##", 1)[0]
