@@ -1,22 +1,33 @@
 """Backup benchmark (not a test): a 4 GiB disk with 2 GiB of mixed data, measured in one run against baselines.
 
-    .venv/bin/python bench/backup.py [--work DIR] [--readers N] [--writers N]
+    .venv/bin/python bench/backup.py [--work DIR] [--readers N] [--writers N] [--encryption both|on|off] [--runs N]
 
 Prints, all measured here and now:
 - full backup through the pipeline vs a plain ovirt_imageio.client.download of the same disk, and vs
-  `restic backup` of that downloaded image into a local repository;
-- incremental backup after 1% of the disk changed vs restic's second backup of the changed image;
+  `restic backup` of that downloaded image into a local repository (restic encrypts too); the full backup's and
+  restic's times are medians of --runs runs (default 3), each a first backup into an empty repository;
+- the full backup with encryption on (a new repository's default) and off (a repository made by
+  `olvm-backup init --no-encryption`), --runs of each, alternated (on, off / off, on ...) so that machine noise
+  hits both alike: each's median time, bytes read from imageio and throughput (read / median time), bytes stored,
+  and ratio to restic's median full; then the encrypted ratio over the unencrypted one (issue 25: within 5 %).
+  Before each of these full backups the stack is stopped and started again on a new bucket initialised in that
+  mode (untimed, waited on until idle), so every run starts alike;
+- incremental backup after 1% of the disk changed vs restic's second backup of the changed image (both onto the
+  last full backup; --encryption on or both: encrypted);
 - bytes stored in the object store vs restic's repository growth;
-- peak RSS of every process of the stack, and of restic.
+- peak RSS of every process of the stack (as last restarted), and of restic.
 Targets (issue 4): full no slower than restic; incremental >= 10x faster than restic's second run; stored bytes
-<= restic's; every service < 300 MiB RSS.
+<= restic's; every service < 300 MiB RSS. Issue 25: the full backup's ratio to restic with encryption on within
+5 % of the unencrypted run's (with --encryption both).
 """
 from __future__ import annotations
 
 import argparse
 import random
 import re
+import secrets
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -33,27 +44,60 @@ def main() -> int:
     parser.add_argument("--work", type=Path, help="scratch directory (default: a new one under /var/tmp)")
     parser.add_argument("--readers", type=int, default=2)
     parser.add_argument("--writers", type=int, default=1)
+    parser.add_argument("--encryption", choices=("both", "on", "off"), default="both",
+                        help="the repository of the full backups: encrypted (the default of a new repository), "
+                             "initialised with --no-encryption, or both, alternated (default both)")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="full backups per encryption mode, and restic full backups, whose medians are shown "
+                             "(default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be 1 or more")
+    modes = ["on", "off"] if args.encryption == "both" else [args.encryption]
     work = args.work or Path(tempfile.mkdtemp(prefix="olvm-bench-", dir="/var/tmp"))
     figures: dict[str, float] = {}
+    fulls: dict[str, list[dict]] = {mode: [] for mode in modes}
+    restic_runs: list[float] = []
     try:
         with Site(work, readers=args.readers, writers=args.writers) as site:
             image = work / "image.raw"
-            restic = Restic(work / "restic-repo")
+            passphrase = work / "repository.passphrase"
+            passphrase.write_text(secrets.token_urlsafe(32) + "\n")
+            passphrase.chmod(0o600)
 
             say("baseline: plain ovirt_imageio.client.download of the disk (raw)")
             figures["download_s"] = plain_download(site, image)
-            say("baseline: restic backup of the downloaded image")
-            figures["restic_full_s"], figures["restic_rss"] = restic.backup(image)
+            figures["restic_rss"] = 0
+            restic = None
+            buckets = 0
+            for r in range(args.runs):
+                # restic into a new repository each round, so each of its runs is a first backup too
+                if restic is not None:
+                    shutil.rmtree(restic.repo, ignore_errors=True)
+                    shutil.rmtree(work / "restic-cache", ignore_errors=True)
+                restic = Restic(work / f"restic-repo-{r + 1}")
+                say(f"round {r + 1}/{args.runs}: baseline: restic backup of the downloaded image")
+                elapsed, rss = restic.backup(image)
+                restic_runs.append(elapsed)
+                figures["restic_rss"] = max(figures["restic_rss"], rss)
+                # alternated (on, off / off, on ...), the last round ending with the first mode, whose repository
+                # then holds the full backup the incremental builds on
+                order = modes[::-1] if (args.runs - 1 - r) % 2 == 0 else modes
+                for mode in order:
+                    buckets += 1
+                    say(f"round {r + 1}/{args.runs}: olvm-backup: full backup, encryption {mode} "
+                        f"(new repository, stack restarted)")
+                    site.fresh_repository(mode == "on", f"olvm-bench-{buckets}", passphrase)
+                    fulls[mode].append(full_backup(site))
+                    say(f"  {fulls[mode][-1]['s']:.1f} s")
+            figures["restic_full_s"] = statistics.median(restic_runs)
             figures["restic_full_bytes"] = restic.size()
-
-            say("olvm-backup: full backup")
-            before, cpu_before = site.bucket_bytes(), site.service_cpu()
-            figures["full_s"], run = site.cli("backup", VM, "--mode", "full", "--wait")
-            steps = {"full": steps_shown(run.stderr)}
-            figures["full_bytes"] = site.bucket_bytes() - before
-            full_cpu = {name: used - cpu_before.get(name, 0.0) for name, used in site.service_cpu().items()}
+            last = fulls[modes[0]][-1]
+            figures["full_s"] = statistics.median(run["s"] for run in fulls[modes[0]])
+            figures["full_bytes"] = last["bytes"]
+            steps = {"full": last["steps"]}
+            full_cpu = last["cpu"]
 
             say(f"guest: changing {human(CHANGED)} (1%) in 1 MiB writes spread over the disk")
             rnd = random.Random(42)
@@ -61,7 +105,7 @@ def main() -> int:
             for i, slot in enumerate(slots):
                 site.guest_write(slot * MIB, MIB, seed=1000 + i)
 
-            say("olvm-backup: incremental backup")
+            say(f"olvm-backup: incremental backup (encryption {modes[0]})")
             before = site.bucket_bytes()
             figures["inc_s"], run = site.cli("backup", VM, "--mode", "incremental", "--wait")
             steps["incremental"] = steps_shown(run.stderr)
@@ -79,22 +123,36 @@ def main() -> int:
             rss_by_process = site.service_rss()
             figures["broker_now"] = site.broker_rss_now()
             figures["broker_bound"] = site.settings.pipeline.waves_in_flight * site.settings.pipeline.wave_bytes
-        report(figures, rss_by_process)
+        report(figures, rss_by_process, modes[0], args.runs)
         for mode, shown in steps.items():
             engine = sum(v for k, v in shown.items() if k in ENGINE_STEPS)
+            took = last["s"] if mode == "full" else figures["inc_s"]
             print(f"{mode} backup, where the time went: " + ", ".join(f"{k} {v:.2f} s" for k, v in shown.items())
-                  + f"; engine steps {engine:.2f} s of {figures['full_s' if mode == 'full' else 'inc_s']:.1f} s")
+                  + f"; engine steps {engine:.2f} s of {took:.1f} s")
         for mode, restic_s in (("full", figures["restic_full_s"]), ("incremental", figures["restic_inc_s"])):
             if "read and store" in steps[mode]:  # the data path alone, against the same restic run (not a target)
                 data = steps[mode]["read and store"]
                 print(f"{mode} backup's data path (read and store) {data:.2f} s vs restic {restic_s:.1f} s: "
                       f"{data / restic_s:.2f}x (restic takes {restic_s / data:.1f}x as long)")
-        print("CPU seconds used during the full backup: " + ", ".join(
+        print(f"CPU seconds used during the last full backup (encryption {modes[0]}): " + ", ".join(
             f"{name} {used:.1f}" for name, used in sorted(full_cpu.items(), key=lambda kv: -kv[1])))
+        report_encryption(fulls, restic_runs, figures["restic_full_s"])
         return 0
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def full_backup(site: Site) -> dict:
+    """One timed full backup into the site's (empty) repository: seconds, bytes it added to the bucket, bytes read
+    from imageio, the CLI's steps, and the CPU seconds every process of the stack used meanwhile."""
+    before, cpu_before = site.bucket_bytes(), site.service_cpu()
+    elapsed, run = site.cli("backup", VM, "--mode", "full", "--wait")
+    stored = site.bucket_bytes() - before
+    cpu = {name: used - cpu_before.get(name, 0.0) for name, used in site.service_cpu().items()}
+    point = next(p for p in site.restore_points() if p["mode"] == "full")
+    return {"s": elapsed, "bytes": stored, "read": sum(d["bytes_read"] for d in point["disks"]),
+            "steps": steps_shown(run.stderr), "cpu": cpu}
 
 
 def steps_shown(cli_output: str) -> dict[str, float]:
@@ -103,12 +161,14 @@ def steps_shown(cli_output: str) -> dict[str, float]:
     return {name: float(value) for name, value in re.findall(r"([a-z][a-z -]*?) ([0-9.]+) s", line.split(":", 1)[-1])}
 
 
-def report(f: dict[str, float], rss: dict[str, int]) -> None:
+def report(f: dict[str, float], rss: dict[str, int], mode: str, runs: int) -> None:
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.2f}x" if b else "n/a"
 
     print(f"\nbackup benchmark: {human(DISK_SIZE)} disk {DISK}, 2 GiB written (random, text, zeros), "
           f"plus a 64 MiB disk; {Restic.version()}")
+    print(f"full backup: encryption {mode}, median of {runs} (each into an empty repository); restic full: median "
+          f"of {runs} (each into a new repository); incremental: encryption {mode}")
     print(f"{'':34}{'olvm-backup':>14}{'baseline':>14}{'ratio':>10}")
     rows = [
         ("full backup vs imageio download", f["full_s"], f["download_s"], "s"),
@@ -141,6 +201,27 @@ def report(f: dict[str, float], rss: dict[str, int]) -> None:
                     rss["broker"] <= f["broker_bound"] + 128 * MIB))
     for name, ok in targets:
         print(f"target {'met   ' if ok else 'MISSED'}  {name}")
+
+
+def report_encryption(fulls: dict[str, list[dict]], restic_runs: list[float], restic_s: float) -> None:
+    """The full backup with encryption on and off: medians, throughput, ratio to the same restic median, and (with
+    both) the encrypted ratio over the unencrypted one, the issue 25 criterion (within 5 %)."""
+    print(f"\nfull backup, encryption on vs off ({len(restic_runs)} run(s) each, alternated; restic full "
+          f"median {restic_s:.1f} s of " + ", ".join(f"{s:.1f}" for s in restic_runs) + ")")
+    print(f"{'':18}{'median':>10}{'read':>12}{'throughput':>14}{'stored':>12}{'vs restic':>11}   runs")
+    ratios = {}
+    for mode, runs in fulls.items():
+        median = statistics.median(r["s"] for r in runs)
+        read = statistics.median(r["read"] for r in runs)
+        ratios[mode] = median / restic_s
+        print(f"{'encryption ' + mode:<18}{median:>8.1f} s{human(read):>12}{human(read / median) + '/s':>14}"
+              f"{human(runs[-1]['bytes']):>12}{ratios[mode]:>10.2f}x   " + ", ".join(f"{r['s']:.1f}" for r in runs))
+    if len(ratios) == 2:
+        rel = ratios["on"] / ratios["off"]
+        print(f"encrypted ratio / unencrypted ratio (to restic): {ratios['on']:.3f} / {ratios['off']:.3f} = "
+              f"{rel:.3f} ({(rel - 1) * 100:+.1f} %)")
+        print(f"target {'met   ' if rel <= 1.05 else 'MISSED'}  full backup's ratio to restic with encryption on "
+              "within 5 % of the unencrypted run's (issue 25)")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +21,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from olvm_backup.config import EngineSettings, KafkaSettings, S3Settings, Settings, to_environ  # noqa: E402
+from olvm_backup.config import (EngineSettings, KafkaSettings, RepositorySettings, S3Settings, Settings,  # noqa: E402
+                                to_environ)
 from olvm_backup.secret import Secret  # noqa: E402
 from olvm_backup.stack.embedded import EmbeddedStack  # noqa: E402
 from olvm_backup.stack.processes import ManagedProcess, free_port  # noqa: E402
@@ -195,6 +197,43 @@ class Site:
         out = {p.name: cpu_seconds(p.pid) for p in self.stack.infra}
         out |= {s.name: cpu_seconds(s.process.pid) for s in self.stack.services}
         return out
+
+    def fresh_repository(self, encrypted: bool, bucket: str, passphrase_file: Path, pause: float = 5.0) -> None:
+        """The whole stack stopped, then started again (a new broker, so no consumer group carries over) on a new
+        bucket that it initialises as `olvm-backup init` does (keyring.init_repository: encrypted with the
+        passphrase in `passphrase_file`, or as `init --no-encryption`), the previous bucket's objects removed;
+        then waited on until idle (under 20 % of a core for 2 s) and `pause` seconds more: what every full backup
+        of the encryption comparison starts from, so each is a first full into an empty repository with a freshly
+        started stack, whichever its mode. (Restarting only the services left the readers' group unassigned.)
+        """
+        from olvm_backup.repository.keyring import init_repository
+        from olvm_backup.stack import embedded
+
+        self.stack.stop()
+        shutil.rmtree(self.settings.data_dir / "objects" / self.settings.s3.bucket, ignore_errors=True)
+        # the passphrase `up` generated for its first bucket: the CLI would adopt it for a plain repository too
+        (self.settings.data_dir / "repository.password").unlink(missing_ok=True)
+        repo = RepositorySettings(password_file=str(passphrase_file)) if encrypted else RepositorySettings()
+        self.settings = dataclasses.replace(self.settings, s3=dataclasses.replace(self.settings.s3, bucket=bucket),
+                                            repository=repo)
+
+        async def prepare(store, settings: Settings) -> tuple[Settings, None]:
+            await init_repository(store, settings.repository, encrypt=encrypted)
+            return settings, None
+
+        embedded.prepare_repository = prepare  # `up` would make a new bucket encrypted with its own passphrase
+        self.stack = EmbeddedStack(self.settings, readers=self.readers, writers=self.writers)
+        self.stack.start()
+        deadline = time.monotonic() + 60
+        used, quiet = sum(self.service_cpu().values()), 0
+        while time.monotonic() < deadline and quiet < 4:  # idle: under 20 % of a core, all processes, for 2 s
+            time.sleep(0.5)
+            if not all(svc.process.running() for svc in self.stack.services):
+                bad = next(svc for svc in self.stack.services if not svc.process.running())
+                raise SystemExit(f"{bad.name} exited after a restart; log: {bad.process.tail()}")
+            before, used = used, sum(self.service_cpu().values())
+            quiet = quiet + 1 if used - before < 0.1 else 0
+        time.sleep(pause)
 
     def broker_rss_now(self) -> int:
         return next(peak_rss(p.pid, "VmRSS") for p in self.stack.infra if p.name == "broker")
