@@ -12,6 +12,7 @@ from typing import Iterable
 from ..errors import BackupError, ObjectNotFound
 from ..format.chunks import ChunkCodec, CorruptChunk
 from ..format.manifest import Location
+from .chunkindex import ChunkIndex
 from ..objectstore import ObjectStore
 
 MIB = 1024 * 1024
@@ -60,6 +61,24 @@ def _unpack(blob: bytes, start: int, members, codec: ChunkCodec) -> dict[str, by
     return out
 
 
+class Relocator:
+    """Where else a chunk is stored when the pack its manifest names is gone: garbage collection copied the live
+    chunks of a mostly-dead pack into a new one (gc.py, repacking) and deleted it; the pack indexes say where they
+    went. Loaded on first need: a restore that never meets a moved chunk never reads the indexes."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+        self._index: ChunkIndex | None = None
+        self._loading = asyncio.Lock()
+
+    async def find(self, digest: str, gone: str) -> Location | None:
+        async with self._loading:
+            if self._index is None:
+                self._index = await ChunkIndex().load(self._store)
+        where = self._index.get(digest)
+        return where if where is not None and where.pack_key != gone else None
+
+
 class ChunkFetcher:
     """Chunks of one restore point: `codec` is how it names and stores them (ChunkCodec.for_reading)."""
 
@@ -67,10 +86,14 @@ class ChunkFetcher:
         self._store = store
         self._codec = codec
         self._limit = asyncio.Semaphore(parallel)
+        self._relocator = Relocator(store)
 
-    async def fetch(self, wanted: dict[str, Location]) -> dict[str, bytes | memoryview | BackupError]:
-        """Every wanted chunk, raw and verified, or the error that stops it being read."""
+    async def fetch(self, wanted: dict[str, Location], *, relocate: bool = True
+                    ) -> dict[str, bytes | memoryview | BackupError]:
+        """Every wanted chunk, raw and verified, or the error that stops it being read. A chunk whose pack is gone
+        is looked for where garbage collection may have moved it (Relocator), once."""
         results: dict[str, bytes | memoryview | BackupError] = {}
+        moved: dict[str, Location] = {}
 
         async def one_span(pack: str, start: int, end: int, members) -> None:
             async with self._limit:
@@ -78,7 +101,11 @@ class ChunkFetcher:
                     blob = await self._store.get(pack, start, end - start)
                 except ObjectNotFound:
                     for digest, _ in members:
-                        results[digest] = ChunkMissing(f"its pack {pack} is not in the store", digest=digest)
+                        elsewhere = await self._relocator.find(digest, pack) if relocate else None
+                        if elsewhere is not None:
+                            moved[digest] = elsewhere
+                        else:
+                            results[digest] = ChunkMissing(f"its pack {pack} is not in the store", digest=digest)
                     return
                 except BackupError as e:
                     for digest, _ in members:
@@ -89,4 +116,6 @@ class ChunkFetcher:
         async with asyncio.TaskGroup() as group:
             for pack, start, end, members in spans(wanted.items()):
                 group.create_task(one_span(pack, start, end, members))
+        if moved:
+            results.update(await self.fetch(moved, relocate=False))
         return results

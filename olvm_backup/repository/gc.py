@@ -30,7 +30,8 @@ from typing import Awaitable, Callable
 from ..errors import BackupError, ObjectLocked, ObjectNotFound
 from ..objectstore import ObjectStore
 from . import catalog
-from .chunkindex import INDEX_PREFIX, index_key
+from .chunkindex import INDEX_PREFIX, decode_index, index_key
+from .packs import PackBuilder
 
 log = logging.getLogger(__name__)
 
@@ -99,24 +100,86 @@ def pack_created(pack_key: str) -> float | None:
         return None
 
 
-def garbage(packs: dict[str, int], named: set[str], now: float, grace: float) -> dict[str, int]:
-    """The packs no restore point names and older than `grace` seconds (a pack of unknown age is never garbage)."""
+@dataclass
+class Census:
+    """What the restore points need, chunk by chunk. Digests are kept as 32 raw bytes: a census of 200,000 chunks
+    stays in tens of MiB."""
+
+    named: dict[bytes, set[str]] = field(default_factory=dict)        # chunk -> packs the manifests name for it
+    held: dict[str, dict[bytes, int]] = field(default_factory=dict)   # pack -> chunk -> stored length (indexes)
+    where: dict[bytes, list[str]] = field(default_factory=dict)       # chunk -> packs holding it (indexes)
+    layout: dict[str, dict[bytes, tuple[int, int, str]]] = field(default_factory=dict)  # pack -> (offset, raw, codec)
+
+    def add_manifest(self, chunks) -> None:
+        for digest, loc in chunks.items():
+            self.named.setdefault(bytes.fromhex(digest), set()).add(loc.pack_key)
+
+    def add_index(self, pack_key: str, entries) -> None:
+        held = self.held.setdefault(pack_key, {})
+        layout = self.layout.setdefault(pack_key, {})
+        for digest, offset, length, raw, codec in entries:
+            d = bytes.fromhex(digest)
+            if d not in held:
+                held[d] = length
+                layout[d] = (offset, raw, codec)
+                self.where.setdefault(d, []).append(pack_key)
+
+
+@dataclass
+class Homes:
+    home: dict[bytes, str]     # each named chunk: the one pack kept for it
+    live: dict[str, int]       # pack -> bytes of the chunks it is home to
+    dangling: list[bytes]      # named chunks no surviving pack holds (damage, or a pack to spare)
+
+
+def homes(census: Census, alive: set[str]) -> Homes:
+    """One home per named chunk among the `alive` packs: the pack its manifest names when that one is alive
+    (the lowest key, when manifests name several), else the newest pack whose index holds it (where a repack
+    put it). Exactly one per chunk, so two copies are never both taken for the spare of the other."""
+    out = Homes({}, {}, [])
+    for digest, named in census.named.items():
+        choices = sorted(named & alive)
+        if choices:
+            home = choices[0]
+        else:
+            others = [p for p in census.where.get(digest, ()) if p in alive]
+            if not others:
+                out.dangling.append(digest)
+                continue
+            home = max(others, key=lambda p: (pack_created(p) or 0.0, p))
+        out.home[digest] = home
+        out.live[home] = out.live.get(home, 0) + census.held.get(home, {}).get(digest, 0)
+    return out
+
+
+def garbage(packs: dict[str, int], needed: set[str], now: float, grace: float) -> dict[str, int]:
+    """The packs home to no named chunk and older than `grace` seconds (a pack of unknown age is never garbage)."""
     out = {}
     for key, size in packs.items():
         created = pack_created(key)
-        if key not in named and created is not None and now - created > grace:
+        if key not in needed and created is not None and now - created > grace:
             out[key] = size
     return out
 
 
-async def named_packs(store: ObjectStore) -> set[str]:
-    """Every pack a committed restore point names. A manifest that cannot be read stops the collection: a pack
-    only it names would look like garbage."""
-    named: set[str] = set()
+async def census(store: ObjectStore) -> Census:
+    """Every committed restore point's chunks and every pack index. A manifest or index that cannot be read stops
+    the collection: what only it names would look like garbage."""
+    c = Census()
     for entry in await catalog.entries(store):
-        manifest = await catalog.load(store, entry)
-        named.update(loc.pack_key for loc in manifest.chunks.values())
-    return named
+        c.add_manifest((await catalog.load(store, entry)).chunks)
+    for key in await _listing(store, INDEX_PREFIX):
+        try:
+            pack_key, entries = decode_index(await store.get(key), key)
+        except ObjectNotFound:
+            continue  # deleted meanwhile (its pack is going)
+        c.add_index(pack_key, entries)
+    return c
+
+
+async def named_packs(store: ObjectStore) -> set[str]:
+    """Every pack a committed restore point names."""
+    return {p for packs in (await census(store)).named.values() for p in packs}
 
 
 async def _listing(store: ObjectStore, prefix: str) -> dict[str, int]:
@@ -138,16 +201,16 @@ class CondemnedCache:
     swept yet read again (a tombstone no longer changes)."""
 
     def __init__(self, store: ObjectStore) -> None:
-        self._store = store
+        self.store = store
         self._swept: dict[str, frozenset[str]] = {}
 
     async def packs(self) -> set[str]:
-        keys = list(await _listing(self._store, CONDEMNED_PREFIX))
+        keys = list(await _listing(self.store, CONDEMNED_PREFIX))
         out: set[str] = set()
         for key in keys:
             if key not in self._swept:
                 try:
-                    c = Condemned.decode(await self._store.get(key), key)
+                    c = Condemned.decode(await self.store.get(key), key)
                 except ObjectNotFound:
                     continue  # a tombstone past its time, deleted since the listing
                 if c.swept_at is None:
@@ -160,17 +223,60 @@ class CondemnedCache:
         return out
 
 
-async def mark(store: ObjectStore, *, grace: float, now: float | None = None, dry_run: bool = False) -> Condemned:
+async def _repack(store: ObjectStore, census_: Census, found: Homes, packs: list[str], gc_id: str) -> None:
+    """Copy the chunks `packs` are home to into new packs (as stored: sealed chunks stay sealed, bound to their
+    name, not their pack), each sealed with its index before anything is condemned: a run killed here leaves
+    copies, which the next collection finds to be garbage."""
+    builder = PackBuilder(store)
+    for pack in packs:
+        wanted = sorted(((d, off, census_.held[pack][d]) for d, off in _offsets(census_, pack, found)),
+                        key=lambda x: x[1])
+        if not wanted:
+            continue
+        start, end = wanted[0][1], max(off + length for _, off, length in wanted)
+        blob = await store.get(pack, start, end - start)
+        for digest, off, length in wanted:
+            _off, raw, codec = census_.layout[pack][digest]
+            await builder.add(digest.hex(), codec, raw, blob[off - start:off - start + length])
+            if builder.full:
+                await builder.seal()
+    if not builder.empty:
+        await builder.seal()
+    log.info("gc %s: repacked %d pack(s)", gc_id, len(packs))
+
+
+def _offsets(census_: Census, pack: str, found: Homes):
+    for digest, (offset, _raw, _codec) in census_.layout.get(pack, {}).items():
+        if found.home.get(digest) == pack:
+            yield digest, offset
+
+
+async def mark(store: ObjectStore, *, grace: float, now: float | None = None, dry_run: bool = False,
+               repack_below: float = 0.0) -> Condemned:
+    """Condemn the packs no named chunk has for home; with `repack_below` (a fraction), also the packs whose
+    live chunks fill less than that of them, once those chunks are copied into new packs."""
     now = time.time() if now is None else now
     packs = await _listing(store, PACKS_PREFIX)
-    named = await named_packs(store)
+    census_ = await census(store)
     already = await condemned_packs(store)
-    found = {k: v for k, v in garbage(packs, named, now, grace).items() if k not in already}
+    found = homes(census_, set(packs) - already)
+    if found.dangling:
+        raise GcError(f"{len(found.dangling)} chunk(s) restore points name are in no pack at all (e.g. "
+                      f"{found.dangling[0].hex()}): run `olvm-backup verify`; nothing is collected until that is "
+                      "understood")
+    doomed = {k: v for k, v in garbage(packs, set(found.live), now, grace).items() if k not in already}
+    sparse = [] if not repack_below else sorted(
+        k for k, live in found.live.items() if k in packs and k not in already and packs[k]
+        and live / packs[k] < repack_below and now - (pack_created(k) or now) > grace)
     gc_id = f"{int(now):x}-{secrets.token_hex(4)}"
-    condemned = Condemned(gc_id, now, found, [])
-    if found and not dry_run:
+    if sparse and not dry_run:
+        await _repack(store, census_, found, sparse, gc_id)
+    doomed.update({k: packs[k] for k in sparse})
+    condemned = Condemned(gc_id, now, doomed, [])
+    if doomed and not dry_run:
         await store.put(condemned.key, condemned.encode())
-    log.info("gc %s: %d of %d packs condemned (%d bytes)", gc_id, len(found), len(packs), sum(found.values()))
+    log.info("gc %s: %d of %d packs condemned (%d bytes, %d repacked)", gc_id, len(doomed), len(packs),
+             sum(doomed.values()), len(sparse))
     return condemned
 
 
@@ -196,9 +302,14 @@ async def wait_for_journals(store: ObjectStore, condemned: Condemned, *, timeout
 
 async def sweep(store: ObjectStore, condemned: Condemned, *, wait: float, report: GcReport) -> None:
     await wait_for_journals(store, condemned, timeout=wait)
-    named = await named_packs(store)  # what backups running at the mark committed since
+    # What backups running at the mark committed since: a chunk they name that only a condemned pack holds
+    # spares that pack.
+    packs = await _listing(store, PACKS_PREFIX)
+    census_ = await census(store)
+    found = homes(census_, set(packs) - await condemned_packs(store))
+    needed = {p for d in found.dangling for p in census_.named[d] | set(census_.where.get(d, ()))}
     for pack, size in sorted(condemned.packs.items()):
-        if pack in named:
+        if pack in needed:
             report.spared.append(pack)
             continue
         try:
@@ -219,7 +330,7 @@ async def sweep(store: ObjectStore, condemned: Condemned, *, wait: float, report
 
 
 async def collect(store: ObjectStore, *, grace: float, wait: float, dry_run: bool = False,
-                  now: float | None = None) -> list[GcReport]:
+                  now: float | None = None, repack_below: float = 0.0) -> list[GcReport]:
     """Finish what earlier (killed) runs marked, then mark and sweep anew; tombstones past their time go."""
     reports = []
     now = time.time() if now is None else now
@@ -231,7 +342,7 @@ async def collect(store: ObjectStore, *, grace: float, wait: float, dry_run: boo
             reports.append(report)
         elif c.swept_at is not None and now - c.swept_at > TOMBSTONE_DAYS * 86400 and not dry_run:
             await store.delete(c.key)
-    condemned = await mark(store, grace=grace, now=now, dry_run=dry_run)
+    condemned = await mark(store, grace=grace, now=now, dry_run=dry_run, repack_below=repack_below)
     report = GcReport(condemned.gc_id, condemned=len(condemned.packs), dry_run=dry_run)
     if condemned.packs and not dry_run:
         await sweep(store, condemned, wait=wait, report=report)

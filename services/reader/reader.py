@@ -67,8 +67,9 @@ class Reader:
         log.info("task %s: reading disk %s [%d, %d)", task.task_id, task.disk_id, task.offset,
                  task.offset + task.length)
         if self._condemned is not None and (dropped := self._index.drop_packs(await self._condemned.packs())):
-            log.info("task %s: %d known chunks are in packs being garbage-collected: stored anew if met",
-                     task.task_id, dropped)
+            learned = await self._index.refresh(self._condemned.store)  # where a repack may have moved some
+            log.info("task %s: %d known chunks are in packs being garbage-collected (%d new pack indexes read)",
+                     task.task_id, dropped, learned)
 
         async def publish_chunk(chunk: ChunkData) -> None:
             await self._bus.publish(CHUNKS, chunk, key=chunk.digest, member=task.chunk_topic)

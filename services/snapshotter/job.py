@@ -166,9 +166,10 @@ class BackupJob:
             # After the journal is visible (garbage collection waits for the backups it lists): packs a collection
             # condemned are not deduplicated against (schemas/FORMAT.md, "Garbage collection").
             dropped = ctx.index.drop_packs(await gc.condemned_packs(ctx.store))
-            if dropped:
-                log.info("backup %s: %d chunks in packs being garbage-collected are stored anew", self.backup_id,
-                         dropped)
+            if dropped:  # a collection may have moved some into new packs (repacking): learn those
+                learned = await ctx.index.refresh(ctx.store)
+                log.info("backup %s: %d chunks in packs being garbage-collected are not deduplicated against "
+                         "(%d new pack indexes read)", self.backup_id, dropped, learned)
         heartbeat = asyncio.create_task(journal.keep_alive(), name=f"journal {self.backup_id}")
         try:
             manifest = await self._with_engine_backup(vm, disks, excluded, previous, from_checkpoint, full_reason,
