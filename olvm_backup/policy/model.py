@@ -1,4 +1,5 @@
-"""A backup policy: which VMs (selection rules and explicit VMs), how (strategy, disks, quiesce) and when (schedules).
+"""A backup policy: which VMs (selection rules and explicit VMs), how (strategy, disks, quiesce) and when (schedules),
+and what prune keeps of their restore points (`retention`: retention.py's rules).
 
 Pure: `parse_policy` reads the document an admin writes (YAML or JSON, see the README's "Policies"), checks every
 field and raises PolicyError naming the field (`policy gold: schedules[1].cron: ...`); `policy_to_doc` writes it
@@ -24,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterError, croniter
 
 from olvm_backup.errors import BackupError
+from olvm_backup.retention import RetentionError, Rules, format_duration, parse_duration
 
 FORMAT = (1, 0)  # the document's "v": a major this build does not know is refused
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # policies/<name> in the store, a Kafka key, a CLI argument
@@ -106,6 +108,7 @@ class Policy:
     pre_command: str = ""  # placeholders for the pre/post commands issue: stored, not run yet
     post_command: str = ""
     description: str = ""
+    retention: Rules = field(default_factory=Rules)  # what prune keeps of each VM's restore points; none: everything
 
     @property
     def selects(self) -> bool:
@@ -122,8 +125,11 @@ class Policy:
 # --- reading ---------------------------------------------------------------------------------------------------------
 
 POLICY_FIELDS = ("v", "name", "description", "selection", "assignment", "vms", "assigned", "strategy", "schedules",
+                 "retention",
                  "exclude_disks", "quiesce", "on_join", "pre_command", "post_command")
 SELECTION_FIELDS = ("include", "exclude", "clusters")
+RETENTION_COUNTS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+RETENTION_FIELDS = tuple(f"keep-{name}" for name in RETENTION_COUNTS) + ("keep-within",)
 SCHEDULE_FIELDS = ("name", "cron", "timezone", "mode", "window_minutes")
 
 
@@ -245,6 +251,26 @@ class _Reader:
             out.append(schedule)
         return out
 
+    def retention(self, value: Any) -> Rules:
+        """`{"keep-last": 7, "keep-daily": 14, "keep-within": "2d"}` (retention.py's rules, restic's names)."""
+        if value is None:
+            return Rules()
+        value = self.mapping(value, "retention", RETENTION_FIELDS)
+        counts: dict[str, Any] = {}
+        for key, count in value.items():
+            where = f"retention.{key}"
+            if key == "keep-within":
+                try:
+                    counts["within"] = parse_duration(count) if isinstance(count, str) else parse_duration("")
+                except RetentionError:
+                    raise self.fail(where, f"{count!r} is not a duration: a number and one of m, h, d, w, y "
+                                           "(e.g. 7d)") from None
+            elif isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise self.fail(where, f"{count!r} is not a count: a whole number, 0 or more")
+            else:
+                counts[key.removeprefix("keep-")] = count
+        return Rules(**counts)
+
     def strategy(self, value: Any) -> str:
         if value not in STRATEGIES:
             later = f"; {', '.join(LATER_STRATEGIES)} are planned" if value in LATER_STRATEGIES else ""
@@ -306,6 +332,7 @@ def parse_policy(doc: Any, *, name: str | None = None) -> Policy:
         on_join=r.flag(doc.get("on_join", False), "on_join"),
         pre_command=r.text(doc.get("pre_command", ""), "pre_command"),
         post_command=r.text(doc.get("post_command", ""), "post_command"),
+        retention=r.retention(doc.get("retention")),
     )
 
 
@@ -335,7 +362,16 @@ def policy_to_doc(policy: Policy) -> dict[str, Any]:
         "on_join": policy.on_join,
         "pre_command": policy.pre_command,
         "post_command": policy.post_command,
+        "retention": retention_to_doc(policy.retention),
     }
+
+
+def retention_to_doc(rules: Rules) -> dict[str, Any]:
+    """The `retention` mapping of a policy document: only the rules set."""
+    doc: dict[str, Any] = {f"keep-{name}": getattr(rules, name) for name in RETENTION_COUNTS if getattr(rules, name)}
+    if rules.within:
+        doc["keep-within"] = format_duration(rules.within)
+    return doc
 
 
 def changed_fields(old: Policy, new: Policy) -> list[str]:

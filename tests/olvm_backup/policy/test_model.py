@@ -10,6 +10,7 @@ import pytest
 from olvm_backup.policy.model import (
     Policy, PolicyError, Rule, Schedule, Selection, changed_fields, parse_policy, policy_to_doc,
 )
+from olvm_backup.retention import Rules
 
 GOOD = {
     "name": "gold",
@@ -31,6 +32,7 @@ GOOD = {
     "quiesce": False,
     "on_join": True,
     "pre_command": "/usr/local/bin/freeze-app",
+    "retention": {"keep-last": 7, "keep-daily": 14, "keep-within": "2d"},
 }
 
 
@@ -49,12 +51,15 @@ def test_a_good_document_reads_every_field():
     assert (policy.quiesce, policy.on_join, policy.pre_command, policy.post_command) == \
         (False, True, "/usr/local/bin/freeze-app", "")
     assert policy.assigned == [] and policy.strategy == "cbt"
+    assert policy.retention == Rules(last=7, daily=14, within=2 * 86400)
+    assert policy_to_doc(policy)["retention"] == GOOD["retention"]
 
 
 def test_defaults_of_a_minimal_document():
     policy = parse_policy({"name": "bronze"})
     assert policy == Policy(name="bronze")
     assert policy.assignment == "disabled" and policy.quiesce and not policy.on_join and policy.schedules == []
+    assert policy.retention.empty  # no retention: prune keeps every restore point of its VMs
 
 
 def test_round_trip_through_json():
@@ -113,7 +118,14 @@ MALFORMED = [
     ("quiesce", "yes", "quiesce", "true or false"),
     ("on_join", 1, "on_join", "true or false"),
     ("pre_command", ["a"], "pre_command", "a string is expected"),
-    ("retention", 7, "retention", "unknown field"),
+    ("owner", "me", "owner", "unknown field"),
+    ("retention", 7, "retention", "a mapping is expected"),
+    ("retention.keep-daily", -1, "retention.keep-daily", "-1 is not a count"),
+    ("retention.keep-last", "3", "retention.keep-last", "'3' is not a count"),
+    ("retention.keep-last", True, "retention.keep-last", "True is not a count"),
+    ("retention.keep-within", "2 days", "retention.keep-within", "'2 days' is not a duration"),
+    ("retention.keep-within", 2, "retention.keep-within", "2 is not a duration"),
+    ("retention.keep-fortnightly", 2, "retention.keep-fortnightly", "unknown field"),
     ("v", [2, 0], "v", "not readable by this build"),
     ("v", "1.0", "v", "not a format version"),
     ("name", "Gold Policy", "name", "not a valid name"),
