@@ -53,6 +53,12 @@ def _backups(settings, args) -> int:
     return asyncio.run(list_backups(settings, args.vm, args.json))
 
 
+def _history(settings, args) -> int:
+    from .history import show_history
+
+    return asyncio.run(show_history(settings, vm=args.vm, policy=args.policy, since=args.since, as_json=args.json))
+
+
 def _restore(settings, args) -> int:
     from .jobs import request_restore
 
@@ -99,6 +105,56 @@ def _key(settings, args) -> int:
     if args.key_command == "remove":
         return asyncio.run(keys.remove_key(settings, args))
     return asyncio.run(keys.change_passphrase(settings, args))
+
+
+def _policy(settings, args) -> int:
+    from . import policies
+
+    command = args.policy_command
+    if command == "create":
+        return asyncio.run(policies.create(settings, args.name, args.file))
+    if command == "edit":
+        return asyncio.run(policies.edit(settings, args.name, args.file))
+    if command == "list":
+        return asyncio.run(policies.list_all(settings))
+    if command == "show":
+        return asyncio.run(policies.show(settings, args.name))
+    if command == "delete":
+        return asyncio.run(policies.delete(settings, args.name))
+    if command == "assign":
+        return asyncio.run(policies.assign(settings, args.name, args.vm))
+    if command == "unassign":
+        return asyncio.run(policies.unassign(settings, args.name, args.vm))
+    return asyncio.run(policies.run(settings, args.name, args.mode))
+
+
+def _add_policy_parsers(sub) -> None:
+    policy = sub.add_parser("policy", help="backup policies: which VMs (by tag, name pattern or explicitly), when "
+                            "(cron schedules) and how; create, list, show, edit, delete, assign, unassign, run",
+                            description="A policy is a YAML document (the README's \"Policies\"). Every change is "
+                            "published on policy.events with who made it.")
+    policy.set_defaults(func=_policy)
+    commands = policy.add_subparsers(dest="policy_command", required=True)
+    for verb, what in (("create", "create a policy from a YAML file"),
+                       ("edit", "replace a policy by the YAML file (the VMs its selection assigned are kept)")):
+        p = commands.add_parser(verb, help=what)
+        p.add_argument("name", help="the policy's name")
+        p.add_argument("--file", "-f", required=True, metavar="POLICY.yaml", help="the policy document; - for stdin")
+    commands.add_parser("list", help="every policy, with its next run")
+    show = commands.add_parser("show", help="a policy, the VMs it selects now (asks the engine) and each "
+                               "schedule's next run")
+    show.add_argument("name")
+    delete = commands.add_parser("delete", help="delete a policy (its restore points stay)")
+    delete.add_argument("name")
+    for verb, what in (("assign", "assign a VM to the policy explicitly (a VM belongs to at most one policy)"),
+                       ("unassign", "take back an explicit assignment")):
+        p = commands.add_parser(verb, help=what)
+        p.add_argument("name", help="the policy's name")
+        p.add_argument("vm", help="VM name or id")
+    run = commands.add_parser("run", help="back up every VM the policy holds now")
+    run.add_argument("name")
+    run.add_argument("--mode", choices=["auto", "full", "incremental"], default=None,
+                     help="default auto: incremental from each VM's last restore point when possible")
 
 
 def _add_key_parsers(sub) -> None:
@@ -200,7 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", required=True, help="file to write (sparse raw)")
     export.set_defaults(func=_export)
 
+    history = sub.add_parser("history", help="what was requested, run, restored and changed, newest first, with "
+                             "who or what asked (the audit trail in the object store)")
+    history.add_argument("--vm", help="only this VM (name or id)")
+    history.add_argument("--policy", help="only this policy")
+    history.add_argument("--since", metavar="AGE", help="only the last AGE: 30m, 12h, 7d, 2w")
+    history.add_argument("--json", action="store_true", help="print the entries as JSON")
+    history.set_defaults(func=_history)
+
     _add_key_parsers(sub)
+    _add_policy_parsers(sub)
 
     config = sub.add_parser("config", help="show the effective settings (secrets masked)")
     config.add_argument("--markdown", action="store_true",
