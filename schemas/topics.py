@@ -40,9 +40,10 @@ class Topic:
 
 
 BACKUP_REQUESTS = Topic("backup.requests", "VM name or id (one VM's requests stay in order)", (BackupRequest,),
-                        "CLI, schedules, tag triggers", "snapshotter (group)", 7 * DAY_MS, work=True)
+                        "CLI, schedules, tag triggers", "snapshotter (group), auditor (group)", 7 * DAY_MS,
+                        work=True)
 BACKUP_EVENTS = Topic("backup.events", "request id", (BackupEvent,),
-                      "snapshotter, readers, writers", "CLI (progress), audit", -1)
+                      "snapshotter, readers, writers", "CLI (progress), auditor (group)", -1)
 READ_TASKS = Topic("read.tasks", "none (partitions in turn)", (ReadTask,), "snapshotter", "readers (group)", DAY_MS,
                    work=True)
 READ_RESULTS = Topic("read.results", "backup id", (TaskResult, TransferGone), "readers", "snapshotter", DAY_MS)
@@ -59,9 +60,11 @@ SCHEDULER_LEADER = Topic("scheduler.leader", "none: never written", (), "nobody"
 SCHEDULER_GROUP = "scheduler"
 PACKS = Topic("packs", "pack key", (PackStored,), "writers", "snapshotter, readers (index)", 30 * DAY_MS)
 STORE_FAULTS = Topic("store.faults", "writer", (StoreFault,), "writers", "snapshotter (shown on its backups)", DAY_MS)
-RESTORE_REQUESTS = Topic("restore.requests", "restore point id", (RestoreRequest,), "CLI", "restorer", 7 * DAY_MS)
-RESTORE_EVENTS = Topic("restore.events", "request id", (RestoreEvent,), "restorer", "CLI (progress), audit", -1)
-POLICY_EVENTS = Topic("policy.events", "policy name", (PolicyEvent,), "CLI, scheduler", "audit", -1)
+RESTORE_REQUESTS = Topic("restore.requests", "restore point id", (RestoreRequest,), "CLI", "restorer, auditor (group)",
+                         7 * DAY_MS)
+RESTORE_EVENTS = Topic("restore.events", "request id", (RestoreEvent,), "restorer", "CLI (progress), auditor (group)",
+                       -1)
+POLICY_EVENTS = Topic("policy.events", "policy name", (PolicyEvent,), "CLI, scheduler", "auditor (group)", -1)
 DEAD_LETTERS = Topic("dead.letters", "source topic", (DeadLetter,), "every consumer", "operators", 30 * DAY_MS)
 
 ALL_TOPICS: tuple[Topic, ...] = (

@@ -4,7 +4,8 @@ Manifests, OVFs and pack indexes are whole objects, sealed by their key in the b
 code that reads and writes them (catalog.py, chunkindex.py, packs.py) is the same for a plain repository and an
 encrypted one. Packs are not sealed as objects: each chunk in them is sealed on its own (format/chunks.py
 ChunkCodec), so restores keep reading ranges of them. Journals (`jobs/`) say only which engine resources a running
-backup holds; the repository's config and key slots are read before any key is known.
+backup holds, and request markers (`requests/`) only which backup a request ran as; the repository's config and
+key slots are read before any key is known.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ..crypto.sealing import Sealer
 from ..config import Settings
 from ..objectstore import ObjectStore, open_store
 
-SEALED_PREFIXES = ("backups/", "index/", "policies/")
+SEALED_PREFIXES = ("backups/", "index/", "policies/", "audit/")  # audit/: the trail names VMs and users
 
 
 def is_sealed_key(key: str) -> bool:

@@ -1,8 +1,9 @@
-"""`olvm-backup up`: broker, object store, topics and the four services on this machine, until Ctrl-C.
+"""`olvm-backup up`: broker, object store, topics and the services on this machine, until Ctrl-C.
 
 Backups live in the object store's directory under the data dir, so they
 outlive the stack; the broker keeps topics in memory only (a fresh `up`
-recreates them), which is all the pipeline needs between two runs.
+recreates them), which is all the pipeline needs between two runs; the
+history outlives them too (the auditor keeps it in the object store).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from .s3rver_layout import adopt_s3rver_objects
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("snapshotter", "reader", "writer", "restorer", "scheduler")
+SERVICES = ("snapshotter", "reader", "writer", "restorer", "auditor", "scheduler")
 MAX_RESTARTS = 5
 
 
@@ -71,7 +72,8 @@ def _remove_multipart_leftovers(objects: Path) -> None:
 class EmbeddedStack:
     def __init__(self, settings: Settings, *, readers: int = 1, writers: int = 1) -> None:
         self.settings = settings
-        self.counts = {"snapshotter": 1, "reader": readers, "writer": writers, "restorer": 1, "scheduler": 1}
+        self.counts = {"snapshotter": 1, "reader": readers, "writer": writers, "restorer": 1, "auditor": 1,
+                       "scheduler": 1}
         self.logs = settings.data_dir / "logs"
         self.infra: list[ManagedProcess] = []
         self.services: list[_Service] = []

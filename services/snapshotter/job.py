@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from olvm_backup.repository import catalog, gc
 from olvm_backup.repository.chunkindex import ChunkIndex
@@ -46,6 +47,9 @@ from .tidy import tidy_checkpoints
 from .tracker import Tracker
 from .waves import ChunkTopics
 
+if TYPE_CHECKING:
+    from .gate import Marking
+
 log = logging.getLogger(__name__)
 
 
@@ -61,7 +65,7 @@ class Context:
 
 
 class BackupJob:
-    def __init__(self, ctx: Context, request: BackupRequest) -> None:
+    def __init__(self, ctx: Context, request: BackupRequest, *, marking: Marking | None = None) -> None:
         self.ctx = ctx
         self.request = request
         self.backup_id = str(uuid.uuid4())
@@ -71,6 +75,7 @@ class BackupJob:
         self.steps = StepTimes()
         self.consistency: Consistency | None = None  # of the guest's file systems, once the engine backup is ready
         self.journal: Journal | None = None  # once saved: what the job holds open on the engine
+        self.marking = marking  # the request's marker (once.py): written at the start and before the final event
 
     async def event(self, kind: str, message: str, **fields) -> None:
         await self.ctx.bus.publish(BACKUP_EVENTS, BackupEvent(
@@ -80,6 +85,7 @@ class BackupJob:
     async def run(self) -> Manifest | None:
         """Never raises for a failed backup (it is reported as an event); re-raises cancellation."""
         try:
+            await self._mark("running")
             await self.event("accepted", f"backup of {self.request.vm} ({self.request.mode}) accepted")
             with waits_told_to(lambda text: self.event("progress", text)):
                 manifest = await self._run()
@@ -94,16 +100,22 @@ class BackupJob:
                 e, BackupError) else log.error("backup %s of %s failed: %s", self.backup_id, self.request.vm, e)
             step = self.steps.failed_in(e)  # which step failed: the error alone may not tell (a spent retry budget)
             left = await self._hand_over("failed")
+            await self._mark("failed")
             await self.event("failed", (f"{step}: {e}" if step else str(e)) + left, outcome=outcome.failed(
                 e, self.steps, time.monotonic() - self.started, self.consistency))
             await self._post_hook("failed")
             return None
         # Sent once the transfers and the engine backup are closed too, not at the commit.
+        await self._mark("completed")  # before the event: a redelivery after it is never run again
         done = outcome.completed(manifest, self.steps, time.monotonic() - self.started, self.consistency)
         await self.event("completed", outcome.summary(self.backup_id, self.vm_name, done), outcome=done,
                          bytes_total=self.bytes_total, bytes_done=self.bytes_total)
         await self._post_hook("completed")
         return manifest
+
+    async def _mark(self, state) -> None:
+        if self.marking is not None:
+            await self.marking.mark(self.backup_id, state)
 
     async def _hand_over(self, ended: str) -> str:
         """Once the job has ended: its journal goes if nothing it opened is left on the engine; else it stays, marked

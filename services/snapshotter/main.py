@@ -1,7 +1,8 @@
 """Snapshotter wiring: backup requests in, engine backups, read tasks and manifests out.
 
 It runs one backup at a time per process (run several for parallel VMs: the
-requests topic is partitioned by VM). Before taking requests, and every
+requests topic is partitioned by VM), and a request id once (gate.py: a
+duplicate delivery is told, not run). Before taking requests, and every
 SWEEP_EVERY seconds after, it closes what abandoned backups (of a killed
 snapshotter, here or on another host, and of its own jobs whose cleanup the
 engine refused; see journal.py) left open on the engine.
@@ -24,7 +25,8 @@ from olvm_backup.repository.sealedstore import open_sealed
 from schemas import BackupEvent, BackupRequest
 from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, PACKS, READ_RESULTS, STORE_FAULTS
 
-from .job import BackupJob, Context
+from .gate import run_once
+from .job import Context
 from .journal import JournalEntry, clean_leftovers, running_backups
 from .tracker import Tracker
 from .waves import sweep
@@ -50,7 +52,7 @@ async def main(settings: Settings) -> None:
             ctx = Context(settings, engine, store, bus, tracker, index, ChunkCodec.for_writing(sealer).chunk_hash)
 
             async def on_request(request: BackupRequest, where: Message) -> None:
-                await BackupJob(ctx, request).run()
+                await run_once(ctx, request)  # a request id that already ran, or runs, is not run again
 
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(keep_recovering(settings, store, engine, bus))

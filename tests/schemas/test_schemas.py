@@ -10,6 +10,7 @@ import msgpack
 import pytest
 
 import olvm_backup.errors
+from olvm_backup.audit.trail import TRAIL_MAJOR, TRAIL_MINOR
 from olvm_backup.crypto.keys import SLOT_MAJOR, SLOT_MINOR
 from olvm_backup.format.manifest import MANIFEST_MAJOR, MANIFEST_MINOR
 from olvm_backup.policy.model import FORMAT as POLICY_FORMAT
@@ -23,6 +24,7 @@ from schemas import (
 from schemas.errors import DecodeError, SchemaVersionError
 from schemas.topics import ALL_TOPICS, topic_table
 from services.snapshotter.journal import JOURNAL_MAJOR, JOURNAL_MINOR
+from services.snapshotter.once import MARKER_MAJOR, MARKER_MINOR
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -94,6 +96,8 @@ def test_format_document_names_the_versions_the_code_writes():
         "topic records": f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}",
         "policy": "{}.{}".format(*POLICY_FORMAT),
         "condemned list": f"{GC_MAJOR}.{GC_MINOR}",
+        "request marker": f"{MARKER_MAJOR}.{MARKER_MINOR}",
+        "audit trail": f"{TRAIL_MAJOR}.{TRAIL_MINOR}",
     }, "schemas/FORMAT.md's table of versions is out of step with the code"
     assert f'"v": [{GC_MAJOR}, {GC_MINOR}]' in doc.split("## Garbage collection", 1)[1].split("##", 1)[0]
     # The sections' examples of each object write the same version.

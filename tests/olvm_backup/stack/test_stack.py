@@ -126,3 +126,42 @@ def test_a_restart_removes_what_unfinished_uploads_left(tmp_path):
         assert asyncio.run(read_done()) == (done, None)
     finally:
         _ctrl_c(proc)
+
+
+def test_history_outlives_a_restart_of_the_whole_stack(tmp_path):
+    """The embedded broker keeps topics in memory: after Ctrl-C and `up` again they are empty, and `history` still
+    lists what the stack's auditor kept in the object store before (issue 19)."""
+    from olvm_backup.kafka import Bus
+    from schemas import BackupEvent, PolicyEvent
+    from schemas.topics import BACKUP_EVENTS, POLICY_EVENTS
+
+    env = _env(tmp_path / "data", free_port(), free_port())
+    settings = load_settings(environ=env)
+
+    def history() -> list[dict]:
+        r = subprocess.run(CLI + ["history", "--json"], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    proc = _start_up(env, tmp_path / "up1.log")
+    try:
+        async def publish() -> None:
+            async with Bus(settings.kafka, client_id="test-stack-history") as bus:
+                await bus.publish(POLICY_EVENTS, PolicyEvent(policy="gold", action="created", actor="alice@admin",
+                                                             at=time.time()), key="gold")
+                await bus.publish(BACKUP_EVENTS, BackupEvent(request_id="r1", backup_id="b1", vm="web01",
+                                                             kind="completed", at=time.time()), key="r1")
+        asyncio.run(publish())
+        deadline = time.monotonic() + 60
+        while len(history()) < 2:
+            assert time.monotonic() < deadline, "the stack's auditor kept nothing within 60 s"
+            time.sleep(1)
+    finally:
+        _ctrl_c(proc)
+
+    proc = _start_up(env, tmp_path / "up2.log")
+    try:
+        assert [(r["what"], r["by"] or r["vm"]) for r in history()] == [
+            ("backup completed", "web01"), ("policy created", "alice@admin")]
+    finally:
+        _ctrl_c(proc)
