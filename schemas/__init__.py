@@ -5,7 +5,7 @@ from .envelope import SCHEMA_MAJOR, SCHEMA_MINOR, Record, decode, encode, record
 from .errors import DecodeError, SchemaVersionError
 from .records import (
     BackupEvent, BackupOutcome, BackupRequest, ChunkData, DeadLetter, DiskOutcome, PackStored, PolicyEvent,
-    ReadTask, RestoreEvent, RestoreOutcome, RestoreRequest, StoreFault, TaskResult, TransferGone,
+    ReadTask, RepositoryEvent, RestoreEvent, RestoreOutcome, RestoreRequest, StoreFault, TaskResult, TransferGone,
 )
 from .topics import ALL_TOPICS, Topic
 
@@ -13,6 +13,6 @@ __all__ = [
     "SCHEMA_MAJOR", "SCHEMA_MINOR", "Record", "decode", "encode", "record_types", "records", "ALL_TOPICS", "Topic",
     "DecodeError", "SchemaVersionError",
     "BackupEvent", "BackupOutcome", "BackupRequest", "ChunkData", "DeadLetter", "DiskOutcome", "PackStored",
-    "PolicyEvent", "ReadTask", "RestoreEvent", "RestoreOutcome", "RestoreRequest", "StoreFault", "TaskResult",
-    "TransferGone",
+    "PolicyEvent", "ReadTask", "RepositoryEvent", "RestoreEvent", "RestoreOutcome", "RestoreRequest", "StoreFault",
+    "TaskResult", "TransferGone",
 ]

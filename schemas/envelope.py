@@ -18,8 +18,9 @@ SCHEMA_MAJOR = 1
 # of BackupEvent and RestoreEvent (what the CLI shows, no longer in `detail`) and ReadTask.extents; 1.5: TransferGone
 # on read.results (a reader's report of a ticket imageio no longer knows); 1.6: ChunkData.codec "zstd+gcm" and
 # "none+gcm" (an encrypted repository's sealed chunks); 1.7: PolicyEvent on policy.events (a backup policy's
-# changes, with who made them).
-SCHEMA_MINOR = 7
+# changes, with who made them); 1.8: RepositoryEvent on repository.events (what prune, forget and gc deleted,
+# why, and protection set or lifted).
+SCHEMA_MINOR = 8
 
 _REGISTRY: dict[str, type["Record"]] = {}
 

@@ -233,6 +233,23 @@ class PolicyEvent(Record):
     at: float
 
 
+RepositoryAction = Literal["forgotten", "pruned", "pack_deleted", "gc", "protected", "unprotected"]
+
+
+class RepositoryEvent(Record):
+    """Something deleted from the repository, or a hold on a restore point changed (1.8), for the audit trail:
+    what (`action`, `backup_id` and `vm`, or the pack in `detail`), why (`reason`: the retention rules that no
+    longer keep it, "forget by alice@host", the collection that found a pack unnamed) and who (`actor`)."""
+
+    action: RepositoryAction
+    backup_id: str | None = None
+    vm: str | None = Field(default=None, description="VM id (its name, when known, in `detail.vm_name`)")
+    reason: str = ""
+    actor: str = Field(min_length=1, description='"alice@host" from the CLI, "scheduler" for a scheduled run')
+    at: float
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
 class DeadLetter(Record):
     """A record no consumer could use, kept with the reason so nothing is lost silently."""
 

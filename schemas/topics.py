@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 from .envelope import Record
 from .records import (
-    BackupEvent, BackupRequest, ChunkData, DeadLetter, PackStored, PolicyEvent, ReadTask, RestoreEvent,
-    RestoreRequest, StoreFault, TaskResult, TransferGone,
+    BackupEvent, BackupRequest, ChunkData, DeadLetter, PackStored, PolicyEvent, ReadTask, RepositoryEvent,
+    RestoreEvent, RestoreRequest, StoreFault, TaskResult, TransferGone,
 )
 
 HOUR_MS = 3_600_000
@@ -65,11 +65,14 @@ RESTORE_REQUESTS = Topic("restore.requests", "restore point id", (RestoreRequest
 RESTORE_EVENTS = Topic("restore.events", "request id", (RestoreEvent,), "restorer", "CLI (progress), auditor (group)",
                        -1)
 POLICY_EVENTS = Topic("policy.events", "policy name", (PolicyEvent,), "CLI, scheduler", "auditor (group)", -1)
+REPOSITORY_EVENTS = Topic("repository.events", "restore point id (a pack's key for gc)", (RepositoryEvent,),
+                          "CLI, scheduler", "auditor (group)", -1)
 DEAD_LETTERS = Topic("dead.letters", "source topic", (DeadLetter,), "every consumer", "operators", 30 * DAY_MS)
 
 ALL_TOPICS: tuple[Topic, ...] = (
     BACKUP_REQUESTS, BACKUP_EVENTS, READ_TASKS, READ_RESULTS, CHUNKS, WRITER_LEASES, SCHEDULER_LEADER, PACKS,
-    STORE_FAULTS, RESTORE_REQUESTS, RESTORE_EVENTS, POLICY_EVENTS, DEAD_LETTERS,
+    STORE_FAULTS, RESTORE_REQUESTS, RESTORE_EVENTS, POLICY_EVENTS, REPOSITORY_EVENTS,
+    DEAD_LETTERS,
 )
 
 

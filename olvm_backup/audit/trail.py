@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from schemas import Record
-from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, POLICY_EVENTS, RESTORE_EVENTS, RESTORE_REQUESTS, Topic
+from schemas.topics import (
+    BACKUP_EVENTS, BACKUP_REQUESTS, POLICY_EVENTS, REPOSITORY_EVENTS, RESTORE_EVENTS, RESTORE_REQUESTS, Topic,
+)
 
 from ..errors import BackupError
 
@@ -31,7 +33,8 @@ TRAIL_MAJOR = 1
 TRAIL_MINOR = 0
 DAY = 86400.0
 
-AUDITED: tuple[Topic, ...] = (BACKUP_REQUESTS, BACKUP_EVENTS, RESTORE_REQUESTS, RESTORE_EVENTS, POLICY_EVENTS)
+AUDITED: tuple[Topic, ...] = (BACKUP_REQUESTS, BACKUP_EVENTS, RESTORE_REQUESTS, RESTORE_EVENTS, POLICY_EVENTS,
+                              REPOSITORY_EVENTS)
 # The steps of a backup or restore kept: its progress (bytes, messages, stored tasks) is the live feed's, not history.
 BACKUP_KINDS = ("requested", "accepted", "started", "stored", "completed", "failed", "cancelled")
 RESTORE_KINDS = ("requested", "accepted", "started", "completed", "failed")
@@ -57,7 +60,8 @@ def kept(topic: Topic, record: Record) -> bool:
 
 @dataclass(frozen=True)
 class Entry:
-    topic: str                 # backup.requests, backup.events, restore.requests, restore.events, policy.events
+    topic: str                 # backup.requests, backup.events, restore.requests, restore.events, policy.events,
+                               # repository.events
     type: str                  # the record's type, e.g. BackupEvent
     record: dict[str, Any]     # its fields, as JSON has them
     at: float                  # when it happened

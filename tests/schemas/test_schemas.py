@@ -16,6 +16,7 @@ from olvm_backup.format.manifest import MANIFEST_MAJOR, MANIFEST_MINOR
 from olvm_backup.policy.model import FORMAT as POLICY_FORMAT
 from olvm_backup.repository.chunkindex import INDEX_MAJOR, INDEX_MINOR
 from olvm_backup.repository.gc import GC_MAJOR, GC_MINOR
+from olvm_backup.repository.holds import HOLDS_MAJOR, HOLDS_MINOR
 from olvm_backup.repository.keyring import CONFIG_MAJOR, CONFIG_MINOR
 from schemas import (
     SCHEMA_MAJOR, SCHEMA_MINOR, BackupEvent, BackupOutcome, BackupRequest, ChunkData, DiskOutcome, ReadTask,
@@ -96,6 +97,7 @@ def test_format_document_names_the_versions_the_code_writes():
         "topic records": f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}",
         "policy": "{}.{}".format(*POLICY_FORMAT),
         "condemned list": f"{GC_MAJOR}.{GC_MINOR}",
+        "restore point hold": f"{HOLDS_MAJOR}.{HOLDS_MINOR}",
         "request marker": f"{MARKER_MAJOR}.{MARKER_MINOR}",
         "audit trail": f"{TRAIL_MAJOR}.{TRAIL_MINOR}",
     }, "schemas/FORMAT.md's table of versions is out of step with the code"
