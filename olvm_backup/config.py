@@ -184,6 +184,10 @@ class S3Settings:
                                     "GOVERNANCE (a user with s3:BypassGovernanceRetention may shorten or lift a "
                                     "lock) or COMPLIANCE (no one can, not even the account's root)",
                                     check=one_of("GOVERNANCE", "COMPLIANCE"))
+    gc_grace: float = setting(86400.0, "OLVM_GC_GRACE",
+                              "seconds a pack must exist before garbage collection may delete it (`olvm-backup gc "
+                              "--grace` for one run); at least an hour, which also absorbs clock differences "
+                              "between the machines writing packs", check=at_least(3600))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""`olvm-backup verify`, `export` and `forget`."""
+"""`olvm-backup verify`, `export` and `forget`. Verify and export hold their restore point in use while they run
+(repository/holds.py: prune keeps it); forget publishes what it removed on `repository.events`."""
 from __future__ import annotations
 
 import sys
@@ -12,12 +13,16 @@ from ..objectstore import ObjectStore
 from ..objectstore.locking import utcnow
 from ..repository.sealedstore import open_sealed
 from ..repository.export import export_disk
+from ..repository.holds import holding
 from ..repository.verify import verify
 from .progress import human
 
 
 async def verify_restore_point(settings: Settings, backup_id: str) -> int:
-    async with open_sealed(settings, ensure_bucket=False) as (store, sealer):
+    from .policies import actor
+
+    async with open_sealed(settings, ensure_bucket=False) as (store, sealer), \
+            holding(store, backup_id, "verify", actor()):
         manifest = await catalog.find(store, backup_id)
         report = await verify(store, manifest, sealer)
         lock = await restore_point_lock(store, manifest)
@@ -46,7 +51,10 @@ async def restore_point_lock(store: ObjectStore, manifest: Manifest) -> str:
 
 
 async def export_restore_point_disk(settings: Settings, backup_id: str, disk: str, output: str) -> int:
-    async with open_sealed(settings, ensure_bucket=False) as (store, sealer):
+    from .policies import actor
+
+    async with open_sealed(settings, ensure_bucket=False) as (store, sealer), \
+            holding(store, backup_id, "export", actor()):
         manifest = await catalog.find(store, backup_id)
         record = manifest.disk(disk)
         written = await export_disk(store, manifest, record, Path(output), sealer)
@@ -56,16 +64,24 @@ async def export_restore_point_disk(settings: Settings, backup_id: str, disk: st
 
 
 async def forget_restore_point(settings: Settings, backup_id: str, dry_run: bool) -> int:
+    from ..repository import events
+    from . import pruning
+    from .policies import actor
+
     async with open_sealed(settings, ensure_bucket=False) as (store, _):
         manifest = await catalog.find(store, backup_id)
         what = f"restore point {backup_id} of {manifest.vm_name}"
         if dry_run:
             print(f"would forget {what} ({await restore_point_lock(store, manifest)})")
             return 0
-        try:
-            await catalog.forget(store, manifest)
-        except ObjectLocked as e:
-            raise BackupError(f"{what} cannot be forgotten: {e}") from None
+        who = actor()
+        async with pruning.open_events(settings, "a forgotten restore point") as bus:
+            try:
+                await catalog.forget(store, manifest)
+            except ObjectLocked as e:
+                raise BackupError(f"{what} cannot be forgotten: {e}") from None
+            await events.publish(bus, "forgotten", actor=who, backup_id=backup_id, vm=manifest.vm_id,
+                                 reason=f"forget by {who}", detail={"vm_name": manifest.vm_name})
     print(f"forgot {what}: it is no longer listed or restorable; its data stays in the store until garbage "
           "collection")
     return 0

@@ -81,6 +81,62 @@ def _forget(settings, args) -> int:
     return asyncio.run(forget_restore_point(settings, args.restore_point, args.dry_run))
 
 
+def _prune(settings, args) -> int:
+    from .pruning import rules_from_args, run_prune
+
+    return asyncio.run(run_prune(settings, vm=args.vm, policy=args.policy, rules=rules_from_args(args),
+                                 dry_run=args.dry_run))
+
+
+def _protect(settings, args) -> int:
+    from .pruning import run_protect, run_unprotect
+
+    if args.command == "unprotect":
+        return asyncio.run(run_unprotect(settings, args.restore_point))
+    return asyncio.run(run_protect(settings, args.restore_point, args.note))
+
+
+def _gc(settings, args) -> int:
+    from .pruning import run_gc
+
+    return asyncio.run(run_gc(settings, dry_run=args.dry_run, grace=args.grace, wait=args.wait))
+
+
+def _add_prune_parsers(sub) -> None:
+    prune = sub.add_parser("prune", help="take out of the catalog the restore points retention rules no longer keep "
+                           "(never a VM's newest, a protected one or one in use); their data goes with gc",
+                           description="Rules as Proxmox Backup Server and restic have them: a restore point kept by "
+                           "any rule stays. Every removal is published on repository.events.")
+    which = prune.add_mutually_exclusive_group()
+    which.add_argument("--vm", help="only this VM (name or id; default: every VM)")
+    which.add_argument("--policy", help="the VMs the policy holds, with its `retention` rules")
+    prune.add_argument("--keep-last", type=int, metavar="N", help="keep the N newest restore points")
+    for name, period in (("hourly", "hour"), ("daily", "day"), ("weekly", "ISO week"), ("monthly", "month"),
+                         ("yearly", "year")):
+        prune.add_argument(f"--keep-{name}", type=int, metavar="N",
+                           help=f"keep the newest restore point of each of the N latest {period}s that have one")
+    prune.add_argument("--keep-within", metavar="AGE", help="keep every restore point within AGE of the VM's newest "
+                       "(30m, 36h, 7d, 2w, 1y)")
+    prune.add_argument("--dry-run", action="store_true", help="show what would be kept and removed, and why")
+    prune.set_defaults(func=_prune)
+
+    protect = sub.add_parser("protect", help="keep a restore point whatever prune's rules say")
+    protect.add_argument("restore_point", help="restore point (backup) id")
+    protect.add_argument("--note", default="", help="why (stored in clear, also in an encrypted repository)")
+    protect.set_defaults(func=_protect)
+    unprotect = sub.add_parser("unprotect", help="let prune's rules apply to a protected restore point again")
+    unprotect.add_argument("restore_point", help="restore point (backup) id")
+    unprotect.set_defaults(func=_protect)
+
+    gc = sub.add_parser("gc", help="delete the packs no restore point names any more (safe while backups run "
+                        "elsewhere); exit 3 when backups running since its mark have not ended in --wait")
+    gc.add_argument("--dry-run", action="store_true", help="say which packs would be deleted; delete nothing")
+    gc.add_argument("--grace", metavar="AGE", help="only packs older than AGE (default OLVM_GC_GRACE, a day)")
+    gc.add_argument("--wait", metavar="AGE", default="10m",
+                    help="how long to wait for backups running since the mark to end (default 10m)")
+    gc.set_defaults(func=_gc)
+
+
 def _verify(settings, args) -> int:
     from .checks import verify_restore_point
 
@@ -265,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.set_defaults(func=_history)
 
     _add_key_parsers(sub)
+    _add_prune_parsers(sub)
     _add_policy_parsers(sub)
 
     config = sub.add_parser("config", help="show the effective settings (secrets masked)")

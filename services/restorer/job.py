@@ -33,6 +33,7 @@ from typing import AsyncIterator
 
 from olvm_backup.repository import catalog
 from olvm_backup.repository.chunkfetch import ChunkFetcher
+from olvm_backup.repository.holds import holding
 from olvm_backup.config import Settings
 from olvm_backup.engine import Engine, EngineNotFound
 from olvm_backup.engine import cbt, provision
@@ -101,8 +102,10 @@ class RestoreJob:
     async def run(self) -> str | None:
         try:
             await self.event("accepted", f"restore of {self.request.restore_point} accepted")
-            with waits_told_to(lambda text: self.event("progress", text)):
-                vm_id = await self._run()
+            # Held in use from before the catalog is read until the end: prune keeps the restore point meanwhile.
+            async with holding(self.store, self.request.restore_point, "restore", self.request.requested_by):
+                with waits_told_to(lambda text: self.event("progress", text)):
+                    vm_id = await self._run()
         except asyncio.CancelledError:
             await asyncio.shield(self._undo())
             raise

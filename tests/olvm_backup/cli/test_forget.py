@@ -1,20 +1,27 @@
 """`olvm-backup forget` as an operator runs it against moto: a restore point under S3 Object Lock is refused with the
-reason and left whole (still listed, still verified); without a lock it leaves the catalog."""
+reason and left whole (still listed, still verified); without a lock it leaves the catalog, and the removal is
+published on repository.events."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 
 import pytest
 
+from olvm_backup.cli import policies as cli_policies
+from olvm_backup.cli import pruning
 from olvm_backup.cli.main import main
 from olvm_backup.config import RepositorySettings, Settings, to_environ
 from olvm_backup.objectstore import open_store
 from olvm_backup.repository import catalog, keyring
 from olvm_backup.repository.sealedstore import sealed
 from olvm_backup.secret import Secret
+from schemas import decode
+from schemas.topics import REPOSITORY_EVENTS
+from tests.twins import MemoryBus
 
 from tests.olvm_backup.repository.test_encrypted_repository import backup
 
@@ -26,6 +33,19 @@ def _logging_restored():
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def bus(monkeypatch) -> MemoryBus:
+    bus = MemoryBus()
+
+    @contextlib.asynccontextmanager
+    async def open_events(settings, what):
+        yield bus
+
+    monkeypatch.setattr(pruning, "open_events", open_events)
+    monkeypatch.setattr(cli_policies, "actor", lambda: "alice@host")
+    return bus
 
 
 def _repository(monkeypatch, tmp_path, s3_settings, **lock) -> Settings:
@@ -53,7 +73,7 @@ def _listed(settings: Settings) -> list[str]:
 
 
 def test_a_locked_restore_point_cannot_be_forgotten_and_the_command_says_why(monkeypatch, tmp_path, s3_settings,
-                                                                             capsys):
+                                                                             capsys, bus):
     settings = _repository(monkeypatch, tmp_path, s3_settings, object_lock_days=30, object_lock_mode="COMPLIANCE")
     assert main(["forget", "b1", "--dry-run"]) == 0
     assert "locked until" in capsys.readouterr().out
@@ -62,13 +82,17 @@ def test_a_locked_restore_point_cannot_be_forgotten_and_the_command_says_why(mon
     assert "restore point b1 of web-secret-name cannot be forgotten" in err, err
     assert "backups/vm1/b1/" in err and "locked until" in err and "(compliance)" in err, err
     assert _listed(settings) == ["b1"]
+    assert bus.published[REPOSITORY_EVENTS.full_name(bus.prefix)] == []  # nothing removed, nothing published
     assert main(["verify", "b1"]) == 0  # nothing of it went: the OVF is there too
     assert "Object Lock: locked until" in capsys.readouterr().out
 
 
-def test_an_unlocked_restore_point_is_forgotten(monkeypatch, tmp_path, s3_settings, capsys):
+def test_an_unlocked_restore_point_is_forgotten(monkeypatch, tmp_path, s3_settings, capsys, bus):
     settings = _repository(monkeypatch, tmp_path, s3_settings)
     assert main(["forget", "b1"]) == 0
+    [event] = [decode(s.value) for s in bus.published[REPOSITORY_EVENTS.full_name(bus.prefix)]]
+    assert (event.action, event.backup_id, event.vm, event.reason, event.actor) == \
+        ("forgotten", "b1", "vm1", "forget by alice@host", "alice@host")
     assert "forgot restore point b1" in capsys.readouterr().out
     assert _listed(settings) == []
     assert main(["verify", "b1"]) == 1
