@@ -16,6 +16,7 @@ def _point(m) -> dict:
     return {"backup_id": m.backup_id, "vm_id": m.vm_id, "vm_name": m.vm_name, "mode": m.mode,
             "completed_at": m.completed_at, "from_checkpoint": m.from_checkpoint, "to_checkpoint": m.to_checkpoint,
             "parent_backup": m.parent_backup, "excluded_disks": m.excluded_disks, "stored_bytes": m.stored_bytes(),
+            "request_id": m.request_id, "requested_by": m.requested_by,
             "consistency": m.consistency or None,
             "disks": [{"disk_id": d.disk_id, "name": d.name, "size": d.size, "mode": d.mode, "reason": d.reason,
                        "bytes_read": d.bytes_read, "bytes_new": d.bytes_new} for d in m.disks]}
