@@ -46,6 +46,10 @@ def at_least(low: int | float) -> Check:
     return check
 
 
+def fraction(value: float) -> str | None:
+    return None if 0 <= value < 1 else f"must be from 0 up to (not including) 1, not {value}"
+
+
 def positive(value: int | float) -> str | None:
     return None if value > 0 else f"must be more than 0, not {value}"
 
@@ -188,6 +192,10 @@ class S3Settings:
                               "seconds a pack must exist before garbage collection may delete it (`olvm-backup gc "
                               "--grace` for one run); at least an hour, which also absorbs clock differences "
                               "between the machines writing packs", check=at_least(3600))
+    gc_repack_below: float = setting(0.3, "OLVM_GC_REPACK_BELOW",
+                                     "garbage collection copies the live chunks of a pack they fill less than this "
+                                     "share of into a new pack, and deletes the old one (0 = never repack)",
+                                     check=fraction)
 
 
 @dataclass(frozen=True)

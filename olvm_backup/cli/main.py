@@ -99,7 +99,8 @@ def _protect(settings, args) -> int:
 def _gc(settings, args) -> int:
     from .pruning import run_gc
 
-    return asyncio.run(run_gc(settings, dry_run=args.dry_run, grace=args.grace, wait=args.wait))
+    return asyncio.run(run_gc(settings, dry_run=args.dry_run, grace=args.grace, wait=args.wait,
+                              repack_below=args.repack_below))
 
 
 def _add_prune_parsers(sub) -> None:
@@ -132,6 +133,9 @@ def _add_prune_parsers(sub) -> None:
                         "elsewhere); exit 3 when backups running since its mark have not ended in --wait")
     gc.add_argument("--dry-run", action="store_true", help="say which packs would be deleted; delete nothing")
     gc.add_argument("--grace", metavar="AGE", help="only packs older than AGE (default OLVM_GC_GRACE, a day)")
+    gc.add_argument("--repack-below", type=float, metavar="SHARE",
+                    help="repack packs whose live chunks fill less than SHARE of them (default OLVM_GC_REPACK_BELOW, "
+                         "0.3; 0 = never)")
     gc.add_argument("--wait", metavar="AGE", default="10m",
                     help="how long to wait for backups running since the mark to end (default 10m)")
     gc.set_defaults(func=_gc)

@@ -133,15 +133,18 @@ async def run_unprotect(settings: Settings, backup_id: str) -> int:
     return 0
 
 
-async def run_gc(settings: Settings, *, dry_run: bool, grace: str | None, wait: str) -> int:
+async def run_gc(settings: Settings, *, dry_run: bool, grace: str | None, wait: str,
+                 repack_below: float | None = None) -> int:
     grace_s = parse_duration(grace) if grace else settings.s3.gc_grace
+    repack = settings.s3.gc_repack_below if repack_below is None else repack_below
     wait_s = parse_duration(wait)
     who = actor()
     started = time.time()
     async with open_sealed(settings, ensure_bucket=False) as (store, _):
         async with _events_unless(dry_run, settings, "every pack gc deletes") as bus:
             try:
-                reports = await gc.collect(store, grace=grace_s, wait=wait_s, dry_run=dry_run)
+                reports = await gc.collect(store, grace=grace_s, wait=wait_s, dry_run=dry_run,
+                                           repack_below=repack)
             except gc.GcWaiting as e:
                 if bus is not None:
                     await events.publish_swept(bus, store, started, actor=who, grace=grace_s)
@@ -156,6 +159,8 @@ async def run_gc(settings: Settings, *, dry_run: bool, grace: str | None, wait: 
                                                  "spared": len(r.spared), "locked": r.locked})
     verb = "would delete" if dry_run else "deleted"
     for r in reports:
+        for pack in r.repacked:
+            print(f"repacked {pack}: its live chunks copied into a new pack")
         for pack in r.deleted:
             print(f"{verb} {pack}")
         for pack in r.spared:

@@ -61,6 +61,7 @@ class Condemned:
     waiting_for: list[str]          # journal keys open once the list was visible (for the admin: a sweep lists anew)
     swept_at: float | None = None
     locked: list[str] = field(default_factory=list)  # garbage, but under Object Lock: left, and said so
+    repacked: list[str] = field(default_factory=list)  # condemned once their live chunks were copied
 
     @property
     def key(self) -> str:
@@ -76,7 +77,7 @@ class Condemned:
             if doc.get("v", [None])[0] != GC_MAJOR:
                 raise GcError(f"{key}: format {doc.get('v')} is not readable by this build (major {GC_MAJOR})")
             return cls(doc["gc_id"], doc["marked_at"], dict(doc["packs"]), list(doc["waiting_for"]),
-                       doc.get("swept_at"), list(doc.get("locked", [])))
+                       doc.get("swept_at"), list(doc.get("locked", [])), list(doc.get("repacked", [])))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise GcError(f"{key}: unreadable ({e})") from None
 
@@ -89,6 +90,7 @@ class GcReport:
     freed: int = 0                                     # their bytes
     spared: list[str] = field(default_factory=list)    # condemned, then named by a backup that committed meanwhile
     locked: list[str] = field(default_factory=list)    # garbage under Object Lock: left in place
+    repacked: list[str] = field(default_factory=list)  # live chunks copied out first (deleted or to be)
     dry_run: bool = False
 
 
@@ -102,27 +104,37 @@ def pack_created(pack_key: str) -> float | None:
 
 @dataclass
 class Census:
-    """What the restore points need, chunk by chunk. Digests are kept as 32 raw bytes: a census of 200,000 chunks
-    stays in tens of MiB."""
+    """What the restore points need, chunk by chunk. Digests are kept as 32 raw bytes, the packs naming or holding
+    a chunk as a tuple (most chunks have one), and each pack key and codec as one shared string: a census of
+    200,000 chunks named by 1,000 restore points stays near 100 MiB (bench/gc.py)."""
 
-    named: dict[bytes, set[str]] = field(default_factory=dict)        # chunk -> packs the manifests name for it
+    named: dict[bytes, tuple[str, ...]] = field(default_factory=dict)  # chunk -> packs the manifests name for it
     held: dict[str, dict[bytes, int]] = field(default_factory=dict)   # pack -> chunk -> stored length (indexes)
-    where: dict[bytes, list[str]] = field(default_factory=dict)       # chunk -> packs holding it (indexes)
+    where: dict[bytes, tuple[str, ...]] = field(default_factory=dict)  # chunk -> packs holding it (indexes)
     layout: dict[str, dict[bytes, tuple[int, int, str]]] = field(default_factory=dict)  # pack -> (offset, raw, codec)
+    # One object per distinct pack key or codec: each manifest decodes its own copies of the same strings.
+    _strings: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def _shared(self, s: str) -> str:
+        return self._strings.setdefault(s, s)
 
     def add_manifest(self, chunks) -> None:
         for digest, loc in chunks.items():
-            self.named.setdefault(bytes.fromhex(digest), set()).add(loc.pack_key)
+            d = bytes.fromhex(digest)
+            packs = self.named.get(d, ())
+            if loc.pack_key not in packs:
+                self.named[d] = packs + (self._shared(loc.pack_key),)
 
     def add_index(self, pack_key: str, entries) -> None:
+        pack_key = self._shared(pack_key)
         held = self.held.setdefault(pack_key, {})
         layout = self.layout.setdefault(pack_key, {})
         for digest, offset, length, raw, codec in entries:
             d = bytes.fromhex(digest)
             if d not in held:
                 held[d] = length
-                layout[d] = (offset, raw, codec)
-                self.where.setdefault(d, []).append(pack_key)
+                layout[d] = (offset, raw, self._shared(codec))
+                self.where[d] = self.where.get(d, ()) + (pack_key,)
 
 
 @dataclass
@@ -138,7 +150,7 @@ def homes(census: Census, alive: set[str]) -> Homes:
     put it). Exactly one per chunk, so two copies are never both taken for the spare of the other."""
     out = Homes({}, {}, [])
     for digest, named in census.named.items():
-        choices = sorted(named & alive)
+        choices = sorted(p for p in named if p in alive)
         if choices:
             home = choices[0]
         else:
@@ -272,7 +284,7 @@ async def mark(store: ObjectStore, *, grace: float, now: float | None = None, dr
     if sparse and not dry_run:
         await _repack(store, census_, found, sparse, gc_id)
     doomed.update({k: packs[k] for k in sparse})
-    condemned = Condemned(gc_id, now, doomed, [])
+    condemned = Condemned(gc_id, now, doomed, [], repacked=sparse)
     if doomed and not dry_run:
         await store.put(condemned.key, condemned.encode())
     log.info("gc %s: %d of %d packs condemned (%d bytes, %d repacked)", gc_id, len(doomed), len(packs),
@@ -307,7 +319,7 @@ async def sweep(store: ObjectStore, condemned: Condemned, *, wait: float, report
     packs = await _listing(store, PACKS_PREFIX)
     census_ = await census(store)
     found = homes(census_, set(packs) - await condemned_packs(store))
-    needed = {p for d in found.dangling for p in census_.named[d] | set(census_.where.get(d, ()))}
+    needed = {p for d in found.dangling for p in census_.named[d] + census_.where.get(d, ())}
     for pack, size in sorted(condemned.packs.items()):
         if pack in needed:
             report.spared.append(pack)
@@ -343,7 +355,8 @@ async def collect(store: ObjectStore, *, grace: float, wait: float, dry_run: boo
         elif c.swept_at is not None and now - c.swept_at > TOMBSTONE_DAYS * 86400 and not dry_run:
             await store.delete(c.key)
     condemned = await mark(store, grace=grace, now=now, dry_run=dry_run, repack_below=repack_below)
-    report = GcReport(condemned.gc_id, condemned=len(condemned.packs), dry_run=dry_run)
+    report = GcReport(condemned.gc_id, condemned=len(condemned.packs), dry_run=dry_run,
+                      repacked=list(condemned.repacked))
     if condemned.packs and not dry_run:
         await sweep(store, condemned, wait=wait, report=report)
     elif dry_run:

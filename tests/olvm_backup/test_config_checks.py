@@ -28,6 +28,7 @@ BAD = [
     ("OLVM_STALL_TIMEOUT", "-1", "more than 0"),
     ("OLVM_PACK_SIZE", "0", "more than 0"),
     ("OLVM_OBJECT_LOCK_DAYS", "-1", "at least 0"),
+    ("OLVM_GC_REPACK_BELOW", "1.5", "from 0 up to"),
     ("OLVM_OBJECT_LOCK_MODE", "forever", "GOVERNANCE, COMPLIANCE"),
     ("OLVM_GC_GRACE", "600", "at least 3600"),
     ("OLVM_SCHEDULER_SESSION_TIMEOUT_MS", "500", "at least 1000"),
