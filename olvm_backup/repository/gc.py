@@ -239,6 +239,7 @@ async def _repack(store: ObjectStore, census_: Census, found: Homes, packs: list
     """Copy the chunks `packs` are home to into new packs (as stored: sealed chunks stay sealed, bound to their
     name, not their pack), each sealed with its index before anything is condemned: a run killed here leaves
     copies, which the next collection finds to be garbage."""
+    log.info("gc %s: repacking %d pack(s)", gc_id, len(packs))
     builder = PackBuilder(store)
     for pack in packs:
         wanted = sorted(((d, off, census_.held[pack][d]) for d, off in _offsets(census_, pack, found)),
@@ -320,6 +321,7 @@ async def sweep(store: ObjectStore, condemned: Condemned, *, wait: float, report
     census_ = await census(store)
     found = homes(census_, set(packs) - await condemned_packs(store))
     needed = {p for d in found.dangling for p in census_.named[d] + census_.where.get(d, ())}
+    log.info("gc %s: deleting up to %d pack(s)", condemned.gc_id, len(condemned.packs))
     for pack, size in sorted(condemned.packs.items()):
         if pack in needed:
             report.spared.append(pack)
