@@ -200,28 +200,20 @@ class Site:
 
     def fresh_repository(self, encrypted: bool, bucket: str, passphrase_file: Path, pause: float = 5.0) -> None:
         """The whole stack stopped, then started again (a new broker, so no consumer group carries over) on a new
-        bucket that it initialises as `olvm-backup init` does (keyring.init_repository: encrypted with the
-        passphrase in `passphrase_file`, or as `init --no-encryption`), the previous bucket's objects removed;
+        bucket that `up` initialises encrypted with the passphrase in `passphrase_file`, or as
+        `init --no-encryption` (OLVM_REPOSITORY_ENCRYPT=false), the previous bucket's objects removed;
         then waited on until idle (under 20 % of a core for 2 s) and `pause` seconds more: what every full backup
         of the encryption comparison starts from, so each is a first full into an empty repository with a freshly
         started stack, whichever its mode. (Restarting only the services left the readers' group unassigned.)
         """
-        from olvm_backup.repository.keyring import init_repository
-        from olvm_backup.stack import embedded
-
         self.stack.stop()
         shutil.rmtree(self.settings.data_dir / "objects" / self.settings.s3.bucket, ignore_errors=True)
         # the passphrase `up` generated for its first bucket: the CLI would adopt it for a plain repository too
         (self.settings.data_dir / "repository.password").unlink(missing_ok=True)
-        repo = RepositorySettings(password_file=str(passphrase_file)) if encrypted else RepositorySettings()
+        repo = (RepositorySettings(password_file=str(passphrase_file)) if encrypted
+                else RepositorySettings(encrypt=False))  # `up` initialises the new bucket so
         self.settings = dataclasses.replace(self.settings, s3=dataclasses.replace(self.settings.s3, bucket=bucket),
                                             repository=repo)
-
-        async def prepare(store, settings: Settings) -> tuple[Settings, None]:
-            await init_repository(store, settings.repository, encrypt=encrypted)
-            return settings, None
-
-        embedded.prepare_repository = prepare  # `up` would make a new bucket encrypted with its own passphrase
         self.stack = EmbeddedStack(self.settings, readers=self.readers, writers=self.writers)
         self.stack.start()
         deadline = time.monotonic() + 60

@@ -251,6 +251,10 @@ class RepositorySettings:
                                check=free_form)
     password_file: str = setting("", "OLVM_REPOSITORY_PASSWORD_FILE",
                                  "file whose first line is the repository's passphrase", check=readable_file)
+    encrypt: bool = setting(True, "OLVM_REPOSITORY_ENCRYPT",
+                            "whether `olvm-backup up` makes a bucket that is no repository yet an encrypted one "
+                            "(false: as `olvm-backup init --no-encryption`; an existing repository keeps what it is)",
+                            check=free_form)
     key_file: str = setting("", "OLVM_REPOSITORY_KEY_FILE",
                             "key file opening the repository's key (32 or more random bytes: `olvm-backup key "
                             "generate-file`); keep a copy away from the backups", check=readable_file)

@@ -49,11 +49,15 @@ def _generate(path: Path) -> None:
 
 async def prepare_repository(store: ObjectStore, settings: Settings) -> tuple[Settings, Path | None]:
     """The settings the services open the repository with, and the passphrase file generated now (None when
-    none was). A bucket that is no repository yet is initialised encrypted."""
+    none was). A bucket that is no repository yet is initialised encrypted, unless OLVM_REPOSITORY_ENCRYPT says
+    otherwise."""
     from ..repository.keyring import init_repository, read_config
 
     settings = adopt_generated_password(settings)
     if await read_config(store) is not None:
+        return settings, None
+    if not settings.repository.encrypt:  # asked for in so many words (OLVM_REPOSITORY_ENCRYPT=false)
+        await init_repository(store, settings.repository, encrypt=False)
         return settings, None
     generated = None
     if not _configured(settings):

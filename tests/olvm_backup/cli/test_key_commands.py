@@ -167,6 +167,14 @@ def test_up_generates_a_passphrase_file_once_and_every_command_finds_it(tmp_path
     assert asyncio.run(open_repository(store, again.repository)).encrypted
 
 
+def test_up_makes_a_plain_repository_only_when_told_to(tmp_path):
+    store = MemoryStore()
+    settings = load_settings(environ={"OLVM_REPOSITORY_ENCRYPT": "false", "OLVM_DATA_DIR": str(tmp_path)})
+    prepared, generated = asyncio.run(prepare_repository(store, settings))
+    assert generated is None and not (tmp_path / PASSWORD_FILE).exists()
+    assert not asyncio.run(open_repository(store, prepared.repository)).encrypted
+
+
 def test_a_passphrase_read_from_a_file_is_masked_in_logs(tmp_path, capsys):
     path = tmp_path / "pw"
     path.write_text(PASSPHRASE + "\n")
