@@ -163,6 +163,14 @@ class KafkaSettings:
                                  check=at_least(0))
 
 
+def cron_or_empty(value: str) -> str | None:
+    """A cron expression (policy/model.py's rules: 5 fields or an @ alias), or '' for never."""
+    from .policy.model import cron_problem
+
+    problem = cron_problem(value) if value else ""
+    return f"must be a cron expression (or empty: never), not {value!r}: {problem}" if problem else None
+
+
 @dataclass(frozen=True)
 class S3Settings:
     endpoint_url: str = setting("http://127.0.0.1:19000", "OLVM_S3_ENDPOINT",
@@ -196,6 +204,10 @@ class S3Settings:
                                      "garbage collection copies the live chunks of a pack they fill less than this "
                                      "share of into a new pack, and deletes the old one (0 = never repack)",
                                      check=fraction)
+    gc_schedule: str = setting("30 3 * * *", "OLVM_GC_SCHEDULE",
+                               "when the active scheduler runs garbage collection: a cron expression in UTC (a run "
+                               "missed while no scheduler ran is done once when one runs again; empty = never)",
+                               check=cron_or_empty)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,11 @@ class SchedulerStatus:
     skipped: list[str] = field(default_factory=list)
     feed: dict[str, Any] = field(default_factory=lambda: {"state": "off", "error": "", "last_event_id": None})
     error: str = ""
+    # Housekeeping (services/scheduler/housekeeper.py): the last prune per policy ("at", "slot", "removed",
+    # "error"), and the scheduled gc ("state": idle, running, waiting, error or off; "message", "last",
+    # "last_result", "next").
+    prunes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gc: dict[str, Any] | None = None
 
     def to_doc(self, now: datetime, written_at: float) -> dict[str, Any]:
         doc = asdict(self)
@@ -66,7 +71,38 @@ def summary(doc: dict[str, Any] | None, real_now: float) -> tuple[bool, str]:
     nexts = sorted((s["next"], key) for key, s in (doc.get("schedules") or {}).items() if s.get("next"))
     next_run = f"next run {nexts[0][0]} ({nexts[0][1]})" if nexts else "no schedule"
     words = f"leader {doc.get('instance')}; {followed}; {next_run}"
+    housekeeping, trouble = _housekeeping(doc)
+    words += housekeeping
     if doc.get("error"):
         words += f"; last tick failed: {doc['error']}"
-    ok = feed.get("state") != "error" and not doc.get("error")
+    ok = feed.get("state") != "error" and not doc.get("error") and not trouble
     return ok, words
+
+
+def _housekeeping(doc: dict[str, Any]) -> tuple[str, bool]:
+    """The scheduled prunes and gc, for the scheduler line ('' when the status has none), and whether one failed."""
+    words, trouble = "", False
+    prunes = doc.get("prunes") or {}
+    if prunes:
+        said = []
+        for policy, p in sorted(prunes.items()):
+            if p.get("error"):
+                trouble = True
+                said.append(f"{policy} {p.get('at')} FAILED: {p['error']}")
+            else:
+                said.append(f"{policy} {p.get('at')} ({p.get('removed', 0)} removed)")
+        words += "; last prune " + ", ".join(said)
+    gc = doc.get("gc")
+    if gc:
+        if gc.get("state") == "off":
+            return words + "; scheduled gc off", trouble
+        words += f"; last gc {gc.get('last') or 'never'}" + (f" ({gc['last_result']})" if gc.get("last_result") else "")
+        if gc.get("state") == "running":
+            words += ", gc running"
+        elif gc.get("state") == "waiting":
+            words += f", gc waiting: {gc.get('message')}"
+        elif gc.get("state") == "error":
+            trouble = True
+            words += f", gc FAILED: {gc.get('message')}"
+        words += f"; next gc {gc.get('next')}"
+    return words, trouble

@@ -4,7 +4,9 @@ Leadership is the scheduler group's hold on `scheduler.leader` (leadership.py). 
 OLVM_SCHEDULER_TICK seconds: loads the policies and the engine's VMs, fires the slots due since the state's last
 one (slots.py; the state is written after each slot's requests are published), re-evaluates the selections
 every few minutes, and writes `scheduler/status.json` for `olvm-backup status`. It follows the engine's event
-feed too (triggers.py), so a VM tagged in the engine joins its policy within seconds.
+feed too (triggers.py), so a VM tagged in the engine joins its policy within seconds, and `backup.events`
+(housekeeper.py): a policy is pruned once its slot's backups have all ended, and gc runs on OLVM_GC_SCHEDULE, as
+tasks the tick starts and does not wait for.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from olvm_backup.repository.sealedstore import open_sealed
 from schemas.topics import BACKUP_REQUESTS
 
 from .clock import Clock
+from .housekeeper import Housekeeper
 from .leadership import Leadership
 from .slots import Step, slot_step
 from .state import SchedulerState, load_state, save_state
@@ -36,6 +39,7 @@ from .triggers import Triggers
 log = logging.getLogger(__name__)
 
 REEVALUATE = 120.0  # real seconds between re-evaluations of the selections on the tick (the feed's are at once)
+FOLLOW_WAIT = 30.0  # real seconds the first tick waits for backup.events to be followed (prunes after backups)
 
 
 def grace(settings: Settings, clock: Clock) -> timedelta:
@@ -54,6 +58,7 @@ class Leader:
         self.engine = Engine(settings.engine)
         self.status = SchedulerStatus(instance=name, leader_since=clock.now(), clock=clock.describe())
         self.triggers = Triggers(settings, store, bus, self.engine, self.status, now=clock.now)
+        self.housekeeper = Housekeeper(settings, store, bus, clock, self.status, name)
         self._state: SchedulerState | None = None
         self._evaluated = 0.0
 
@@ -62,15 +67,18 @@ class Leader:
             async with asyncio.TaskGroup() as tasks:
                 if self.settings.engine.url:
                     tasks.create_task(self.triggers.follow(), name="scheduler-feed")
+                tasks.create_task(self.housekeeper.follow(), name="scheduler-backup-events")
                 tasks.create_task(self._ticks(), name="scheduler-ticks")
         finally:
             await asyncio.shield(self._close())
 
     async def _close(self) -> None:
+        await self.housekeeper.close()  # a prune or gc running is cancelled: both are safe to run again
         with contextlib.suppress(Exception):
             await self.engine.close()
 
     async def _ticks(self) -> None:
+        await self.housekeeper.wait_ready(FOLLOW_WAIT)
         while True:
             try:
                 await self.tick()
@@ -95,6 +103,7 @@ class Leader:
         step = slot_step(policies, vms, self._state, now, grace=grace(self.settings, self.clock))
         await self.fire(step)
         note_schedules(self.status, policies, self._state, now)
+        await self.housekeeper.tick(policies, now)  # starts the prunes and the gc due; never waits for them
 
     async def fire(self, step: Step) -> None:
         assert self._state is not None
@@ -105,6 +114,7 @@ class Leader:
             await save_state(self.store, step.state)
             self._state = step.state
         for fired in step.fired:
+            self.housekeeper.expect(fired)  # before publishing: no final event of its requests comes first
             for request in fired.requests:
                 await self.bus.publish(BACKUP_REQUESTS, request, key=request.vm)
             await save_state(self.store, fired.state)  # only now: a slot cut short is fired again, same ids

@@ -31,6 +31,7 @@ BAD = [
     ("OLVM_GC_REPACK_BELOW", "1.5", "from 0 up to"),
     ("OLVM_OBJECT_LOCK_MODE", "forever", "GOVERNANCE, COMPLIANCE"),
     ("OLVM_GC_GRACE", "600", "at least 3600"),
+    ("OLVM_GC_SCHEDULE", "every night", "cron expression"),
     ("OLVM_SCHEDULER_SESSION_TIMEOUT_MS", "500", "at least 1000"),
     ("OLVM_SCHEDULER_TICK", "0", "more than 0"),
     ("OLVM_SCHEDULER_EVENT_POLL", "0", "more than 0"),
