@@ -5,6 +5,7 @@ no pack behind that nothing names."""
 from __future__ import annotations
 
 import os
+from typing import Awaitable
 
 import pytest
 
@@ -149,6 +150,26 @@ class Killed(Exception):
     """A collection stopped dead at one request (what SIGKILL does to it, seen from the store)."""
 
 
+async def stopped_at(repo: Repo, stop_at: int | None, collection: Awaitable) -> int:
+    """Await a collection with the store failing it at its request number `stop_at` (never when None), as if its
+    process were killed there; return how many requests it made."""
+    count = 0
+
+    async def before(op: str, key: str, part) -> None:
+        nonlocal count
+        count += 1
+        if stop_at is not None and count == stop_at:
+            raise Killed(f"{op} {key}")
+
+    repo.raw.before = before
+    try:
+        await collection
+    except (Killed, StoreError):
+        pass
+    repo.raw.before = None
+    return count
+
+
 async def test_a_collection_stopped_at_any_request_then_run_again_loses_nothing_and_leaves_no_orphan():
     async def scenario(stop_at: int | None) -> int:
         repo = Repo()
@@ -157,20 +178,7 @@ async def test_a_collection_stopped_at_any_request_then_run_again_loses_nothing_
         for m in points[:3]:
             await catalog.forget(repo.store, m)
         now = max(map(gc.pack_created, await repo.packs())) + LATER
-        count = 0
-
-        async def before(op: str, key: str, part) -> None:
-            nonlocal count
-            count += 1
-            if stop_at is not None and count == stop_at:
-                raise Killed(f"{op} {key}")
-
-        repo.raw.before = before
-        try:
-            await gc.collect(repo.store, grace=DAY, wait=0, now=now)
-        except (Killed, StoreError):
-            pass
-        repo.raw.before = None
+        count = await stopped_at(repo, stop_at, gc.collect(repo.store, grace=DAY, wait=0, now=now))
         await gc.collect(repo.store, grace=DAY, wait=0, now=now)  # run again, to the end
         assert sorted(await repo.all_verify()) == ["b3", "b4", "other"], f"stopped at request {stop_at}"
         live = {loc.pack_key for m in await catalog.list_manifests(repo.store) for loc in m.chunks.values()}
@@ -217,20 +225,7 @@ async def test_a_repack_stopped_at_any_request_then_run_again_loses_nothing():
         await mostly_dead(repo)
         await repo.point("vm2", "other", [block(101), block(7)])
         now = max(map(gc.pack_created, await repo.packs())) + LATER
-        count = 0
-
-        async def before(op: str, key: str, part) -> None:
-            nonlocal count
-            count += 1
-            if stop_at is not None and count == stop_at:
-                raise Killed(f"{op} {key}")
-
-        repo.raw.before = before
-        try:
-            await gc.collect(repo.store, grace=DAY, wait=0, now=now, repack_below=0.5)
-        except (Killed, StoreError):
-            pass
-        repo.raw.before = None
+        count = await stopped_at(repo, stop_at, gc.collect(repo.store, grace=DAY, wait=0, now=now, repack_below=0.5))
         # Run again, later (copies a killed repack left are young at first: past the grace, they go too).
         await gc.collect(repo.store, grace=DAY, wait=0, now=now + LATER, repack_below=0.5)
         await gc.collect(repo.store, grace=DAY, wait=0, now=now + 2 * LATER, repack_below=0.5)
