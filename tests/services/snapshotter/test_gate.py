@@ -85,12 +85,18 @@ async def test_a_request_that_completed_elsewhere_is_not_run(tmp_path, jobs_run)
     assert "already ran as backup b-done, which completed" in event.message
 
 
+async def _running_elsewhere(ctx, request, backup_id: str, alive_ago: float) -> None:
+    """`request` marked running as `backup_id` an hour ago on other-host:1, whose journal says it was alive
+    `alive_ago` seconds ago."""
+    await ctx.store.put(marker_key(request.request_id), encode_marker(
+        RequestMarker(request.request_id, backup_id, "running", time.time() - 3600, "other-host:1")))
+    await ctx.store.put(f"jobs/{backup_id}.json", encode_journal(JournalEntry(
+        backup_id, "vm1", request.request_id, owner="other-host:1", alive_at=time.time() - alive_ago)))
+
+
 async def test_a_request_running_on_a_live_snapshotter_is_not_run_beside_it(tmp_path, jobs_run):
     ctx, request = _ctx(tmp_path), _request()
-    await ctx.store.put(marker_key(request.request_id), encode_marker(
-        RequestMarker(request.request_id, "b-running", "running", time.time() - 3600, "other-host:1")))
-    await ctx.store.put("jobs/b-running.json", encode_journal(JournalEntry(
-        "b-running", "vm1", request.request_id, owner="other-host:1", alive_at=time.time() - 2)))
+    await _running_elsewhere(ctx, request, "b-running", alive_ago=2)
     await run_once(ctx, request)
     assert jobs_run == []
     [event] = ctx.bus.records(BACKUP_EVENTS)
@@ -99,10 +105,7 @@ async def test_a_request_running_on_a_live_snapshotter_is_not_run_beside_it(tmp_
 
 async def test_a_request_whose_snapshotter_was_killed_runs_again_from_the_start(tmp_path, jobs_run):
     ctx, request = _ctx(tmp_path), _request()
-    await ctx.store.put(marker_key(request.request_id), encode_marker(
-        RequestMarker(request.request_id, "b-killed", "running", time.time() - 3600, "other-host:1")))
-    await ctx.store.put("jobs/b-killed.json", encode_journal(JournalEntry(
-        "b-killed", "vm1", request.request_id, owner="other-host:1", alive_at=time.time() - 3600)))
+    await _running_elsewhere(ctx, request, "b-killed", alive_ago=3600)
     await run_once(ctx, request)
     assert jobs_run == ["app1"]
     marker = await read_marker(ctx.store, request.request_id)
