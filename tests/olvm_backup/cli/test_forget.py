@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
-import os
 
 import pytest
 
@@ -21,18 +19,10 @@ from olvm_backup.repository.sealedstore import sealed
 from olvm_backup.secret import Secret
 from schemas import decode
 from schemas.topics import REPOSITORY_EVENTS
+from tests.cli_env import olvm_environ
 from tests.twins import MemoryBus
 
 from tests.olvm_backup.repository.test_encrypted_repository import backup
-
-
-@pytest.fixture(autouse=True)
-def _logging_restored():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
@@ -58,10 +48,7 @@ def _repository(monkeypatch, tmp_path, s3_settings, **lock) -> Settings:
             sealer = await keyring.init_repository(store, settings.repository, n=2 ** 12)
             await backup(sealed(store, sealer), sealer)
     asyncio.run(make())
-    for name in [n for n in os.environ if n.startswith("OLVM_")]:
-        monkeypatch.delenv(name)
-    for name, value in to_environ(settings).items():
-        monkeypatch.setenv(name, value)
+    olvm_environ(monkeypatch, to_environ(settings))
     return settings
 
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import stat
 
 import pytest
@@ -20,27 +19,16 @@ from olvm_backup.objectstore.memory import MemoryStore
 from olvm_backup.repository.keyring import list_slots, open_repository
 from olvm_backup.runtime import secrets_of
 from olvm_backup.stack.repokey import PASSWORD_FILE, prepare_repository
+from tests.cli_env import olvm_environ
 
 PASSPHRASE = "the operator's first passphrase"
 SECOND = "a second passphrase for the safe"
 
 
-@pytest.fixture(autouse=True)
-def _logging_restored():
-    """main() sets up logging for the process (a handler masking this test's secrets): not for the next test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 @pytest.fixture
 def store(monkeypatch, tmp_path):
     """The CLI's object store, in memory; settings only from the variables a test sets; scrypt cheap."""
-    for name in [n for n in os.environ if n.startswith("OLVM_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("OLVM_DATA_DIR", str(tmp_path / "data"))
+    olvm_environ(monkeypatch, {"OLVM_DATA_DIR": str(tmp_path / "data")})
     monkeypatch.setattr(keys, "SCRYPT_N", 2 ** 12)  # tests only
     memory = MemoryStore()
 

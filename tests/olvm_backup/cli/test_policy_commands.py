@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
 
 import pytest
 
@@ -16,6 +14,7 @@ from olvm_backup.objectstore.memory import MemoryStore
 from olvm_backup.policy.selection import VmView
 from olvm_backup.policy.store import get_policy
 from schemas.topics import BACKUP_REQUESTS, POLICY_EVENTS
+from tests.cli_env import olvm_environ
 from tests.twins import MemoryBus
 
 GOLD_YAML = """\
@@ -44,21 +43,10 @@ VMS = [VmView("id-web-1", "web-1", "Default", frozenset()), VmView("id-web-1-tes
        VmView("id-mail", "mail", "Default")]
 
 
-@pytest.fixture(autouse=True)
-def _logging_restored():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 @pytest.fixture
 def twins(monkeypatch, tmp_path):
     """The CLI's store and bus, in memory; settings only from the variables a test sets; no engine."""
-    for name in [n for n in os.environ if n.startswith("OLVM_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("OLVM_DATA_DIR", str(tmp_path / "data"))
+    olvm_environ(monkeypatch, {"OLVM_DATA_DIR": str(tmp_path / "data")})
     store, bus = MemoryStore(), MemoryBus()
 
     @contextlib.asynccontextmanager

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
-import os
 
 import pytest
 
@@ -27,18 +25,10 @@ from olvm_backup.retention import Rules
 from olvm_backup.secret import Secret
 from schemas import decode
 from schemas.topics import REPOSITORY_EVENTS
+from tests.cli_env import olvm_environ
 from tests.olvm_backup.repository.test_gc import Repo
 from tests.olvm_backup.repository.test_prune import five
 from tests.twins import MemoryBus
-
-
-@pytest.fixture(autouse=True)
-def _logging_restored():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture
@@ -74,10 +64,7 @@ def repo(monkeypatch, tmp_path, s3_settings) -> Settings:
             await r.store.put(policy_key("gold"), json.dumps(policy_to_doc(Policy(
                 name="gold", vms=["vm1"], retention=Rules(last=2)))).encode())
     asyncio.run(make())
-    for name in [n for n in os.environ if n.startswith("OLVM_")]:
-        monkeypatch.delenv(name)
-    for name, value in to_environ(settings).items():
-        monkeypatch.setenv(name, value)
+    olvm_environ(monkeypatch, to_environ(settings))
     return settings
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import logging
-import os
 import time
 
 import pytest
@@ -23,17 +21,15 @@ from olvm_backup.secret import Secret
 from schemas import BackupEvent, BackupRequest, PolicyEvent, RestoreEvent, RestoreRequest
 from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, POLICY_EVENTS, RESTORE_EVENTS, RESTORE_REQUESTS
 from services.auditor.main import main as auditor
+from tests.cli_env import olvm_environ, root_logging_kept
 
 HOUR_AGO = time.time() - 3600
 
 
 @pytest.fixture(autouse=True)
 def _logging_restored():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with root_logging_kept():
+        yield
 
 
 @pytest.fixture
@@ -44,10 +40,7 @@ def repo(settings, monkeypatch) -> Settings:
         async with open_store(s.s3) as store:
             await keyring.init_repository(store, s.repository, n=2 ** 12)
     asyncio.run(init())
-    for name in [n for n in os.environ if n.startswith("OLVM_")]:
-        monkeypatch.delenv(name)
-    for name, value in to_environ(s).items():
-        monkeypatch.setenv(name, value)
+    olvm_environ(monkeypatch, to_environ(s))
     return s
 
 
