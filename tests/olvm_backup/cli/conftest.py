@@ -1,12 +1,31 @@
 """The CLI run in process, as its tests do."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
+from olvm_backup.cli import policies, pruning
 from tests.cli_env import root_logging_kept
+from tests.twins import MemoryBus
 
 
 @pytest.fixture(autouse=True)
 def _logging_restored():
     with root_logging_kept():
         yield
+
+
+@pytest.fixture
+def bus(monkeypatch) -> MemoryBus:
+    """Where the repository commands (prune, protect, gc, forget) publish, in memory; alice@host runs them."""
+    bus = MemoryBus()
+
+    @contextlib.asynccontextmanager
+    async def open_events(settings, what):
+        yield bus
+
+    monkeypatch.setattr(pruning, "open_events", open_events)
+    monkeypatch.setattr(pruning, "actor", lambda: "alice@host")
+    monkeypatch.setattr(policies, "actor", lambda: "alice@host")
+    return bus

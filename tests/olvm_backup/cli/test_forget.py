@@ -4,13 +4,9 @@ published on repository.events."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 
-import pytest
 
-from olvm_backup.cli import policies as cli_policies
-from olvm_backup.cli import pruning
 from olvm_backup.cli.main import main
 from olvm_backup.config import RepositorySettings, Settings, to_environ
 from olvm_backup.objectstore import open_store
@@ -20,22 +16,8 @@ from olvm_backup.secret import Secret
 from schemas import decode
 from schemas.topics import REPOSITORY_EVENTS
 from tests.cli_env import olvm_environ
-from tests.twins import MemoryBus
 
 from tests.olvm_backup.repository.test_encrypted_repository import backup
-
-
-@pytest.fixture(autouse=True)
-def bus(monkeypatch) -> MemoryBus:
-    bus = MemoryBus()
-
-    @contextlib.asynccontextmanager
-    async def open_events(settings, what):
-        yield bus
-
-    monkeypatch.setattr(pruning, "open_events", open_events)
-    monkeypatch.setattr(cli_policies, "actor", lambda: "alice@host")
-    return bus
 
 
 def _repository(monkeypatch, tmp_path, s3_settings, **lock) -> Settings:

@@ -6,13 +6,10 @@ removed restore points used, or waits for running backups (exit 3)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 
 import pytest
 
-from olvm_backup.cli import pruning
-from olvm_backup.cli import policies as cli_policies
 from olvm_backup.cli.main import main
 from olvm_backup.config import RepositorySettings, Settings, to_environ
 from olvm_backup.format.chunks import ChunkCodec
@@ -29,20 +26,6 @@ from tests.cli_env import olvm_environ
 from tests.olvm_backup.repository.test_gc import Repo
 from tests.olvm_backup.repository.test_prune import five
 from tests.twins import MemoryBus
-
-
-@pytest.fixture
-def bus(monkeypatch) -> MemoryBus:
-    bus = MemoryBus()
-
-    @contextlib.asynccontextmanager
-    async def open_events(settings, what):
-        yield bus
-
-    monkeypatch.setattr(pruning, "open_events", open_events)
-    monkeypatch.setattr(pruning, "actor", lambda: "alice@host")
-    monkeypatch.setattr(cli_policies, "actor", lambda: "alice@host")
-    return bus
 
 
 def published(bus: MemoryBus) -> list:
