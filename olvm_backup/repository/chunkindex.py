@@ -77,17 +77,19 @@ class ChunkIndex:
             # First location wins: a chunk stored twice by a redone task is harmless either way.
             self._where.setdefault(digest, Location(pack_key, offset, length, raw_size, codec))
 
-    def drop_packs(self, pack_keys: set[str]) -> int:
-        """Forget the chunks of packs garbage collection condemned, for good: a backup must store them anew rather
-        than name a pack about to go. Returns how many chunks were forgotten."""
-        new = pack_keys - self._dropped
-        if not new:
-            return 0
-        self._dropped |= new
-        gone = [d for d, loc in self._where.items() if loc.pack_key in new]
+    def exclude(self, condemned: set[str]) -> tuple[int, int]:
+        """Keep the chunks of the packs garbage collection condemns out, exactly those (gc.py): a backup stores them
+        anew rather than name a pack about to go. A pack no longer condemned (a collection spared it: a backup
+        committed naming it) comes back with the next `refresh`. Returns (chunks put out, packs let back in)."""
+        back = self._dropped - condemned
+        new = condemned - self._dropped
+        self._dropped = set(condemned)
+        for pack_key in back:  # forgotten as read: `refresh` reads its index object again
+            self._packs.discard(pack_key.rsplit("/", 1)[-1])
+        gone = [d for d, loc in self._where.items() if loc.pack_key in new] if new else []
         for digest in gone:
             del self._where[digest]
-        return len(gone)
+        return len(gone), len(back)
 
     def add_record(self, record: PackStored) -> None:
         self.add_pack(record.pack_key, record.entries)

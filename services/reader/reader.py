@@ -66,10 +66,12 @@ class Reader:
     async def _read(self, task: ReadTask, started: float) -> None:
         log.info("task %s: reading disk %s [%d, %d)", task.task_id, task.disk_id, task.offset,
                  task.offset + task.length)
-        if self._condemned is not None and (dropped := self._index.drop_packs(await self._condemned.packs())):
-            learned = await self._index.refresh(self._condemned.store)  # where a repack may have moved some
-            log.info("task %s: %d known chunks are in packs being garbage-collected (%d new pack indexes read)",
-                     task.task_id, dropped, learned)
+        if self._condemned is not None:
+            dropped, back = self._index.exclude(await self._condemned.packs())
+            if dropped or back:  # and where a repack may have moved chunks, or what a spared pack holds
+                learned = await self._index.refresh(self._condemned.store)
+                log.info("task %s: %d known chunks are in packs being garbage-collected, %d spared pack(s) back "
+                         "(%d pack indexes read)", task.task_id, dropped, back, learned)
 
         async def publish_chunk(chunk: ChunkData) -> None:
             await self._bus.publish(CHUNKS, chunk, key=chunk.digest, member=task.chunk_topic)

@@ -177,11 +177,11 @@ class BackupJob:
             await journal.save()  # before the engine backup exists: a crash from here on is cleaned up
             # After the journal is visible (garbage collection waits for the backups it lists): packs a collection
             # condemned are not deduplicated against (schemas/FORMAT.md, "Garbage collection").
-            dropped = ctx.index.drop_packs(await gc.condemned_packs(ctx.store))
-            if dropped:  # a collection may have moved some into new packs (repacking): learn those
+            dropped, back = ctx.index.exclude(await gc.condemned_packs(ctx.store))
+            if dropped or back:  # and where a repack may have moved chunks, or what a spared pack holds
                 learned = await ctx.index.refresh(ctx.store)
-                log.info("backup %s: %d chunks in packs being garbage-collected are not deduplicated against "
-                         "(%d new pack indexes read)", self.backup_id, dropped, learned)
+                log.info("backup %s: %d chunks in packs being garbage-collected are not deduplicated against, "
+                         "%d spared pack(s) back (%d pack indexes read)", self.backup_id, dropped, back, learned)
         heartbeat = asyncio.create_task(journal.keep_alive(), name=f"journal {self.backup_id}")
         try:
             manifest = await self._with_engine_backup(vm, disks, excluded, previous, from_checkpoint, full_reason,
@@ -427,9 +427,10 @@ class BackupJob:
                     raise BackupError(f"chunk {digest} of disk {record.name} has no stored copy: not committing")
                 chunks[digest] = where
         # The commit check of garbage collection's protocol: never a manifest naming a pack that is going.
-        doomed = sorted({loc.pack_key for loc in chunks.values()} & await gc.condemned_packs(ctx.store))
+        condemned = await gc.condemned_packs(ctx.store)
+        doomed = sorted({loc.pack_key for loc in chunks.values()} & condemned)
         if doomed:
-            ctx.index.drop_packs(set(doomed))
+            ctx.index.exclude(condemned)
             raise BackupError(f"not committing: {len(doomed)} pack(s) it deduplicated against are being "
                               f"garbage-collected ({doomed[0]}); run the backup again, it stores those chunks anew")
         ovf_key = await catalog.write_ovf(ctx.store, vm.vm_id, self.backup_id, ovf)
