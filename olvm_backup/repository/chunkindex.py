@@ -57,8 +57,11 @@ def decode_index(raw: bytes, key: str) -> tuple[str, list[Entry]]:
 class ChunkIndex:
     def __init__(self) -> None:
         self._where: dict[str, Location] = {}
+        # Other copies of a chunk (a redone task, a chunk stored again because the pack holding it was condemned):
+        # rare, and what takes over when the first copy's pack is condemned.
+        self._copies: dict[str, list[Location]] = {}
         self._packs: set[str] = set()  # ids of the packs whose chunks are in
-        self._dropped: set[str] = set()  # keys of packs garbage collection condemned (gc.py): never again
+        self._dropped: set[str] = set()  # keys of the packs garbage collection condemns (gc.py), kept out
 
     def __contains__(self, digest: str) -> bool:
         return digest in self._where
@@ -74,22 +77,33 @@ class ChunkIndex:
             return
         self._packs.add(pack_key.rsplit("/", 1)[-1])
         for digest, offset, length, raw_size, codec in entries:
-            # First location wins: a chunk stored twice by a redone task is harmless either way.
-            self._where.setdefault(digest, Location(pack_key, offset, length, raw_size, codec))
+            where = Location(pack_key, offset, length, raw_size, codec)
+            if digest not in self._where:
+                self._where[digest] = where  # the first copy is the one backups name
+            elif self._where[digest] != where:
+                self._copies.setdefault(digest, []).append(where)
 
     def exclude(self, condemned: set[str]) -> tuple[int, int]:
         """Keep the chunks of the packs garbage collection condemns out, exactly those (gc.py): a backup stores them
         anew rather than name a pack about to go. A pack no longer condemned (a collection spared it: a backup
-        committed naming it) comes back with the next `refresh`. Returns (chunks put out, packs let back in)."""
+        committed naming it) comes back with the next `refresh`. A chunk with a copy in another pack stays, at that
+        copy. Returns (chunks put out, packs let back in)."""
         back = self._dropped - condemned
         new = condemned - self._dropped
         self._dropped = set(condemned)
         for pack_key in back:  # forgotten as read: `refresh` reads its index object again
             self._packs.discard(pack_key.rsplit("/", 1)[-1])
-        gone = [d for d, loc in self._where.items() if loc.pack_key in new] if new else []
-        for digest in gone:
-            del self._where[digest]
-        return len(gone), len(back)
+        gone = 0
+        for digest in [d for d, loc in self._where.items() if loc.pack_key in new] if new else []:
+            copies = [c for c in self._copies.pop(digest, []) if c.pack_key not in self._dropped]
+            if copies:  # another copy of it lives on: backups name that one now
+                self._where[digest] = copies.pop(0)
+                if copies:
+                    self._copies[digest] = copies
+            else:
+                del self._where[digest]
+                gone += 1
+        return gone, len(back)
 
     def add_record(self, record: PackStored) -> None:
         self.add_pack(record.pack_key, record.entries)

@@ -262,3 +262,14 @@ async def test_a_pack_a_collection_spared_comes_back_into_a_services_index():
     assert index.exclude(await gc.condemned_packs(repo.store)) == (0, 1)
     await index.refresh(repo.store)
     assert index.get(repo.codec.name(block(11))).pack_key == lonely
+
+
+def test_a_chunk_stored_again_outlives_the_condemned_pack_of_its_first_copy():
+    """The reader stores a chunk anew once the pack of its first copy is condemned; the snapshotter, which still
+    named the first copy, must then find the new one (it learned it from the pack record) or it waits forever."""
+    index = ChunkIndex()
+    index.add_pack("packs/aa/old", [("d1", 0, 10, 4096, "zstd+gcm"), ("d2", 10, 10, 4096, "zstd+gcm")])
+    index.add_pack("packs/bb/new", [("d1", 0, 12, 4096, "zstd+gcm")])  # d1 stored again
+    assert index.get("d1").pack_key == "packs/aa/old"
+    assert index.exclude({"packs/aa/old"}) == (1, 0)  # d2 is gone; d1 lives on in the new pack
+    assert index.get("d1").pack_key == "packs/bb/new" and "d2" not in index
