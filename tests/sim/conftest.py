@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
@@ -223,14 +224,19 @@ def start_sim(data: Path, inventory: Path = INVENTORY, args: tuple[str, ...] = (
     return Sim(data, proc, log, connection, tmp_before)
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory) -> Sim:
-    """One simulator per test module (fresh state from inventory.yaml), stopped and checked clean at the end."""
+def module_sim(tmp_path_factory) -> Iterator[Sim]:
+    """One simulator per test module (fresh state from inventory.yaml), stopped and checked clean at the end: the body
+    of a module-scoped `sim` fixture, `yield from module_sim(tmp_path_factory)`."""
     s = start_sim(tmp_path_factory.mktemp("sim"))
     try:
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory) -> Sim:
+    yield from module_sim(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -12,17 +12,13 @@ from olvm_backup.config import EngineSettings
 from olvm_backup.engine import Engine
 from olvm_backup.engine.inventory import events_since, latest_event_id, list_vms, vm_names_in
 from olvm_backup.policy.selection import VmView
-from olvm_backup.secret import Secret
-from tests.sim.conftest import start_sim
+from tests.sim.conftest import module_sim
+from tests.sim_engine import engine_settings
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    s = start_sim(tmp_path_factory.mktemp("sim"))
-    try:
-        yield s
-    finally:
-        s.stop()
+    yield from module_sim(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +30,7 @@ def system(sim):
 
 @pytest.fixture
 async def engine(sim):
-    c = sim.connection
-    async with Engine(EngineSettings(url=c["url"], username=c["username"], password=Secret(c["password"]),
-                                     ca_file=c["ca_file"])) as e:
+    async with Engine(engine_settings(sim)) as e:
         yield e
 
 

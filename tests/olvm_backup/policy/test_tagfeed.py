@@ -15,8 +15,8 @@ from olvm_backup.engine.inventory import EngineEvent
 from olvm_backup.objectstore.memory import MemoryStore
 from olvm_backup.policy.tagfeed import (CURSOR_KEY, TAG_CODES, CursorError, FeedStatus, TagFeed, decode_cursor,
                                         encode_cursor, follow, tag_events)
-from olvm_backup.secret import Secret
-from tests.sim.conftest import start_sim
+from tests.sim.conftest import module_sim
+from tests.sim_engine import engine_settings
 
 
 # -- pure parts -------------------------------------------------------------------------------------------------------
@@ -53,11 +53,7 @@ def test_a_cursor_that_cannot_be_read_is_refused_with_why(raw, words):
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    s = start_sim(tmp_path_factory.mktemp("sim"))
-    try:
-        yield s
-    finally:
-        s.stop()
+    yield from module_sim(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +65,7 @@ def system(sim):
 
 @pytest.fixture
 async def engine(sim):
-    c = sim.connection
-    async with Engine(EngineSettings(url=c["url"], username=c["username"], password=Secret(c["password"]),
-                                     ca_file=c["ca_file"])) as e:
+    async with Engine(engine_settings(sim)) as e:
         yield e
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiokafka import TopicPartition
 
-from olvm_backup.config import EngineSettings, RepositorySettings, SchedulerSettings, Settings, to_environ
+from olvm_backup.config import RepositorySettings, SchedulerSettings, Settings, to_environ
 from olvm_backup.kafka import Bus, ensure_topics
 from olvm_backup.kafka.consumer import kafka_consumer, partitions_of
 from olvm_backup.policy.model import Policy, Schedule
@@ -29,7 +29,8 @@ from olvm_backup.stack.processes import ManagedProcess
 from schemas import BackupRequest, decode
 from schemas.topics import BACKUP_REQUESTS
 from services.scheduler.state import STATE_KEY, SchedulerState
-from tests.sim.conftest import start_sim
+from tests.sim.conftest import module_sim
+from tests.sim_engine import engine_settings
 
 UTC = timezone.utc
 DAY = datetime(2024, 3, 1, tzinfo=UTC)
@@ -39,20 +40,13 @@ SLOT = re.compile(r"schedule (?P<schedule>\S+) (?P<slot>\S+Z)")
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    s = start_sim(tmp_path_factory.mktemp("sim"))
-    try:
-        yield s
-    finally:
-        s.stop()
+    yield from module_sim(tmp_path_factory)
 
 
 @pytest.fixture
 def base(settings, sim) -> Settings:
-    c = sim.connection
-    engine = EngineSettings(url=c["url"], username=c["username"], password=Secret(c["password"]),
-                            ca_file=c["ca_file"])
     repository = RepositorySettings(password=Secret("scheduler-test-pass"))
-    s = dataclasses.replace(settings, engine=engine, repository=repository)
+    s = dataclasses.replace(settings, engine=engine_settings(sim), repository=repository)
 
     async def prepare() -> None:
         await ensure_topics(s.kafka)
