@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -168,13 +169,40 @@ def prepare_topics(settings: Settings) -> None:
 INVENTORY = Path(__file__).with_name("inventory.yaml")
 
 
+def module_sim(tmp_path_factory, inventory: str | None = None) -> Iterator[Sim]:
+    """A test module's simulator, seeded from `inventory` (YAML text; inventory.yaml when None), stopped at the end:
+    the body of a module-scoped `sim` fixture, `yield from module_sim(tmp_path_factory, INVENTORY)`."""
+    if inventory is None:
+        path = INVENTORY
+    else:
+        path = tmp_path_factory.mktemp("inventory") / "inventory.yaml"
+        path.write_text(inventory)
+    data = tmp_path_factory.mktemp("sim")
+    s = start_sim(data, path, data / "sim.log")
+    yield s
+    s.process.stop()
+
+
+def one_small_vm(name: str, status: str) -> str:
+    """The inventory of a module about a backup or two of one VM: `name` alone, with one 4 MiB disk (1 MiB of data)."""
+    return f"""
+clusters: [{{name: Default}}]
+storage_domains: [{{name: data1}}]
+vms:
+  - name: {name}
+    status: {status}
+    disks:
+      - name: {name}_os
+        size: 4MiB
+        bootable: true
+        content: [{{offset: 0, length: 1MiB, pattern: random, seed: 1}}]
+"""
+
+
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory) -> Sim:
     """One simulator per test module, seeded from inventory.yaml; stopped (and checked clean) at the end."""
-    data = tmp_path_factory.mktemp("sim")
-    s = start_sim(data, INVENTORY, data / "sim.log")
-    yield s
-    s.process.stop()
+    yield from module_sim(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

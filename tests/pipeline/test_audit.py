@@ -13,29 +13,16 @@ import pytest
 from olvm_backup.kafka.admin import delete_topics, list_topics
 from olvm_backup.audit.trail import AUDITED
 
-from .conftest import start_sim
+from .conftest import module_sim, one_small_vm
 
 VM = "tiny1"
-INVENTORY = f"""
-clusters: [{{name: Default}}]
-storage_domains: [{{name: data1}}]
-vms:
-  - name: {VM}
-    status: down
-    disks:
-      - {{name: tiny1_os, size: 4MiB, bootable: true, content: [{{offset: 0, length: 1MiB, pattern: random, seed: 1}}]}}
-"""
+INVENTORY = one_small_vm(VM, status="down")
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     """This module's own simulator, with one small VM."""
-    inventory = tmp_path_factory.mktemp("inventory") / "inventory.yaml"
-    inventory.write_text(INVENTORY)
-    data = tmp_path_factory.mktemp("sim")
-    s = start_sim(data, inventory, data / "sim.log")
-    yield s
-    s.process.stop()
+    yield from module_sim(tmp_path_factory, INVENTORY)
 
 
 def history(pipeline, *args: str) -> list[dict]:

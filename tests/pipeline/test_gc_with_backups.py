@@ -21,7 +21,7 @@ from olvm_backup.repository.sealedstore import open_sealed
 from schemas import BackupEvent, BackupRequest
 from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS
 
-from .conftest import start_sim
+from .conftest import module_sim
 
 MIB = 1024 * 1024
 ROUNDS = 20
@@ -42,12 +42,7 @@ vms:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    inventory = tmp_path_factory.mktemp("inventory") / "inventory.yaml"
-    inventory.write_text(INVENTORY)
-    data = tmp_path_factory.mktemp("sim")
-    s = start_sim(data, inventory, data / "sim.log")
-    yield s
-    s.process.stop()
+    yield from module_sim(tmp_path_factory, INVENTORY)
 
 
 class Run:
