@@ -53,6 +53,23 @@ def settings(tmp_path, kafka_settings, s3_settings) -> Settings:
     return dataclasses.replace(Settings(), data_dir=tmp_path / "data", kafka=kafka_settings, s3=s3_settings)
 
 
+def plain_repository(settings: Settings) -> None:
+    """The bucket made a repository without encryption (`olvm-backup init --no-encryption`), unless it is one
+    already, as a service needs it before it starts: for tests that hand the services plain chunks of their own."""
+    import asyncio
+    import concurrent.futures
+
+    from olvm_backup.objectstore import open_store
+    from olvm_backup.repository.keyring import init_repository, read_config
+
+    async def init() -> None:
+        async with open_store(settings.s3) as store:
+            if await read_config(store) is None:
+                await init_repository(store, settings.repository, encrypt=False)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # its own loop: callable from a test's running one
+        pool.submit(asyncio.run, init()).result()
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The fast tier (`pytest -m fast`, `scripts/test.sh --fast`): every test that needs no process. A test needs one when
 # it uses a fixture that starts one (any of PROCESS_FIXTURES, however deep) or is marked `processes` (tests that

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from olvm_backup.config import to_environ
 from olvm_backup.kafka import Bus, ensure_topics
 from olvm_backup.stack.processes import ManagedProcess
+from tests.conftest import plain_repository
 from schemas import BackupEvent, BackupRequest, DeadLetter, ReadTask, decode
 from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, DEAD_LETTERS, READ_TASKS
 
@@ -34,6 +35,7 @@ async def _collect(settings, topic, want: int, timeout: float = 60.0) -> list:
 
 async def test_record_crosses_processes_and_malformed_goes_to_dead_letters(settings, tmp_path):
     await ensure_topics(settings.kafka)
+    plain_repository(settings)
     snapshotter = ManagedProcess(
         "snapshotter", [sys.executable, "-m", "services.snapshotter"],
         env={**os.environ, **to_environ(settings)}, log_file=tmp_path / "snapshotter.log")

@@ -21,10 +21,13 @@ from olvm_backup.objectstore import open_store
 from olvm_backup.stack import components
 from olvm_backup.stack.processes import ManagedProcess, free_port
 from schemas import ChunkData, StoreFault
+from tests.conftest import plain_repository
 from schemas.topics import CHUNKS, PACKS, STORE_FAULTS
 
 
 def writer_process(settings, tmp_path, n=1) -> ManagedProcess:
+    """A writer over a plain repository: these tests publish plain chunks of their own."""
+    plain_repository(settings)
     return ManagedProcess(f"writer{n}", [sys.executable, "-m", "services.writer"],
                           env={**os.environ, **to_environ(settings)}, log_file=tmp_path / f"writer{n}.log")
 
