@@ -13,8 +13,12 @@ if [ "${1:-}" = "--fast" ]; then
 fi
 scripts/setup.sh
 .venv/bin/ruff check .
-.venv/bin/python -m pytest -q -rfEs --durations=15 "${select[@]}" "$@"
 if [ ${#select[@]} -eq 0 ] && [ $# -eq 0 ]; then
+  # The whole suite on two workers, a test module each at a time (a module's simulator stays on its worker):
+  # most of its time is spent waiting on the engine, the broker and the store, so two share the machine well.
+  .venv/bin/python -m pytest -q -rfEs --durations=15 -n 2 --dist loadfile
   echo "== the data path again, over TLS =="
-  OLVM_TEST_IMAGEIO=tls .venv/bin/python -m pytest -q -rfEs -m data_path tests/pipeline
+  OLVM_TEST_IMAGEIO=tls .venv/bin/python -m pytest -q -rfEs -n 2 --dist loadfile -m data_path tests/pipeline
+else
+  .venv/bin/python -m pytest -q -rfEs --durations=15 "${select[@]}" "$@"
 fi
