@@ -88,7 +88,8 @@ class DataPlane:
         self.workdir = workdir
         self.pki = pki
         self.host = _Daemon("imageio-host", host_port or procs.free_port(), workdir / "host", workdir / "host" / "sock")
-        self.proxy = _Daemon("imageio-proxy", proxy_port or procs.free_port(), workdir / "proxy",
+        proxy_port = proxy_port or next(p for p in iter(procs.free_port, None) if p != self.host.port)
+        self.proxy = _Daemon("imageio-proxy", proxy_port, workdir / "proxy",
                              workdir / "proxy" / "sock")
         self.exports: dict[str, _Export] = {}
         self._nbd_dir = workdir / "nbd"
@@ -121,7 +122,19 @@ class DataPlane:
                 daemon.process = None
         shutil.rmtree(self._nbd_dir, ignore_errors=True)
 
-    async def _start_daemon(self, daemon: _Daemon) -> None:
+    async def _start_daemon(self, daemon: _Daemon, attempts: int = 3) -> None:
+        """Start a daemon on its port; a port found free can be taken by another process before the daemon binds
+        it (tests run side by side), so a daemon that does not start is tried again on another free port."""
+        for attempt in range(attempts):
+            try:
+                return await self._start_daemon_once(daemon)
+            except procs.SimProcessError as e:
+                if attempt == attempts - 1:
+                    raise
+                log.warning("%s did not start on port %d (%s); trying another port", daemon.name, daemon.port, e)
+                daemon.port = procs.free_port()
+
+    async def _start_daemon_once(self, daemon: _Daemon) -> None:
         run_dir = daemon.conf_dir / "run"
         run_dir.mkdir(parents=True, exist_ok=True)
         daemon.control.unlink(missing_ok=True)
