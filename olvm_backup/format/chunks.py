@@ -93,7 +93,7 @@ class ChunkCodec:
     def for_reading(cls, chunk_hash: str, sealer: Sealer) -> "ChunkCodec":
         """What reads the chunks of a restore point whose manifest names them by `chunk_hash`."""
         if chunk_hash == KEYED_HASH and sealer.key is None:
-            raise CorruptChunk("the restore point is encrypted and no repository key is configured", digest="*")
+            raise BackupError("the restore point is encrypted, and no repository key is open to read it")
         return cls(chunk_hash, sealer.key if chunk_hash == KEYED_HASH else None)
 
     def name(self, data: bytes | memoryview) -> str:
