@@ -189,11 +189,6 @@ async def census(store: ObjectStore) -> Census:
     return c
 
 
-async def named_packs(store: ObjectStore) -> set[str]:
-    """Every pack a committed restore point names."""
-    return {p for packs in (await census(store)).named.values() for p in packs}
-
-
 async def _listing(store: ObjectStore, prefix: str) -> dict[str, int]:
     return {info.key: info.size async for info in store.list(prefix)}
 
