@@ -1,5 +1,7 @@
 """A backup policy: which VMs (selection rules and explicit VMs), how (strategy, disks, quiesce) and when (schedules),
-and what prune keeps of their restore points (`retention`: retention.py's rules).
+and what prune keeps of their restore points (`retention`: retention.py's rules). A policy of `kind:
+hypervisor-snapshots` takes VM snapshots on the engine at its slots instead, and its `retention` says which of the
+snapshots it made stay (olvm_backup/snapshots/).
 
 Pure: `parse_policy` reads the document an admin writes (YAML or JSON, see the README's "Policies"), checks every
 field and raises PolicyError naming the field (`policy gold: schedules[1].cron: ...`); `policy_to_doc` writes it
@@ -32,6 +34,11 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # policies/<name> in the store
 NAME_RULE = "lower-case letters, digits, '-' and '_', starting with a letter or digit, at most 63"
 
 Mode = Literal["full", "incremental", "auto"]
+# What a policy does at its slots: `backup` (restore points in the repository, by `strategy`), or
+# `hypervisor-snapshots` (VM snapshots kept on the engine under `retention`; nothing goes to the repository). The
+# second is no backup strategy: `strategy` (how a backup reads the disks) does not apply to it.
+Kind = Literal["backup", "hypervisor-snapshots"]
+KINDS: tuple[str, ...] = get_args(Kind)
 Assignment = Literal["disabled", "assign", "assign_and_remove"]
 Strategy = Literal["cbt"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
@@ -96,6 +103,7 @@ class Schedule:
 @dataclass(frozen=True)
 class Policy:
     name: str
+    kind: Kind = "backup"
     selection: Selection = field(default_factory=Selection)
     assignment: Assignment = "disabled"
     vms: list[str] = field(default_factory=list)  # explicitly assigned VMs, by id or name
@@ -124,8 +132,8 @@ class Policy:
 
 # --- reading ---------------------------------------------------------------------------------------------------------
 
-POLICY_FIELDS = ("v", "name", "description", "selection", "assignment", "vms", "assigned", "strategy", "schedules",
-                 "retention",
+POLICY_FIELDS = ("v", "name", "kind", "description", "selection", "assignment", "vms", "assigned", "strategy",
+                 "schedules", "retention",
                  "exclude_disks", "quiesce", "on_join", "pre_command", "post_command")
 SELECTION_FIELDS = ("include", "exclude", "clusters")
 RETENTION_COUNTS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
@@ -318,8 +326,9 @@ def parse_policy(doc: Any, *, name: str | None = None) -> Policy:
         own = name
     if name is not None:
         r.slug(name, "name")
-    return Policy(
+    policy = Policy(
         name=own,
+        kind=r.choice(doc.get("kind", "backup"), "kind", KINDS),  # type: ignore[arg-type]
         description=r.text(doc.get("description", ""), "description"),
         selection=r.selection(doc.get("selection")),
         assignment=r.choice(doc.get("assignment", "disabled"), "assignment", get_args(Assignment)),  # type: ignore
@@ -334,6 +343,22 @@ def parse_policy(doc: Any, *, name: str | None = None) -> Policy:
         post_command=r.text(doc.get("post_command", ""), "post_command"),
         retention=r.retention(doc.get("retention")),
     )
+    for where, reason in snapshot_policy_problems(policy):
+        raise r.fail(where, reason)
+    return policy
+
+
+def snapshot_policy_problems(policy: Policy) -> list[tuple[str, str]]:
+    """A hypervisor-snapshots policy only takes and removes snapshots: the fields that belong to backups must keep
+    their defaults (a value there would be ignored, and an admin would believe it does something)."""
+    if policy.kind != "hypervisor-snapshots":
+        return []
+    default = Policy(name=policy.name)
+    why = "not used by a hypervisor-snapshots policy (it keeps VM snapshots on the engine and backs nothing up)"
+    out = [(f, why) for f in ("strategy", "exclude_disks", "on_join", "pre_command", "post_command")
+           if getattr(policy, f) != getattr(default, f)]
+    out += [(f"schedules[{i}].mode", why) for i, s in enumerate(policy.schedules) if s.mode != "auto"]
+    return out
 
 
 def policy_to_doc(policy: Policy) -> dict[str, Any]:
@@ -345,6 +370,7 @@ def policy_to_doc(policy: Policy) -> dict[str, Any]:
     return {
         "v": list(FORMAT),
         "name": policy.name,
+        "kind": policy.kind,
         "description": policy.description,
         "selection": {
             "include": [rule(r) for r in policy.selection.include],

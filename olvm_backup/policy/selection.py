@@ -5,7 +5,8 @@ leaves every policy's `assigned`) and answers, per policy, the VMs it holds (exp
 assignment mode assigns), the new `assigned` list to store, the VMs that joined and left compared with the stored
 `assigned`, and the conflicts.
 
-A VM belongs to at most one policy. Conflicts are reported, never resolved silently; the rule, in this order:
+A VM belongs to at most one policy of each kind (`kind`: one backup policy and one hypervisor-snapshots policy;
+each kind is evaluated apart). Conflicts are reported, never resolved silently; the rule, in this order:
 1. explicit assignment wins: a VM named in a policy's `vms` belongs to it (the store refuses a VM named explicitly
    in two policies; should two still name it, by id in one and by name in the other, the first policy by name
    keeps it and the other gets a conflict);
@@ -107,7 +108,23 @@ def resolve(entries: Iterable[str], vms: Iterable[VmView]) -> tuple[list[VmView]
 
 
 def evaluate(policies: Iterable[Policy], vms: Iterable[VmView]) -> Evaluation:
-    """See the module's docstring for the rule. Deterministic: policies are taken by name, VMs by name then id."""
+    """See the module's docstring for the rule, applied to each kind of policy apart (a VM may be in one backup
+    policy and in one hypervisor-snapshots policy). Deterministic: policies are taken by name, VMs by name then id.
+    `owner` names a VM's backup policy, or its snapshot policy when it has no backup policy."""
+    policies, vms = list(policies), list(vms)
+    kinds = sorted({p.kind for p in policies}, key=lambda k: k == "backup")  # backup last: its owner wins
+    if len(kinds) <= 1:
+        return _evaluate(policies, vms)
+    results: dict[str, PolicyResult] = {}
+    owner: dict[str, str] = {}
+    for kind in kinds:
+        part = _evaluate([p for p in policies if p.kind == kind], vms)
+        results.update(part.results)
+        owner.update(part.owner)
+    return Evaluation(results=dict(sorted(results.items())), owner=owner)
+
+
+def _evaluate(policies: Iterable[Policy], vms: Iterable[VmView]) -> Evaluation:
     policies = sorted(policies, key=lambda p: p.name)
     inventory = sorted(vms, key=lambda vm: (vm.name, vm.vm_id))
     by_id = {vm.vm_id: vm for vm in inventory}

@@ -77,12 +77,14 @@ async def list_policies(store: ObjectStore, problems: list[PolicyError] | None =
 
 
 def check_explicit(policy: Policy, others: list[Policy]) -> None:
-    """A VM belongs to at most one policy: refuse one that `policy` names explicitly and another policy does too."""
+    """A VM belongs to at most one policy of each kind (one backup policy, one hypervisor-snapshots policy): refuse
+    one that `policy` names explicitly and another policy of its kind does too."""
     for i, vm in enumerate(policy.vms):
         for other in others:
-            if other.name != policy.name and vm in other.vms:
+            if other.name != policy.name and other.kind == policy.kind and vm in other.vms:
+                what = "backup" if policy.kind == "backup" else policy.kind
                 raise PolicyError(f"VM {vm!r} is already assigned to policy {other.name} (a VM belongs to at most "
-                                  f"one backup policy: unassign it there first)", policy=policy.name,
+                                  f"one {what} policy: unassign it there first)", policy=policy.name,
                                   field=f"vms[{i}]")
 
 
