@@ -322,6 +322,19 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class AccessSettings:
+    """Reading restore points as disks and files (olvm_backup/access): `olvm-backup files`, mounts and network
+    exports."""
+
+    cache_mb: int = setting(64, "OLVM_ACCESS_CACHE_MB",
+                            "MiB of decoded chunks an open restore point disk keeps for re-reads (per disk open)",
+                            check=at_least(4))
+    readahead_mb: int = setting(16, "OLVM_ACCESS_READAHEAD_MB",
+                                "MiB fetched ahead of a reader going forward through a restore point disk (at most "
+                                "half the cache; 0 = none)", check=at_least(0))
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = setting(Path("data"), "OLVM_DATA_DIR",
                              "local state: embedded broker and object store, logs, run files",
@@ -334,6 +347,7 @@ class Settings:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     repository: RepositorySettings = field(default_factory=RepositorySettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
 
 
 def _convert(value: Any, kind: Any, name: str) -> Any:
