@@ -40,6 +40,9 @@ ENGINE_START = RetryPolicy("engine start", attempts=6, deadline=300.0)  # a back
 ENGINE_LOOKUP = RetryPolicy("engine lookup", attempts=2, deadline=120.0)  # only informs: not worth a long wait
 ENGINE_CHECK = RetryPolicy("engine check", attempts=1, deadline=10.0)  # `status`: tells at once, waits out nothing
 ENGINE_TIDY = RetryPolicy("engine tidy", attempts=2, deadline=60.0)  # housekeeping: the next backup tries again
+# Snapshot create and remove: the engine answers 409 while the VM's other snapshot work (a creation, a merge) holds
+# its lock, which can last minutes.
+ENGINE_SNAPSHOT = RetryPolicy("engine snapshot", attempts=12, deadline=600.0, max_delay=15.0)
 # The scheduler's reads of the inventory and the event feed: a few quick tries, then the feed reports the engine
 # unreachable and tries again at its next poll, one interval later (policy/tagfeed.py).
 ENGINE_POLL = RetryPolicy("engine poll", attempts=3, deadline=30.0)
@@ -55,8 +58,8 @@ HANDLER = RetryPolicy("handler", attempts=3, deadline=120.0)
 # re-opened later than `deadline` seconds after the disk's first lost ticket. Past either, the backup fails.
 TRANSFER_REOPEN = RetryPolicy("transfer re-open", attempts=3, deadline=600.0)
 
-POLICIES = (ENGINE, ENGINE_CREATE, ENGINE_START, ENGINE_LOOKUP, ENGINE_CHECK, ENGINE_TIDY, ENGINE_POLL, IMAGEIO,
-            OBJECT_STORE, KAFKA_CONNECT, KAFKA_JOIN, DEAD_LETTER, HANDLER, TRANSFER_REOPEN)
+POLICIES = (ENGINE, ENGINE_CREATE, ENGINE_START, ENGINE_LOOKUP, ENGINE_CHECK, ENGINE_TIDY, ENGINE_SNAPSHOT, ENGINE_POLL,
+            IMAGEIO, OBJECT_STORE, KAFKA_CONNECT, KAFKA_JOIN, DEAD_LETTER, HANDLER, TRANSFER_REOPEN)
 
 
 def is_retriable(error: BaseException) -> bool:
