@@ -245,6 +245,63 @@ class DiskStore:
         vol = meta["volumes"][self._index(disk_id, meta, snapshot_id)]
         return self._path(disk_id, vol), vol["fmt"]
 
+    def export_view(self, disk_id: str, snapshot_id: str | None = None, *,
+                    shallow: bool = False) -> tuple[str, str, int]:
+        """What a transfer of the disk (now, or at a snapshot) exports: (image for qemu, qemu format, virtual size).
+        shallow: that one volume without its backing chain, as vdsm exports a single layer, so that with
+        --allocation-depth the ranges the layer does not hold read as absent (imageio's holes)."""
+        meta = self._meta(disk_id)
+        index = len(meta["volumes"]) - 1 if snapshot_id is None else self._index(disk_id, meta, snapshot_id)
+        vol = meta["volumes"][index]
+        path = self._path(disk_id, vol)
+        size = self._virtual_size(path, vol["fmt"])
+        if shallow and vol["fmt"] == "qcow2":
+            return _alone(path), vol["fmt"], size
+        return str(path), vol["fmt"], size
+
+    @staticmethod
+    def _virtual_size(path: Path, fmt: str) -> int:
+        info = json.loads(run("qemu-img", "info", "-U", "-f", fmt, "--output", "json", str(path)))
+        return int(info["virtual-size"])
+
+    def volumes(self, disk_id: str) -> list[dict]:
+        """Each volume base first: the snapshot (or backup) that froze it (None for the active one), its virtual
+        size and the bytes its file holds on storage (a disk snapshot's actual_size)."""
+        meta = self._meta(disk_id)
+        out = []
+        for vol in meta["volumes"]:
+            path = self._path(disk_id, vol)
+            out.append({"frozen_by": vol["frozen_by"], "virtual_size": self._virtual_size(path, vol["fmt"]),
+                        "actual_size": path.stat().st_blocks * 512})
+        return out
+
+    def revert(self, disk_id: str, snapshot_id: str, drop: list[str]) -> None:
+        """Bring the disk back to a snapshot (a preview committed): the volumes above the snapshot's are dropped and
+        a fresh active volume is put on top of it; the snapshot keeps its volume. `drop` names the snapshots whose
+        volumes go (all above it; the engine removes those snapshots)."""
+        with self._lock(disk_id):
+            meta = self._meta(disk_id)
+            index = self._index(disk_id, meta, snapshot_id)
+            above = meta["volumes"][index + 1:]
+            strangers = [v["frozen_by"] for v in above if v["frozen_by"] and v["frozen_by"] not in drop]
+            if strangers:
+                raise StorageError(f"disk {disk_id}: cannot revert to {snapshot_id} over {strangers}")
+            del meta["volumes"][index + 1:]
+            meta["volumes"].append(self._new_overlay(disk_id, meta))
+            for vol in above:
+                self._path(disk_id, vol).unlink(missing_ok=True)
+            self._save(disk_id, meta)
+
+    def copy_at(self, src_id: str, snapshot_id: str | None, dst_id: str, fmt: str) -> None:
+        """A new image for dst_id holding src_id's guest view at a snapshot (its chain up to there, flattened)."""
+        path, src_fmt = self.volume_path(src_id, snapshot_id)
+        size = self._virtual_size(path, src_fmt)
+        self.create(dst_id, size, fmt)
+        dst, dst_fmt = self.volume_path(dst_id)
+        with self._lock(src_id):  # the export's image lock would make a concurrent merge of the source fail
+            run("qemu-img", "convert", "-U", "-n", "--target-is-zero", "-f", src_fmt, "-O", dst_fmt, str(path),
+                str(dst))
+
     def chain(self, disk_id: str) -> list[dict]:
         """The volumes base first: file, format, and the snapshot that froze it (None for the active one)."""
         meta = self._meta(disk_id)

@@ -10,7 +10,7 @@ import ovirtsdk4.types as t
 from aiohttp import web
 from ovirtsdk4.reader import Reader
 
-from . import diskactions, render, search
+from . import diskactions, render, search, snapshots
 from .engine import Engine
 from .errors import ApiError, failed, incomplete, not_found
 from .templates import Templates
@@ -506,39 +506,46 @@ class Api:
     async def snapshot_disks(self, request):
         vm, snap = self._snapshot(request)
         disks = [self.state.get("disks", d) for d in snap["disks"] if d in self.state.table("disks")]
-        sid = None if snap["type"] == "active" else snap["id"]
-        return _many([self._disk(d, snapshot_id=sid) for d in disks], "disks")
+        if snap["type"] == "active":
+            return _many([self._disk(d) for d in disks], "disks")
+        # As the engine: each disk as the snapshot holds it, its image_id and actual_size the snapshot's volume's.
+        out = []
+        for d in disks:
+            vol = next((v for v in snapshots.layers(self.engine, d["id"]) if v["snapshot_id"] == snap["id"]), {})
+            obj = render.disk(dict(d, image_id=snap["disk_snapshots"][d["id"]]), vol.get("actual_size") or 0,
+                              snapshot_id=snap["id"])
+            if vol.get("provisioned_size"):
+                obj.provisioned_size = vol["provisioned_size"]
+            out.append(obj)
+        return _many(out, "disks")
 
     def _disk_snapshots_of(self, disk_id: str) -> list:
-        """The disk's volumes as disk snapshots, base first, each with its parent (the chain the SDK rebuilds)."""
-        out, parent = [], None
-        snaps = sorted((s for s in self.state.table("snapshots").values() if disk_id in s.get("disk_snapshots", {})),
-                       key=lambda s: s["date"])
+        """The disk's volumes as disk snapshots, base first and the active one last, each with its parent (the
+        chain the SDK rebuilds)."""
         disk = self.state.get("disks", disk_id)
-        for s in snaps:
-            ds_id = s["disk_snapshots"][disk_id]
-            out.append(render.disk_snapshot(ds_id, disk, parent))
-            parent = ds_id
-        out.append(render.disk_snapshot(disk["image_id"], disk, parent, status=disk["status"]))
-        return out
+        return [render.disk_snapshot(v["id"], disk, v["parent"], status=v["status"], actual_size=v["actual_size"],
+                                     provisioned_size=v["provisioned_size"], vm_id=v["vm_id"],
+                                     snapshot_id=v["snapshot_id"])
+                for v in snapshots.layers(self.engine, disk_id)]
 
     async def disk_snapshots(self, request):
         self.engine.get("disks", request.match_info["id"], "disk")
         items = self._disk_snapshots_of(request.match_info["id"])
-        if request.query.get("include_active", "true").lower() != "true":
+        if not _flag(request, "include_active"):  # the engine's default: the snapshots' volumes only
             items = items[:-1]
         return _many(items, "disk_snapshots")
 
     async def sd_disk_snapshots(self, request):
         sd = self.engine.get("storage_domains", request.match_info["sd"], "storage domain")
-        items = [ds for d in self.state.table("disks").values() if d["storage_domain_id"] == sd["id"]
-                 for ds in self._disk_snapshots_of(d["id"])[:-1]]
-        if "id" in request.match_info:
-            hit = next((ds for ds in items if ds.id == request.match_info["id"]), None)
+        chains = [self._disk_snapshots_of(d["id"]) for d in self.state.table("disks").values()
+                  if d["storage_domain_id"] == sd["id"]]
+        if "id" in request.match_info:  # any volume, the active ones included
+            hit = next((ds for chain in chains for ds in chain if ds.id == request.match_info["id"]), None)
             if hit is None:
                 raise not_found(f"disk snapshot {request.match_info['id']}")
             return _one(hit)
-        return _many(items, "disk_snapshots")
+        active = _flag(request, "include_active")
+        return _many([ds for chain in chains for ds in (chain if active else chain[:-1])], "disk_snapshots")
 
     # -- backups and checkpoints --------------------------------------------------------------------------------
     def _backup(self, request) -> dict:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from .. import procs
 from ..dataplane.plane import DataPlane
 from ..dataplane.storage import DiskStore
-from . import ova, ovf, transitions
+from . import ova, ovf, snapshots, transitions
 from .errors import conflict, failed, incomplete, not_found
 from .state import ROOT_TAG_ID, NotFound, State, new_id, now
 
@@ -475,8 +475,10 @@ class Engine:
         snap = self.state.put("snapshots", {
             "id": new_id(), "vm_id": vm_id, "description": description, "status": "locked", "type": "regular",
             "date": now(), "persist_memorystate": persist_memorystate and vm["status"] == "up",
-            "disks": [d["id"] for d in disks], "disk_snapshots": {d["id"]: new_id() for d in disks},
+            "disks": [d["id"] for d in disks], "disk_snapshots": {d["id"]: d["image_id"] for d in disks},
             "ovf": self.ovf(vm)})
+        for d in disks:  # the snapshot keeps the frozen volume's id; the new active volume gets a new one
+            d["image_id"] = new_id()
         self.event(45, f"Snapshot '{description}' creation for VM '{vm['name']}' was initiated by "
                        "admin@internal-authz.", vm_id=vm_id, correlation_id=correlation_id)
         self.spawn(self._take_snapshot(vm, snap, disks, correlation_id), f"snapshot {description}")
@@ -501,6 +503,8 @@ class Engine:
                 await asyncio.sleep(self.hold())
                 for d in disks:
                     d["status"] = "ok"
+                if not ok:
+                    snapshots.creation_failed(self, snap)
                 snap["status"] = "ok" if ok else "broken"
                 self.end_job(job, ok)
                 self.event(68 if ok else 69, f"Snapshot '{snap['description']}' creation for VM '{vm['name']}' "
@@ -530,6 +534,7 @@ class Engine:
                 for disk_id in snap["disks"]:
                     if disk_id in self.state.table("disks"):
                         await asyncio.to_thread(self.store.remove_snapshot, disk_id, snapshot_id)
+                        snapshots.merged(self, snap, disk_id)
                 await asyncio.sleep(self.hold())
                 self.state.delete("snapshots", snapshot_id)
                 self.event(356, f"Snapshot '{snap['description']}' deletion for VM '{vm['name']}' has been "
@@ -795,16 +800,16 @@ class Engine:
                                                                    x["backup_id"])
                 if self.state.get("backups", x["backup_id"])["disks"][x["disk_id"]] != "incremental":
                     bitmap = None
-            elif x["source_snapshot"]:
-                image, image_fmt = await asyncio.to_thread(self.store.volume_path, x["disk_id"],
-                                                           x["source_snapshot"])
-                bitmap = None
+                size = disk["provisioned_size"]
             else:
-                image, image_fmt = await asyncio.to_thread(self.store.volume_path, x["disk_id"])
+                # A disk snapshot's chain up to it, or the disk's now; shallow (a raw download): its one volume.
+                shallow = x["shallow"] and x["direction"] == "download" and x["format"] == "raw"
+                image, image_fmt, size = await asyncio.to_thread(self.store.export_view, x["disk_id"],
+                                                                 x["source_snapshot"], shallow=shallow)
                 bitmap = None
             transfer_url, proxy_url = await self.plane.open_ticket(
                 x["ticket_id"], image=image, image_format=image_fmt, direction=x["direction"],
-                size=disk["provisioned_size"], bitmap=bitmap, inactivity_timeout=x["inactivity_timeout"],
+                size=size, bitmap=bitmap, inactivity_timeout=x["inactivity_timeout"],
                 transfer_id=x["id"])
         except Exception as e:
             log.exception("transfer %s could not start", x["id"])

@@ -160,10 +160,15 @@ def snapshot(s: dict, ovf: str | None = None) -> t.Snapshot:
     return _href(obj, f"vms/{s['vm_id']}/snapshots/{s['id']}")
 
 
-def disk_snapshot(ds_id: str, d: dict, parent: str | None, status: str = "ok") -> t.DiskSnapshot:
+def disk_snapshot(ds_id: str, d: dict, parent: str | None, status: str = "ok", *, actual_size: int | None = None,
+                  provisioned_size: int | None = None, vm_id: str | None = None,
+                  snapshot_id: str | None = None) -> t.DiskSnapshot:
+    """One volume of a disk's chain: its id is the volume's (image) id, `snapshot` the VM snapshot it belongs to."""
     return _href(t.DiskSnapshot(
-        id=ds_id, name=d["name"], alias=d["name"], format=t.DiskFormat(d["format"]),
-        provisioned_size=d["provisioned_size"], status=t.DiskStatus(status),
+        id=ds_id, image_id=ds_id, name=d["name"], alias=d["name"], format=t.DiskFormat(d["format"]),
+        provisioned_size=provisioned_size or d["provisioned_size"], status=t.DiskStatus(status),
+        actual_size=actual_size, total_size=actual_size,
+        snapshot=_ref(t.Snapshot(id=snapshot_id), f"vms/{vm_id}/snapshots/{snapshot_id}") if vm_id else None,
         disk=_ref(t.Disk(id=d["id"]), f"disks/{d['id']}"),
         parent=_ref(t.DiskSnapshot(id=parent), f"storagedomains/{d['storage_domain_id']}/disksnapshots/{parent}")
         if parent else None,
