@@ -217,6 +217,49 @@ def _add_policy_parsers(sub) -> None:
                      help="default auto: incremental from each VM's last restore point when possible")
 
 
+def _snapshots(settings, args) -> int:
+    from . import snapshots
+
+    command = args.snapshot_command
+    if command == "list":
+        return asyncio.run(snapshots.list_snapshots(settings, args.vm, args.json))
+    if command == "create":
+        return asyncio.run(snapshots.create(settings, args.vm, args.description, args.quiesce))
+    if command == "remove":
+        return asyncio.run(snapshots.remove(settings, args.vm, args.snapshot, args.force))
+    if command == "revert":
+        return asyncio.run(snapshots.revert_to(settings, args.vm, args.snapshot, args.force))
+    return asyncio.run(snapshots.clone_from(settings, args.vm, args.snapshot, args.name, args.force))
+
+
+def _add_snapshot_parsers(sub) -> None:
+    snaps = sub.add_parser("snapshots", help="a VM's snapshots on the engine: list, create, remove, revert, clone",
+                           description="Ours are the snapshots olvm-backup made (its description and correlation id, "
+                           "recorded in the repository); remove leaves any other alone unless --force. Revert and "
+                           "clone need the VM down, or --force.")
+    snaps.add_argument("vm", help="VM name or id")
+    snaps.set_defaults(func=_snapshots)
+    commands = snaps.add_subparsers(dest="snapshot_command", required=True)
+    listing = commands.add_parser("list", help="id, date, status, whether ours, disks and description of each")
+    listing.add_argument("--json", action="store_true", help="print them as JSON")
+    create = commands.add_parser("create", help="take a snapshot (ours: recorded in the repository)")
+    create.add_argument("--description", default="", help="words added to the snapshot's description")
+    create.add_argument("--quiesce", action="store_true", help="require the guest's file systems frozen when a "
+                        "guest agent runs (the snapshot is removed again if the engine could not)")
+    remove = commands.add_parser("remove", help="remove one of our snapshots and wait until its layer is merged")
+    remove.add_argument("snapshot", help="snapshot id (or its exact description)")
+    remove.add_argument("--force", action="store_true", help="remove it even though olvm-backup did not make it")
+    revert = commands.add_parser("revert", help="revert the VM to a snapshot (the VM must be down; the engine "
+                                 "removes the snapshots taken after it)")
+    revert.add_argument("snapshot", help="snapshot id (or its exact description)")
+    revert.add_argument("--force", action="store_true", help="power the VM off first if it runs (not a clean "
+                        "shutdown: what the guest has not written is lost)")
+    clone = commands.add_parser("clone", help="a new VM from a snapshot: its disks copied, its configuration")
+    clone.add_argument("snapshot", help="snapshot id (or its exact description)")
+    clone.add_argument("--name", required=True, help="the new VM's name")
+    clone.add_argument("--force", action="store_true", help="clone while the VM runs (the snapshot does not change)")
+
+
 def _add_key_parsers(sub) -> None:
     loss = ("Losing every passphrase and key file of an encrypted repository loses every backup in it: nobody can "
             "recover them. Passphrases come from files or a terminal, never from arguments.")
@@ -327,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key_parsers(sub)
     _add_prune_parsers(sub)
     _add_policy_parsers(sub)
+    _add_snapshot_parsers(sub)
 
     config = sub.add_parser("config", help="show the effective settings (secrets masked)")
     config.add_argument("--markdown", action="store_true",
