@@ -233,6 +233,10 @@ async def run(settings: Settings, name: str, mode: str | None) -> int:
     if not holds:
         print(f"policy {name} holds no VM: nothing to run", file=sys.stderr)
         return 1
+    if policy.kind == "hypervisor-snapshots":  # no backup: its snapshots are taken (and kept) here and now
+        from .snapshots import run_snapshot_policy
+
+        return await run_snapshot_policy(settings, policy, [vm.vm_id for vm in holds], who)
     occurrence = uuid.uuid4().hex  # each run is its own cause
     cause = run_cause(who)
     async with open_bus(settings) as bus:

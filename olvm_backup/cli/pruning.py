@@ -66,6 +66,9 @@ async def run_prune(settings: Settings, *, vm: str | None, policy: str | None, r
             from ..policy.store import get_policy
 
             p = await get_policy(store, policy)
+            if p.kind != "backup":
+                raise BackupError(f"policy {p.name} is a {p.kind} policy: its retention is for the snapshots it "
+                                  "takes, applied at each of its slots, not for restore points")
             rules, vms, reason_extra = p.retention, set(p.vms) | set(p.assigned), {"policy": p.name}
             if rules.empty:
                 print(f"policy {p.name} has no retention rules: every restore point of its VMs is kept")

@@ -12,11 +12,12 @@ Every engine step has a deadline (engine/snapshots.py, engine/snapshot_actions.p
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
 from ..config import Settings
-from ..engine.connection import Engine, EngineNotFound
+from ..engine.connection import Engine, EngineError, EngineNotFound
 from ..engine.provision import vm_exists
 from ..engine.snapshot_actions import clone, power_off, revert
 from ..engine.snapshots import SnapshotInfo, snapshot_volumes
@@ -24,7 +25,8 @@ from ..engine.snapshots import list_snapshots as engine_snapshots
 from ..engine.vms import VmInfo, find_vm, vm_disks
 from ..repository.sealedstore import open_sealed
 from ..snapshots.ownership import new_correlation_id, owner_of
-from ..snapshots.steps import SnapshotError, drop, forget_gone, ours_and_others, record_of, take
+from ..policy.model import Policy
+from ..snapshots.steps import SnapshotError, drop, forget_gone, keep_policy_snapshots, ours_and_others, record_of, take
 from .policies import actor
 
 
@@ -166,3 +168,24 @@ async def clone_from(settings: Settings, vm_name: str, wanted: str, name: str, f
                              correlation_id=new_correlation_id())
     print(f"VM {vm.name}: snapshot {snap.snapshot_id} cloned into VM {name} ({new_id}), down")
     return 0
+
+
+async def run_snapshot_policy(settings: Settings, policy: Policy, vm_ids: list[str], who: str) -> int:
+    """`policy run` of a hypervisor-snapshots policy: a snapshot of each VM it holds, then its retention over the
+    snapshots it made, as at one of its slots (services/scheduler/snapshotting.py), one VM after another."""
+    failed = 0
+    async with Engine(settings.engine) as engine, open_sealed(settings) as (store, _):
+        for vm_id in vm_ids:
+            try:
+                vm = await find_vm(engine, vm_id)
+                taken = await take(engine, store, vm, purpose=f"policy {policy.name} run by {who}", by=who,
+                                   policy=policy.name, quiesce=policy.quiesce, say=_say)
+                print(f"VM {vm.name}: snapshot {taken.snapshot.snapshot_id} taken ({taken.consistency})", flush=True)
+                await keep_policy_snapshots(engine, store, vm, policy.name, policy.retention, say=_say)
+            except SnapshotError as e:
+                failed += 1
+                print(f"olvm-backup: {e}", file=sys.stderr)
+            except EngineError as e:
+                failed += 1
+                print(f"olvm-backup: VM {vm_id}: {e}", file=sys.stderr)
+    return 1 if failed else 0

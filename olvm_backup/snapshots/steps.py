@@ -48,10 +48,11 @@ async def _quiet(_: str) -> None:
 
 
 async def take(engine: Engine, store: ObjectStore, vm: VmInfo, *, purpose: str, by: str, policy: str = "",
-               quiesce: bool = False, say: Say = _quiet) -> Taken:
-    """One snapshot of the VM, ours: recorded, created, `ok` (each wait with its deadline)."""
+               quiesce: bool = False, correlation_id: str | None = None, say: Say = _quiet) -> Taken:
+    """One snapshot of the VM, ours: recorded, created, `ok` (each wait with its deadline). `correlation_id`: the
+    caller's (a scheduled slot's request id, the same whoever fires it), else a new one."""
     running = vm.status == "up"
-    cid = new_correlation_id()
+    cid = correlation_id or new_correlation_id()
     description = describe(purpose, cid)
     record = SnapshotRecord(vm.vm_id, cid, time.time(), by, policy)
     await records.save(store, record)

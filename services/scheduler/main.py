@@ -6,7 +6,8 @@ one (slots.py; the state is written after each slot's requests are published), r
 every few minutes, and writes `scheduler/status.json` for `olvm-backup status`. It follows the engine's event
 feed too (triggers.py), so a VM tagged in the engine joins its policy within seconds, and `backup.events`
 (housekeeper.py): a policy is pruned once its slot's backups have all ended, and gc runs on OLVM_GC_SCHEDULE, as
-tasks the tick starts and does not wait for.
+tasks the tick starts and does not wait for. A hypervisor-snapshots policy's slot asks for no backup: the leader
+takes its snapshots and removes those its retention no longer keeps itself (snapshotting.py), as such a task too.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from .clock import Clock
 from .housekeeper import Housekeeper
 from .leadership import Leadership
 from .slots import Step, slot_step
+from .snapshotting import SnapshotKeeper
 from .state import SchedulerState, load_state, save_state
 from .status import SchedulerStatus, note_fired, note_schedules, note_skipped, write_status
 from .triggers import Triggers
@@ -59,6 +61,7 @@ class Leader:
         self.status = SchedulerStatus(instance=name, leader_since=clock.now(), clock=clock.describe())
         self.triggers = Triggers(settings, store, bus, self.engine, self.status, now=clock.now)
         self.housekeeper = Housekeeper(settings, store, bus, clock, self.status, name)
+        self.snapshots = SnapshotKeeper(store, bus, self.engine)
         self._state: SchedulerState | None = None
         self._evaluated = 0.0
 
@@ -74,6 +77,7 @@ class Leader:
 
     async def _close(self) -> None:
         await self.housekeeper.close()  # a prune or gc running is cancelled: both are safe to run again
+        await self.snapshots.close()  # a slot's snapshot cut short is ours and recorded: the next slot counts it
         with contextlib.suppress(Exception):
             await self.engine.close()
 
@@ -114,9 +118,12 @@ class Leader:
             await save_state(self.store, step.state)
             self._state = step.state
         for fired in step.fired:
-            self.housekeeper.expect(fired)  # before publishing: no final event of its requests comes first
-            for request in fired.requests:
-                await self.bus.publish(BACKUP_REQUESTS, request, key=request.vm)
+            if self.snapshots.takes(fired):  # a hypervisor-snapshots policy: no backup, the scheduler takes them
+                self.snapshots.start(fired)
+            else:
+                self.housekeeper.expect(fired)  # before publishing: no final event of its requests comes first
+                for request in fired.requests:
+                    await self.bus.publish(BACKUP_REQUESTS, request, key=request.vm)
             await save_state(self.store, fired.state)  # only now: a slot cut short is fired again, same ids
             self._state = fired.state
             late = f", late by {fired.late_by}" if fired.late_by is not None else ""

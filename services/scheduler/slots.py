@@ -58,6 +58,7 @@ class Fired:
     late_by: timedelta | None
     requests: list[BackupRequest]
     state: SchedulerState
+    kind: str = "backup"  # the policy's: a hypervisor-snapshots slot is run by the scheduler (snapshotting.py)
 
 
 @dataclass(frozen=True)
@@ -113,5 +114,5 @@ def slot_step(policies: Iterable[Policy], vms: Iterable[VmView], state: Schedule
     for slot, policy, schedule, late_by in sorted(pending, key=lambda p: (p[0], p[1].name, p[2].name)):
         state = state.with_fired(policy.name, schedule.name, slot)
         requests = [slot_request(policy, schedule, slot, vm, late_by, now) for vm in holds[policy.name].holds]
-        step.fired.append(Fired(policy.name, schedule.name, slot, late_by, requests, state))
+        step.fired.append(Fired(policy.name, schedule.name, slot, late_by, requests, state, policy.kind))
     return step
