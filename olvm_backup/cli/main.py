@@ -297,6 +297,12 @@ def _add_key_parsers(sub) -> None:
     generate.add_argument("path", help="where; an existing file is never replaced")
 
 
+def _add_serving_parsers(sub) -> None:
+    from .serving import add_parsers  # serve and mount: their own module (cli/serving.py)
+
+    add_parsers(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="olvm-backup", description=__doc__)
     parser.add_argument("--config", help="YAML settings file (default: $OLVM_CONFIG); env variables override it")
@@ -370,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key_parsers(sub)
     _add_prune_parsers(sub)
     _add_policy_parsers(sub)
+    _add_serving_parsers(sub)
     _add_snapshot_parsers(sub)
 
     config = sub.add_parser("config", help="show the effective settings (secrets masked)")

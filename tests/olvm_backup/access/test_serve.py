@@ -1,0 +1,241 @@
+"""`olvm-backup serve` and `mount` against a restore point in moto, read by real user-space clients: nbdcopy and
+nbdinfo over NBD, qemu-img over iSCSI (libiscsi), qemu-io writing, the kernel through FUSE. Each export is stopped
+the way an admin stops it (--stop, SIGTERM) and must leave no process, mount, port or state behind."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from olvm_backup.access.image import open_image
+from olvm_backup.access.mounts import is_mounted
+from olvm_backup.config import S3Settings, Settings, to_environ
+from olvm_backup.secret import Secret
+from olvm_backup.stack.processes import free_port, pid_alive, port_open
+from tests.restore_points import make_restore_point
+
+MIB = 1 << 20
+DISK_SIZE = 12 * MIB
+ALLOWED = "iqn.2026-01.test:allowed"
+
+
+def raw_image() -> bytes:
+    """12 MiB: random and text MiBs with all-zero MiBs (holes in the map) between, a short last MiB."""
+    rnd = random.Random(22)
+    parts = []
+    for i in range(12):
+        if i in (2, 3, 7, 10):
+            parts.append(bytes(MIB))
+        elif i % 2:
+            parts.append((f"block {i} " * MIB)[:MIB].encode())
+        else:
+            parts.append(rnd.randbytes(MIB))
+    return b"".join(parts)[:DISK_SIZE - 4096]
+
+
+def holes_of(raw: bytes) -> list[tuple[int, int]]:
+    """The all-zero MiBs (the test helper cuts 1 MiB chunks), merged: what the export must report as holes."""
+    out: list[tuple[int, int]] = []
+    for start in range(0, len(raw), MIB):
+        if not any(raw[start:start + MIB]):
+            end = min(len(raw), start + MIB)
+            if out and out[-1][1] == start:
+                out[-1] = (out[-1][0], end)
+            else:
+                out.append((start, end))
+    return out
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def point(moto_endpoint, tmp_path_factory):
+    """(settings, backup id, raw bytes): a restore point of one disk, `root`, in its own bucket."""
+    # moto takes any keys: distinctive ones, that a test can look for where they must never be
+    s3 = S3Settings(endpoint_url=moto_endpoint, bucket=f"b-{uuid.uuid4().hex[:12]}",
+                    access_key=Secret(f"key-{uuid.uuid4().hex}"), secret_key=Secret(f"secret-{uuid.uuid4().hex}"))
+    settings = dataclasses.replace(Settings(), data_dir=tmp_path_factory.mktemp("serve") / "data", s3=s3)
+    raw = raw_image()
+    make_restore_point(settings, {"root": raw}, backup_id="rp-serve")
+    return settings, "rp-serve", raw
+
+
+def cli(settings: Settings, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    """olvm-backup as an admin runs it: its own process, the settings in its environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OLVM_")} | to_environ(settings)
+    return subprocess.run([sys.executable, "-m", "olvm_backup.cli.main", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start_foreground(settings: Settings, *args: str, log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OLVM_")} | to_environ(settings)
+    return subprocess.Popen([sys.executable, "-m", "olvm_backup.cli.main", *args], env=env, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def wait_for(condition, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def export_state(settings: Settings, export_id: str) -> dict:
+    return json.loads((settings.data_dir / "exports" / export_id / "state.json").read_text())
+
+
+def run(*argv: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=60, **kwargs)
+
+
+def nbd_bytes(uri: str, tmp_path: Path) -> bytes:
+    out = tmp_path / f"copy-{uuid.uuid4().hex[:6]}.raw"
+    done = run("nbdcopy", uri, str(out))
+    assert done.returncode == 0, done.stderr
+    return out.read_bytes()
+
+
+def assert_nothing_left(settings: Settings, state: dict, ports: list[int]) -> None:
+    for child in state["children"]:
+        assert not pid_alive(child["pid"]), f"{child['name']} still runs"
+    assert not pid_alive(state["pid"]), "the supervisor still runs"
+    for mount in state["mounts"]:
+        assert not is_mounted(Path(mount)), f"{mount} still mounted"
+    for port in ports:
+        assert not port_open("127.0.0.1", port), f"port {port} still listens"
+    assert not (settings.data_dir / "exports" / state["id"]).exists()
+    assert not Path(state["run_dir"]).exists()
+
+
+def test_read_only_export_over_nbd_and_iscsi(point, tmp_path):
+    settings, backup_id, raw = point
+    nbd_port, iscsi_port = free_port(), free_port()
+    started = cli(settings, "serve", backup_id, "--disk", "root", "--listen", f"tcp:127.0.0.1:{nbd_port}",
+                  "--iscsi", f"tcp:127.0.0.1:{iscsi_port}", "--allow", ALLOWED, "--detach")
+    assert started.returncode == 0, started.stderr + started.stdout
+    export_id = started.stdout.split()[1].rstrip(":")
+    state = export_state(settings, export_id)
+    try:
+        uri = f"nbd://127.0.0.1:{nbd_port}"
+        assert sha(nbd_bytes(uri, tmp_path)) == sha(raw)
+
+        mapped = json.loads(run("nbdinfo", "--map", "--json", uri).stdout)
+        assert [(e["offset"], e["offset"] + e["length"]) for e in mapped if e["type"] & 1] == holes_of(raw)
+
+        refused = run("qemu-io", "-f", "raw", "-c", "write -P 0xaa 0 4096", uri)
+        assert refused.returncode != 0 and "wrote" not in refused.stdout
+        assert sha(nbd_bytes(uri, tmp_path)) == sha(raw)
+
+        secret = settings.s3.secret_key.reveal()
+        for pid in [state["pid"], *(child["pid"] for child in state["children"])]:
+            assert secret not in Path(f"/proc/{pid}/cmdline").read_text(), "a secret in process arguments"
+
+        listed = cli(settings, "serve", "--list")
+        row = next(line for line in listed.stdout.splitlines() if line.startswith(export_id))
+        assert backup_id in row and "root" in row and str(nbd_port) in row and state["iscsi_target"] in row
+
+        def iscsi(initiator: str, out: Path) -> subprocess.CompletedProcess:
+            spec = {"driver": "iscsi", "transport": "tcp", "portal": f"127.0.0.1:{iscsi_port}",
+                    "target": state["iscsi_target"], "lun": 1, "initiator-name": initiator}
+            return run("qemu-img", "convert", "-O", "raw", "json:" + json.dumps(spec), str(out))
+
+        allowed = iscsi(ALLOWED, tmp_path / "iscsi.raw")
+        assert allowed.returncode == 0, allowed.stderr
+        assert sha((tmp_path / "iscsi.raw").read_bytes()) == sha(raw)
+        stranger = iscsi("iqn.2026-01.test:stranger", tmp_path / "stranger.raw")
+        assert stranger.returncode != 0 and "log in" in stranger.stderr
+    finally:
+        stopped = cli(settings, "serve", "--stop", export_id)
+    assert stopped.returncode == 0, stopped.stderr
+    assert_nothing_left(settings, state, [nbd_port, iscsi_port])
+    assert "no exports" in cli(settings, "serve", "--list").stdout
+
+
+def test_overlay_writes_survive_a_restart_and_the_restore_point_does_not_change(point, tmp_path):
+    settings, backup_id, raw = point
+    overlay = tmp_path / "root-overlay.qcow2"
+    port = free_port()
+    uri = f"nbd://127.0.0.1:{port}"
+    args = ("serve", backup_id, "--disk", "root", "--writable", "--overlay", str(overlay), "--listen",
+            f"tcp:127.0.0.1:{port}")
+    pattern = ("write -P 0xab 5M 64k", "write -P 0xcd 2M 4k")  # into data, then into a hole
+
+    for round_ in (1, 2):
+        log = tmp_path / f"serve-{round_}.log"
+        serving = start_foreground(settings, *args, log=log)
+        try:
+            wait_for(lambda log=log: "serving until Ctrl-C" in log.read_text(), "the export")
+            if round_ == 1:
+                for command in pattern:
+                    wrote = run("qemu-io", "-f", "raw", "-c", command, uri)
+                    assert wrote.returncode == 0 and "wrote" in wrote.stdout, wrote.stderr
+            copy = nbd_bytes(uri, tmp_path)
+            state = next(s for s in map(json.loads, [p.read_text() for p in
+                                                     (settings.data_dir / "exports").glob("*/state.json")]))
+        finally:
+            serving.send_signal(signal.SIGTERM)
+            assert serving.wait(60) == 0, log.read_text()
+        expected = bytearray(raw)
+        expected[5 * MIB:5 * MIB + 65536] = b"\xab" * 65536
+        expected[2 * MIB:2 * MIB + 4096] = b"\xcd" * 4096
+        assert sha(copy) == sha(bytes(expected)), f"round {round_}"
+        assert_nothing_left(settings, state, [port])
+
+    with open_image(settings, backup_id, "root") as image:  # the restore point itself: unchanged
+        assert sha(image.pread(image.size, 0)) == sha(raw)
+
+
+def test_stop_cleans_up_after_a_killed_export(point, tmp_path):
+    """The supervisor SIGKILLed: it stopped nothing. --stop kills what it left (qemu-nbd, nbdfuse, tgtd) and
+    unmounts the FUSE file view."""
+    settings, backup_id, _ = point
+    nbd_port, iscsi_port = free_port(), free_port()
+    started = cli(settings, "serve", backup_id, "--disk", "root", "--listen", f"tcp:127.0.0.1:{nbd_port}",
+                  "--writable", "--overlay", str(tmp_path / "o.qcow2"), "--iscsi", f"tcp:127.0.0.1:{iscsi_port}",
+                  "--allow", "127.0.0.1", "--detach")
+    assert started.returncode == 0, started.stderr + started.stdout
+    export_id = started.stdout.split()[1].rstrip(":")
+    state = export_state(settings, export_id)
+    assert {c["name"] for c in state["children"]} == {"nbdkit", "qemu-nbd", "nbdfuse", "tgtd"}
+    os.kill(state["pid"], signal.SIGKILL)
+    wait_for(lambda: not pid_alive(state["pid"]), "the supervisor to die")
+    assert "DEAD" in cli(settings, "serve", "--list").stdout
+    stopped = cli(settings, "serve", "--stop", export_id)
+    assert stopped.returncode == 0, stopped.stderr
+    assert_nothing_left(settings, state, [nbd_port, iscsi_port])
+
+
+def test_mount_shows_each_disk_as_a_raw_file(point, tmp_path):
+    settings, backup_id, raw = point
+    where = tmp_path / "mnt"
+    where.mkdir()
+    log = tmp_path / "mount.log"
+    mounting = start_foreground(settings, "mount", backup_id, str(where), log=log)
+    try:
+        wait_for(lambda: (where / "root.raw").exists(), f"the mount ({log})")
+        assert os.listdir(where) == ["root.raw"]
+        assert (where / "root.raw").stat().st_size == len(raw)
+        assert sha((where / "root.raw").read_bytes()) == sha(raw)
+        with pytest.raises(OSError):
+            open(where / "root.raw", "r+b")
+    finally:
+        mounting.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            mounting.wait(30)
+        if is_mounted(where):
+            subprocess.run(["fusermount3", "-u", "-z", str(where)])
+    assert mounting.returncode == 0, log.read_text()
+    assert not is_mounted(where)
