@@ -29,7 +29,7 @@ from croniter import CroniterError, croniter
 from olvm_backup.errors import BackupError
 from olvm_backup.retention import RetentionError, Rules, format_duration, parse_duration
 
-FORMAT = (1, 0)  # the document's "v": a major this build does not know is refused
+FORMAT = (1, 1)  # the document's "v": a major this build does not know is refused (1.1: `kind`)
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # policies/<name> in the store, a Kafka key, a CLI argument
 NAME_RULE = "lower-case letters, digits, '-' and '_', starting with a letter or digit, at most 63"
 
@@ -40,10 +40,10 @@ Mode = Literal["full", "incremental", "auto"]
 Kind = Literal["backup", "hypervisor-snapshots"]
 KINDS: tuple[str, ...] = get_args(Kind)
 Assignment = Literal["disabled", "assign", "assign_and_remove"]
-Strategy = Literal["cbt"]
+Strategy = Literal["cbt", "snapshot"]  # "snapshot": disk image transfer of a VM snapshot's volumes
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 # Known strategies this build cannot run yet: refused as "not available", not as unknown words.
-LATER_STRATEGIES = ("snapshot_chain", "export", "disk_attachment")
+LATER_STRATEGIES = ("export", "disk_attachment")
 CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 MAX_WINDOW_MINUTES = 7 * 24 * 60
 
@@ -370,7 +370,7 @@ def policy_to_doc(policy: Policy) -> dict[str, Any]:
     return {
         "v": list(FORMAT),
         "name": policy.name,
-        "kind": policy.kind,
+        **({"kind": policy.kind} if policy.kind != "backup" else {}),  # a 1.0 reader still reads a backup policy
         "description": policy.description,
         "selection": {
             "include": [rule(r) for r in policy.selection.include],

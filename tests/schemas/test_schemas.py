@@ -18,6 +18,7 @@ from olvm_backup.repository.chunkindex import INDEX_MAJOR, INDEX_MINOR
 from olvm_backup.repository.gc import GC_MAJOR, GC_MINOR
 from olvm_backup.repository.holds import HOLDS_MAJOR, HOLDS_MINOR
 from olvm_backup.repository.keyring import CONFIG_MAJOR, CONFIG_MINOR
+from olvm_backup.snapshots.records import RECORD_MAJOR, RECORD_MINOR
 from schemas import (
     SCHEMA_MAJOR, SCHEMA_MINOR, BackupEvent, BackupOutcome, BackupRequest, ChunkData, DiskOutcome, ReadTask,
     RestoreEvent, RestoreOutcome, decode, encode,
@@ -100,6 +101,7 @@ def test_format_document_names_the_versions_the_code_writes():
         "restore point hold": f"{HOLDS_MAJOR}.{HOLDS_MINOR}",
         "request marker": f"{MARKER_MAJOR}.{MARKER_MINOR}",
         "audit trail": f"{TRAIL_MAJOR}.{TRAIL_MINOR}",
+        "snapshot record": f"{RECORD_MAJOR}.{RECORD_MINOR}",
     }, "schemas/FORMAT.md's table of versions is out of step with the code"
     assert f'"v": [{GC_MAJOR}, {GC_MINOR}]' in doc.split("## Garbage collection", 1)[1].split("##", 1)[0]
     # The sections' examples of each object write the same version.
@@ -107,6 +109,7 @@ def test_format_document_names_the_versions_the_code_writes():
     assert f'"v": [{INDEX_MAJOR}, {INDEX_MINOR}]' in doc.split("## Packs and their index", 1)[1].split("##", 1)[0]
     assert f'"v": [{JOURNAL_MAJOR}, {JOURNAL_MINOR}]' in doc.split("## Journal", 1)[1].split("##", 1)[0]
     assert '"v": [{}, {}]'.format(*POLICY_FORMAT) in doc.split("## Policies", 1)[1].split("##", 1)[0]
+    assert f'"v": [{RECORD_MAJOR}, {RECORD_MINOR}]' in doc.split("## Snapshot records", 1)[1].split("##", 1)[0]
     keys_section = doc.split("## Keys", 1)[1].split("##", 1)[0]
     assert f'`config` is JSON in clear, read first by every build:\n`{{"v": [{CONFIG_MAJOR}, {CONFIG_MINOR}]' \
         in keys_section
