@@ -7,11 +7,11 @@ cd "$(dirname "$0")/.."
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 # Debian packages: qemu (the disk data plane), nbd tools, the headers the engine SDK compiles against,
-# restic for the benchmarks, docker-compose to validate docker-compose.yml.
-apt_packages=(qemu-utils nbdkit libnbd-bin libxml2-dev libcurl4-openssl-dev libssl-dev restic procps docker-compose)
-# Network access to restore points (olvm-backup serve, mount): nbdkit's Python plugin, qemu-nbd for writable
-# overlays, nbdfuse + tgt for iSCSI, FUSE for mounts; libiscsi's tools and qemu's iSCSI driver are the tests' clients.
-apt_packages+=(nbdkit-plugin-python tgt fuse3 libiscsi-bin qemu-block-extra)
+# restic for the benchmarks, docker-compose to validate docker-compose.yml; the tools small disk images with file
+# systems are made with, for the file-level restore tests and the simulator's guest disks (mke2fs, mkfs.xfs,
+# mkfs.fat and mcopy, mkntfs and ntfs-3g, sfdisk, LVM2).
+apt_packages=(qemu-utils nbdkit libnbd-bin libxml2-dev libcurl4-openssl-dev libssl-dev restic procps docker-compose
+  e2fsprogs xfsprogs dosfstools mtools ntfs-3g fdisk lvm2)
 command -v python3 >/dev/null || apt_packages+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
 [ -f "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)/Python.h" ] \

@@ -7,6 +7,7 @@ import asyncio
 
 from aiohttp import web
 
+from .dataplane import guestfs
 from .engine.engine import TRANSFER_DONE, Engine
 from .engine.state import NotFound
 
@@ -25,6 +26,8 @@ class Admin:
         app.router.add_post(PREFIX + "/write", self.write)
         app.router.add_get(PREFIX + "/checksum", self.checksum)
         app.router.add_post(PREFIX + "/fault", self.fault)
+        app.router.add_post(PREFIX + "/files", self.files)
+        app.router.add_get(PREFIX + "/filesystems", self.filesystems)
 
     def _check(self, request: web.Request) -> None:
         if request.headers.get("X-Sim-Password") != self.password:
@@ -41,9 +44,8 @@ class Admin:
                 return vm, disk
         raise web.HTTPNotFound(text=f"VM {vm['name']} has no disk {disk_ref!r}\n")
 
-    async def write(self, request: web.Request) -> web.Response:
-        self._check(request)
-        body = await request.json()
+    def _guest_disk(self, body: dict) -> tuple[dict, dict]:
+        """The VM and disk a guest action names, refused as the guest could not write there now."""
         vm, disk = self._disk(body["vm"], body["disk"])
         if disk["status"] == "illegal":
             raise web.HTTPConflict(text=f"disk {disk['name']} is illegal\n")
@@ -53,11 +55,41 @@ class Admin:
                                         "write it now\n")
         if vm["status"] != "up":
             raise web.HTTPConflict(text=f"VM {vm['name']} is not running: no guest to write\n")
+        return vm, disk
+
+    async def write(self, request: web.Request) -> web.Response:
+        self._check(request)
+        body = await request.json()
+        vm, disk = self._guest_disk(body)
         pattern = "zero" if body.get("zero") else body.get("pattern", "random")
         await asyncio.to_thread(self.engine.store.guest_write, disk["id"], int(body["offset"]), int(body["length"]),
                                 body.get("seed"), pattern=pattern, text=body.get("text", ""))
         return web.json_response({"vm": vm["name"], "disk": disk["name"], "offset": body["offset"],
                                   "length": body["length"]})
+
+    async def files(self, request: web.Request) -> web.Response:
+        """The guest adds, replaces ({put: entry}) or removes ({remove: path}) one entry of a seeded file system."""
+        self._check(request)
+        body = await request.json()
+        vm, disk = self._guest_disk(body)
+        if ("put" in body) == ("remove" in body):
+            raise web.HTTPBadRequest(text="give either put (an entry as in the inventory) or remove (a path)\n")
+        try:
+            vol = await asyncio.to_thread(guestfs.change, self.engine.store, disk["id"], str(body["volume"]),
+                                          put=body.get("put"), remove=body.get("remove"))
+        except (guestfs.GuestFsError, ValueError) as e:
+            raise web.HTTPBadRequest(text=f"{e}\n") from None
+        return web.json_response({"vm": vm["name"], "disk": disk["name"], "volume": vol["name"],
+                                  "files": len(vol["files"])})
+
+    async def filesystems(self, request: web.Request) -> web.Response:
+        self._check(request)
+        vm, disk = self._disk(request.query["vm"], request.query["disk"])
+        try:
+            layout = await asyncio.to_thread(guestfs.describe, self.engine.store, disk["id"])
+        except guestfs.GuestFsError as e:
+            raise web.HTTPNotFound(text=f"{e}\n") from None
+        return web.json_response({"vm": vm["name"], "disk": disk["name"], **layout})
 
     async def checksum(self, request: web.Request) -> web.Response:
         self._check(request)
@@ -76,9 +108,11 @@ class Admin:
             vm, _ = self._disk(body["vm"], body["disk"]) if body.get("disk") else (
                 self.engine.state.by_name("vms", body["vm"]), None)
             await asyncio.to_thread(self.engine.drop_bitmaps, vm["id"])
+        elif kind == "snapshot-hold":  # the next snapshot creation or removal stays locked this much longer
+            self.engine.faults.snapshot_hold = float(body.get("seconds", count))
         elif kind in FAULTS:
             setattr(self.engine.faults, FAULTS[kind], count)
         else:
-            known = ", ".join([*FAULTS, "ticket-expire", "drop-bitmaps"])
+            known = ", ".join([*FAULTS, "ticket-expire", "drop-bitmaps", "snapshot-hold"])
             raise web.HTTPBadRequest(text=f"unknown fault {kind!r}; known: {known}\n")
         return web.json_response({"fault": kind, "count": count})

@@ -36,6 +36,19 @@ class SimAdmin:
         return self._call("POST", "/write", {"vm": vm, "disk": disk, "offset": offset, "length": length, "seed": seed,
                                              "zero": zero, "pattern": pattern, "text": text})
 
+    def put_file(self, vm: str, disk: str, volume: str, path: str, **entry) -> dict:
+        """The guest adds or replaces a file (or dir, or symlink) in a seeded file system; entry: the inventory's
+        keys (text, pattern, seed, size, mode, mtime, uid, gid, symlink, type)."""
+        return self._call("POST", "/files", {"vm": vm, "disk": disk, "volume": volume,
+                                             "put": {"path": path, **entry}})
+
+    def remove_file(self, vm: str, disk: str, volume: str, path: str) -> dict:
+        return self._call("POST", "/files", {"vm": vm, "disk": disk, "volume": volume, "remove": path})
+
+    def filesystems(self, vm: str, disk: str) -> dict:
+        """The disk's partition table, volumes (byte ranges, file system, LVM) and current trees with sha256s."""
+        return self._call("GET", "/filesystems", query={"vm": vm, "disk": disk})
+
     def checksum(self, vm: str, disk: str, snapshot: str | None = None) -> str:
         query = {"vm": vm, "disk": disk, **({"snapshot": snapshot} if snapshot else {})}
         return self._call("GET", "/checksum", query=query)["sha256"]

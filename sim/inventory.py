@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from .dataplane import guestfs
 from .engine.engine import Engine, _mac
 from .engine.state import new_id, now
 
@@ -89,5 +90,12 @@ def apply(engine: Engine, inv: dict) -> list[tuple[str, list]]:
                                       "bootable": bool(d.get("bootable", False)), "active": True})
             content = [dict(c, offset=size(c.get("offset", 0)), length=size(c["length"]))
                        for c in d.get("content") or []]
+            if d.get("filesystems"):
+                # Written after the patterns: a partition table and file systems seeded from the trees listed.
+                try:
+                    content.append({"filesystems": guestfs.plan(d["filesystems"], disk["provisioned_size"],
+                                                                disk["id"])})
+                except ValueError as e:
+                    raise InventoryError(f"disk {d['name']}: {e}") from None
             seeds.append((disk["id"], content))
     return seeds

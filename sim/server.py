@@ -14,6 +14,7 @@ from aiohttp import web
 
 from . import inventory, procs
 from .admin import PREFIX as ADMIN_PREFIX, Admin
+from .dataplane import guestfs
 from .dataplane.pki import Pki, ensure_pki
 from .dataplane.plane import DataPlane
 from .dataplane.storage import DiskStore
@@ -51,7 +52,9 @@ async def _seed(engine: Engine, inventory_file: Path | None) -> None:
     for disk_id, content in seeds:
         disk = engine.state.get("disks", disk_id)
         await asyncio.to_thread(engine.store.create, disk_id, disk["provisioned_size"], disk["format"])
-        await asyncio.to_thread(engine.store.seed, disk_id, content)
+        await asyncio.to_thread(engine.store.seed, disk_id, [c for c in content if "filesystems" not in c])
+        for layout in [c["filesystems"] for c in content if "filesystems" in c]:
+            await asyncio.to_thread(guestfs.seed, engine.store, disk_id, layout)
     engine.state.event(9000, f"olvm-sim seeded {len(engine.state.table('vms'))} VMs from "
                              f"{inventory_file or 'an empty inventory'}.")
     engine.state.save()
