@@ -49,3 +49,14 @@ def test_a_vm_is_in_one_policy_of_each_kind():
     check_explicit(snaps, [gold])  # another kind: allowed
     with pytest.raises(PolicyError, match="one hypervisor-snapshots policy"):
         check_explicit(Policy(name="snaps2", kind="hypervisor-snapshots", vms=["web1"]), [gold, snaps])
+
+
+def test_the_readmes_snapshot_policy_reads():
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    example = readme.split("## Snapshot management", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    policy = parse_policy(yaml.safe_load(example), name="hourly")
+    assert policy.kind == "hypervisor-snapshots" and policy.retention == Rules(last=24, within=2 * 86400)
