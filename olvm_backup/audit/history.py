@@ -42,7 +42,13 @@ def _row(e: Entry) -> Row:
                    message=f"{r.get('mode', 'auto')} backup", vms={r.get("vm", "")})
     if e.topic == "backup.events":
         kind = r.get("kind", "")
-        duplicate = (r.get("detail") or {}).get("duplicate_of")
+        detail = r.get("detail") or {}
+        if detail.get("job") == "hypervisor-snapshot":  # a snapshot policy's run: no backup, no request record
+            return Row(e.at, f"snapshot {kind}", vm=detail.get("vm_name") or r.get("vm", ""),
+                       policy=detail.get("policy") or "", by=detail.get("requested_by") or "",
+                       message=r.get("message", ""), request_id=r.get("request_id", ""), topic=e.topic,
+                       _step=_STEP.get(kind, 0), vms={r.get("vm", ""), detail.get("vm_name") or ""})
+        duplicate = detail.get("duplicate_of")
         outcome = r.get("outcome") or {}
         return Row(e.at, "backup duplicate" if duplicate else f"backup {kind}", vm=r.get("vm", ""),
                    message=r.get("message", ""), request_id=r.get("request_id", ""),

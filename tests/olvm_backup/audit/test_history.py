@@ -88,3 +88,16 @@ def test_the_same_entries_read_twice_show_once():
 def test_a_row_as_json_has_no_internal_fields():
     doc = rows(_trail())[0].to_json()
     assert set(doc) == {"at", "what", "vm", "policy", "by", "outcome", "message", "request_id", "backup_id", "topic"}
+
+
+def test_a_snapshot_policys_run_is_shown_as_snapshots_with_its_policy_and_cause():
+    detail = {"job": "hypervisor-snapshot", "policy": "snaps", "vm_name": "db1",
+              "requested_by": "policy snaps: schedule daily 2024-04-30T03:00Z"}
+    trail = [entry_of(BACKUP_EVENTS, BackupEvent(request_id="s1", vm="vm-db1", kind="started", at=T, detail=detail)),
+             entry_of(BACKUP_EVENTS, BackupEvent(request_id="s1", vm="vm-db1", kind="completed", at=T + 2,
+                                                 message="snapshot s taken", outcome=BackupOutcome(duration=2),
+                                                 detail={**detail, "removed": ["old"]}))]
+    shown = rows(trail, policy="snaps", vm="db1")
+    assert [(r.what, r.vm, r.by, r.outcome) for r in shown] == [
+        ("snapshot completed", "db1", detail["requested_by"], "completed"),
+        ("snapshot started", "db1", detail["requested_by"], "completed")]
