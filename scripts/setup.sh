@@ -35,7 +35,7 @@ fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   say "installing Python packages into .venv"
-  { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e '.[test]'; } \
+  { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e '.[test,files]'; } \
     >.venv/pip.log 2>&1 || { tail -n 40 .venv/pip.log; say "Python packages failed to install"; exit 1; }
   rm -f .venv/.installed-*
   touch "$stamp"

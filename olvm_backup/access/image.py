@@ -254,6 +254,18 @@ def open_image(settings: Settings, backup_id: str, disk: str, *, use: str = "exp
 
 
 @contextlib.contextmanager
+def open_images(settings: Settings, backup_id: str, *, use: str = "export",
+                by: str | None = None) -> Iterator[dict[str, RestorePointImage]]:
+    """Every disk of restore point `backup_id` as an image (by disk name, in the manifest's order), on one loop and
+    one store, held in use until the block ends."""
+    with LoopThread(f"images {backup_id}") as runner, opened_point(runner, settings, backup_id, use, by) as (
+            store, sealer, manifest), contextlib.ExitStack() as images:
+        yield {d.name: images.enter_context(RestorePointImage(
+            store, sealer, manifest, d, loop=runner.loop, cache_bytes=settings.access.cache_mb * MIB,
+            readahead_bytes=settings.access.readahead_mb * MIB)) for d in manifest.disks}
+
+
+@contextlib.contextmanager
 def opened_point(runner: LoopThread, settings: Settings, backup_id: str, use: str = "export",
                  by: str | None = None) -> Iterator[tuple[ObjectStore, Sealer, Manifest]]:
     """The repository opened on `runner`'s loop, restore point `backup_id` found and held in use for the block:

@@ -376,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key_parsers(sub)
     _add_prune_parsers(sub)
     _add_policy_parsers(sub)
+    from .files import add_files_parser
+    add_files_parser(sub)
     _add_serving_parsers(sub)
     _add_snapshot_parsers(sub)
 
