@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from datetime import datetime, timedelta, timezone
 
 import ovirtsdk4.types as types
@@ -60,7 +61,8 @@ def published(bus: MemoryBus, topic) -> list:
     return [decode(s.value, topic.records) for s in bus.published[bus.topic_name(topic)]]
 
 
-async def test_a_week_of_daily_snapshots_with_keep_last_3_leaves_the_newest_three_and_the_users(sim):
+async def test_a_week_of_daily_snapshots_with_keep_last_3_leaves_the_newest_three_and_the_users(sim, caplog):
+    caplog.set_level(logging.INFO, logger="services.scheduler.snapshotting")
     user = await asyncio.to_thread(user_snapshot, sim, "db1", "before the upgrade")
     settings = dataclasses.replace(load_settings(environ={"OLVM_GC_SCHEDULE": ""}), engine=engine_settings(sim))
     store, bus = MemoryStore(), MemoryBus()
@@ -77,6 +79,10 @@ async def test_a_week_of_daily_snapshots_with_keep_last_3_leaves_the_newest_thre
             now[0] = slot + timedelta(minutes=1)
             await leader.tick()
             await asyncio.wait_for(leader.snapshots.wait(), 120)
+        # The last slot fired again (a failover before its state was written): its snapshot is recorded, none more.
+        leader._state = leader._state.with_fired("snaps", "daily", slots[-2])
+        await leader.tick()
+        await asyncio.wait_for(leader.snapshots.wait(), 120)
     finally:
         await leader._close()
 
@@ -91,6 +97,8 @@ async def test_a_week_of_daily_snapshots_with_keep_last_3_leaves_the_newest_thre
     events = [e for e in published(bus, BACKUP_EVENTS) if e.detail.get("job") == "hypervisor-snapshot"]
     done = [e for e in events if e.kind == "completed"]
     assert len(done) == 7 and not [e for e in events if e.kind == "failed"]
+    assert len({e.request_id for e in done}) == 7
+    assert "policy snaps: snapshot of VM db1 for slot 2024-03-10T03:00Z was taken already (fired again)" in caplog.text
     assert sum(len(e.detail["removed"]) for e in done) == 4
     assert all(e.detail["policy"] == "snaps" and e.detail["consistency"] == "at rest" for e in done)
     assert "removed 1 older (keep-last 3)" in done[-1].message
