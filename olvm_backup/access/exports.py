@@ -22,7 +22,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -125,16 +124,21 @@ def _write_state(path: Path, state: dict) -> None:
 
 
 def _nbd_answers(address: Address) -> bool:
-    """The server is up when it sends the NBD greeting (not merely when its socket exists)."""
-    family = socket.AF_UNIX if address.unix is not None else socket.AF_INET6 if ":" in address.host else socket.AF_INET
-    target = str(address.unix) if address.unix is not None else (address.local().host, address.port)
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.settimeout(2.0)
-            s.connect(target)
-            return s.recv(8) == b"NBDMAGIC"
-    except OSError:
-        return False
+    """The server is up when it answers the NBD handshake (not merely when its socket exists)."""
+    local = address.local()
+    return nbd.answers(str(local.unix) if local.unix is not None else (local.host, local.port))
+
+
+def _claim_socket(path: Path, export_id: str) -> None:
+    """A socket file no server answers on is a stopped server's leftover (nbdkit leaves its socket behind): it
+    would make the next bind fail. One that answers is another export's."""
+    if not path.exists():
+        return
+    if not path.is_socket():
+        raise ExportError(f"{path} exists and is not a socket", export=export_id)
+    if nbd.answers(str(path)):
+        raise ExportError(f"an NBD server already answers on {path}", export=export_id)
+    path.unlink()
 
 
 def _find_disk(settings: Settings, backup_id: str, disk: str) -> tuple[str, str, int]:
@@ -170,7 +174,12 @@ class Export:
             run = Path("/tmp") / f"olvm-export-{self.export_id}"
         self.run_dir = run
 
-    def _start(self, name: str, argv: list[str], ready: Callable[[], bool], env: dict | None = None) -> None:
+    def _start(self, name: str, argv: list[str], ready: Callable[[], bool], env: dict | None = None,
+               listen: Address | None = None) -> None:
+        """Start a child; `listen`: the address it serves on, a Unix socket removed again once it stopped."""
+        if listen is not None and listen.unix is not None:
+            _claim_socket(listen.unix, self.export_id)
+            self._stack.callback(listen.unix.unlink, missing_ok=True)  # runs after the process has stopped
         process = ManagedProcess(name, argv, log_file=self.logs / f"{name}.log", env=env, ready=ready,
                                  ready_timeout=60)
         self._stack.callback(process.stop)
@@ -197,13 +206,14 @@ class Export:
             }
             # Only nbdkit reads the repository: only it is given the settings (and their secrets), by environment.
             self._start("nbdkit", nbd.nbdkit_argv(spec.backup_id, disk_id, **restore_point.where()),
-                        lambda: _nbd_answers(restore_point), env=nbd.plugin_environ(to_environ(self.settings)))
+                        lambda: _nbd_answers(restore_point), env=nbd.plugin_environ(to_environ(self.settings)),
+                        listen=restore_point)
             if spec.writable:
                 name = nbd.export_name(spec.backup_id, disk_id)
                 if overlay.prepare(spec.overlay, nbd.nbd_uri(unix=restore_point.unix, name=name), name, size):
                     log.info("overlay %s made over restore point %s disk %s", spec.overlay, spec.backup_id, disk_name)
                 self._start("qemu-nbd", overlay.qemu_nbd_argv(spec.overlay, **public.where()),
-                            lambda: _nbd_answers(public))
+                            lambda: _nbd_answers(public), listen=public)
             if spec.iscsi is not None:
                 self._start_iscsi(public, disk_name)
         except BaseException:
@@ -338,6 +348,9 @@ def _clean_leftovers(state: dict) -> None:
             os.killpg(child["pid"], signal.SIGKILL)  # each child leads its own group
     for mount in state.get("mounts", []):
         unmount(Path(mount))
+    listen = Address.parse(state["listen"])
+    if listen.unix is not None and listen.unix.is_socket() and not _nbd_answers(listen):
+        listen.unix.unlink(missing_ok=True)
     if state.get("run_dir"):
         shutil.rmtree(state["run_dir"], ignore_errors=True)
 

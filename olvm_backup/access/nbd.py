@@ -11,8 +11,11 @@ them instead of reading zeros over the network.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import site
+import socket
+import struct
 import sys
 from pathlib import Path
 from urllib.parse import quote
@@ -21,6 +24,7 @@ API_VERSION = 2  # nbdkit's Python plugin API: pread fills the buffer it is give
 
 PLUGIN = Path(__file__).resolve()
 REPOSITORY = PLUGIN.parents[2]  # the directory that holds the olvm_backup package
+NBD_OPT_ABORT = 2
 
 
 # --- the command line ------------------------------------------------------------------------------------------------
@@ -55,6 +59,30 @@ def nbd_uri(*, unix: Path | None = None, host: str = "", port: int = 0, name: st
         return f"nbd+unix://{path}?socket={unix}" if path else f"nbd+unix:///?socket={unix}"
     host = f"[{host}]" if ":" in host else host
     return f"nbd://{host}:{port}{path}"
+
+
+def answers(address: str | tuple[str, int]) -> bool:
+    """An NBD server answers on `address` (a Unix socket path, or (host, port)): it sends the newstyle greeting;
+    the probe then leaves politely (NBD_OPT_ABORT), so the server logs no broken handshake."""
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(2.0)
+            s.connect(address)
+            greeting = b""
+            while len(greeting) < 18:  # NBDMAGIC, IHAVEOPT, handshake flags
+                part = s.recv(18 - len(greeting))
+                if not part:
+                    return False
+                greeting += part
+            if greeting[:16] != b"NBDMAGICIHAVEOPT":
+                return False
+            s.sendall(struct.pack(">I", 1) + b"IHAVEOPT" + struct.pack(">II", NBD_OPT_ABORT, 0))
+            with contextlib.suppress(OSError):
+                s.recv(64)  # the server's acknowledgement, if it sends one
+            return True
+    except OSError:
+        return False
 
 
 # --- the plugin: called by nbdkit, in its process ------------------------------------------------------------------

@@ -117,6 +117,8 @@ def assert_nothing_left(settings: Settings, state: dict, ports: list[int]) -> No
     for port in ports:
         assert not port_open("127.0.0.1", port), f"port {port} still listens"
     assert not (settings.data_dir / "exports" / state["id"]).exists()
+    if state["listen"].startswith("unix:"):
+        assert not Path(state["listen"][5:]).exists(), "the export's socket is left"
     assert not Path(state["run_dir"]).exists()
 
 
@@ -167,10 +169,9 @@ def test_read_only_export_over_nbd_and_iscsi(point, tmp_path):
 def test_overlay_writes_survive_a_restart_and_the_restore_point_does_not_change(point, tmp_path):
     settings, backup_id, raw = point
     overlay = tmp_path / "root-overlay.qcow2"
-    port = free_port()
-    uri = f"nbd://127.0.0.1:{port}"
-    args = ("serve", backup_id, "--disk", "root", "--writable", "--overlay", str(overlay), "--listen",
-            f"tcp:127.0.0.1:{port}")
+    sock = tmp_path / "rw.sock"
+    uri = f"nbd+unix:///?socket={sock}"
+    args = ("serve", backup_id, "--disk", "root", "--writable", "--overlay", str(overlay), "--listen", f"unix:{sock}")
     pattern = ("write -P 0xab 5M 64k", "write -P 0xcd 2M 4k")  # into data, then into a hole
 
     for round_ in (1, 2):
@@ -192,7 +193,7 @@ def test_overlay_writes_survive_a_restart_and_the_restore_point_does_not_change(
         expected[5 * MIB:5 * MIB + 65536] = b"\xab" * 65536
         expected[2 * MIB:2 * MIB + 4096] = b"\xcd" * 4096
         assert sha(copy) == sha(bytes(expected)), f"round {round_}"
-        assert_nothing_left(settings, state, [port])
+        assert_nothing_left(settings, state, [])
 
     with open_image(settings, backup_id, "root") as image:  # the restore point itself: unchanged
         assert sha(image.pread(image.size, 0)) == sha(raw)
