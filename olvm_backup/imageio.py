@@ -241,6 +241,16 @@ class Transfer:
         found = await self._run("dirty extents", lambda c: list(c.extents("dirty")))
         return [Extent(e.start, e.length, not e.zero) for e in found if e.dirty]
 
+    async def held_ranges(self) -> list[tuple[int, int]]:
+        """For a `shallow` transfer of one volume layer: the (start, length) ranges the layer itself holds, data and
+        zeros alike. imageio marks a range the layer does not hold as a hole (allocation depth 0: it would read from
+        the backing chain); a zero-write or discard in the layer is zero but no hole."""
+        found = await self._run("layer extents", lambda c: list(c.extents("zero")))
+        if any(e.hole is None for e in found):
+            raise ImageioError("extents say nothing of holes (an imageio older than 2.2): a volume layer's own "
+                               "ranges cannot be told from its backing chain's", url=self.url)
+        return [(e.start, e.length) for e in found if not e.hole]
+
     async def read(self, offset: int, length: int) -> bytearray:
         def get(c: _Client) -> bytearray:
             buf = bytearray(length)

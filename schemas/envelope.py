@@ -19,8 +19,8 @@ SCHEMA_MAJOR = 1
 # on read.results (a reader's report of a ticket imageio no longer knows); 1.6: ChunkData.codec "zstd+gcm" and
 # "none+gcm" (an encrypted repository's sealed chunks); 1.7: PolicyEvent on policy.events (a backup policy's
 # changes, with who made them); 1.8: RepositoryEvent on repository.events (what prune, forget and gc deleted,
-# why, and protection set or lifted).
-SCHEMA_MINOR = 8
+# why, and protection set or lifted); 1.9: BackupRequest.strategy (cbt, or snapshot: disk image transfer).
+SCHEMA_MINOR = 9
 
 _REGISTRY: dict[str, type["Record"]] = {}
 

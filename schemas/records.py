@@ -32,6 +32,9 @@ class BackupRequest(Record):
     requested_by: str = "cli"
     requested_at: float
     policy: str | None = None
+    # 1.9: how to back it up: "cbt" (the engine's incremental backup, checkpoints) or "snapshot" (a VM snapshot kept
+    # on the engine, its volumes downloaded through imageio). Absent in an older request: cbt.
+    strategy: Literal["cbt", "snapshot"] = "cbt"
 
 
 BackupEventKind = Literal[

@@ -42,10 +42,10 @@ async def submit(settings: Settings, requests_topic, events_topic, request, key:
 
 
 async def request_backup(settings: Settings, vm: str, mode: str, exclude: list[str], quiesce: bool,
-                         wait: bool, timeout: float) -> tuple[int, BackupEvent | None]:
+                         wait: bool, timeout: float, strategy: str = "cbt") -> tuple[int, BackupEvent | None]:
     """Exit code and, with `wait`, the backup's final event."""
     request = BackupRequest(request_id=str(uuid.uuid4()), vm=vm, mode=mode, exclude_disks=exclude,
-                            quiesce=quiesce, requested_by="cli", requested_at=time.time())
+                            quiesce=quiesce, requested_by="cli", requested_at=time.time(), strategy=strategy)
     return await submit(settings, BACKUP_REQUESTS, BACKUP_EVENTS, request, vm, wait, timeout, _summary)
 
 

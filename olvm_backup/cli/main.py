@@ -43,7 +43,7 @@ def _backup(settings, args) -> int:
     from .jobs import request_backup
 
     rc, _ = asyncio.run(request_backup(settings, args.vm, args.mode, args.exclude, not args.no_quiesce, args.wait,
-                                       args.timeout))
+                                       args.timeout, strategy=args.strategy))
     return rc
 
 
@@ -316,11 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show what runs and where; exit 0 only when every part answers")
     status.set_defaults(func=_status)
 
-    backup = sub.add_parser("backup", help="back a VM up (CBT: full, then incremental)")
+    backup = sub.add_parser("backup", help="back a VM up (full, then incremental)")
     backup.add_argument("vm", help="VM name or id")
     backup.add_argument("--mode", choices=["auto", "full", "incremental"], default="auto",
                         help="auto (default): incremental from the last restore point when possible")
     backup.add_argument("--exclude", action="append", default=[], metavar="DISK", help="disk name or id to skip")
+    backup.add_argument("--strategy", choices=["cbt", "snapshot"], default="cbt",
+                        help="cbt (default): the engine's incremental backup (checkpoints); snapshot: a VM snapshot "
+                             "kept on the engine, its volumes downloaded (incrementals read the layers written since)")
     backup.add_argument("--no-quiesce", action="store_true",
                         help="do not require the guest's file systems frozen (the engine still freezes them if it can)")
     backup.add_argument("--wait", action="store_true", help="follow progress until the backup ends")

@@ -177,16 +177,24 @@ async def _finalize_quietly(engine: Engine, vm_id: str, backup_id: str) -> None:
 
 
 async def open_transfer(engine: Engine, disk_id: str, backup_id: str | None, *, direction: str = "download",
-                        inactivity_timeout: int = INACTIVITY_TIMEOUT) -> TransferInfo:
+                        inactivity_timeout: int = INACTIVITY_TIMEOUT, volume: str | None = None,
+                        shallow: bool | None = None, correlation_id: str | None = None) -> TransferInfo:
+    """A transfer of the disk (of an engine backup's view with `backup_id`), or of one of its volumes, a disk
+    snapshot, with `volume`: the chain up to it, or with `shallow` that volume's own layer only."""
     service = lambda: engine.system.image_transfers_service()
 
     def add() -> types.ImageTransfer:
         return service().add(types.ImageTransfer(
-            disk=types.Disk(id=disk_id), backup=types.Backup(id=backup_id) if backup_id else None,
+            disk=types.Disk(id=disk_id) if volume is None else None,
+            snapshot=types.DiskSnapshot(id=volume) if volume is not None else None, shallow=shallow,
+            backup=types.Backup(id=backup_id) if backup_id else None,
             direction=types.ImageTransferDirection(direction), format=types.DiskFormat.RAW,
-            inactivity_timeout=inactivity_timeout, timeout_policy=types.ImageTransferTimeoutPolicy.CANCEL))
+            inactivity_timeout=inactivity_timeout, timeout_policy=types.ImageTransferTimeoutPolicy.CANCEL),
+            query={"correlation_id": correlation_id} if correlation_id else None)
 
-    t = await engine.call(add, what=f"open a {direction} transfer of disk {disk_id}", policy=ENGINE_START)
+    of = f"disk {disk_id}" if volume is None else f"volume {volume} of disk {disk_id}" + (" (its layer only)"
+                                                                                        if shallow else "")
+    t = await engine.call(add, what=f"open a {direction} transfer of {of}", policy=ENGINE_START)
     try:
         t = await engine.wait_for(
             lambda: service().image_transfer_service(t.id).get(),

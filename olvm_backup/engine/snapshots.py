@@ -126,7 +126,8 @@ async def wait_ok(engine: Engine, vm_id: str, snapshot_id: str, deadline: float 
 
 
 async def remove_snapshot(engine: Engine, vm_id: str, snapshot_id: str, *, prefix: str,
-                          correlation_id: str | None = None, deadline: float = REMOVE_DEADLINE) -> bool:
+                          correlation_id: str | None = None, deadline: float = REMOVE_DEADLINE,
+                          policy: RetryPolicy = ENGINE_SNAPSHOT) -> bool:
     """Remove one of our snapshots (its description starts with `prefix`, else NotOurs) and wait until the engine
     lists it no more (the merge runs after the call answers). True once gone; a snapshot already gone counts as
     removed, so a retry is harmless. A snapshot still locked (being created, or another removal) is retried."""
@@ -140,7 +141,7 @@ async def remove_snapshot(engine: Engine, vm_id: str, snapshot_id: str, *, prefi
             raise NotOurs("the VM's active state is no snapshot to remove", snapshot_id=snapshot_id, vm_id=vm_id,
                           description=s.description)
         await engine.call(lambda: svc().remove(query=_query(correlation_id)),
-                          what=f"remove snapshot {snapshot_id} of VM {vm_id}", policy=ENGINE_SNAPSHOT)
+                          what=f"remove snapshot {snapshot_id} of VM {vm_id}", policy=policy)
         await engine.wait_for(lambda: svc().get(), lambda _: False, what=f"snapshot {snapshot_id} of VM {vm_id} to go",
                               deadline=deadline)
     except EngineNotFound:
@@ -150,7 +151,9 @@ async def remove_snapshot(engine: Engine, vm_id: str, snapshot_id: str, *, prefi
 
 async def snapshot_ovf(engine: Engine, vm_id: str, snapshot_id: str) -> str:
     """The VM's configuration as the snapshot froze it (the OVF a restore recreates the VM from)."""
-    s = await engine.call(lambda: _snapshots(engine, vm_id).snapshot_service(snapshot_id).get(all_content=True),
+    # SnapshotService.get has no all_content argument in the SDK; the engine reads the query parameter all the same.
+    s = await engine.call(lambda: _snapshots(engine, vm_id).snapshot_service(snapshot_id).get(
+        query={"all_content": "true"}),
                           what=f"read the OVF of snapshot {snapshot_id} of VM {vm_id}")
     init = s.initialization
     data = init.configuration.data if init is not None and init.configuration is not None else None

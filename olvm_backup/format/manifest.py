@@ -19,8 +19,10 @@ from .diskmap import DiskMap
 
 MANIFEST_MAJOR = 1
 # 1.1: `chunk_hash` says what chunk names are (1.0 had none: SHA-256); 1.2: `consistency`; 1.3: `chunk_hash`
-# `blake3-keyed` and codecs ending `+gcm` (an encrypted repository's, whose manifests are sealed objects)
-MANIFEST_MINOR = 3
+# `blake3-keyed` and codecs ending `+gcm` (an encrypted repository's, whose manifests are sealed objects);
+# 1.4: `strategy`, `snapshot_id` and `snapshot_description` (the snapshot
+# strategy's kept snapshot), a disk's `volume` and `layers`
+MANIFEST_MINOR = 4
 
 
 class ManifestError(BackupError):
@@ -55,6 +57,10 @@ class DiskRecord:
     bytes_read: int = 0
     bytes_new: int = 0
     logical_name: str | None = None
+    # The snapshot strategy (1.4): the disk's volume in the backup's snapshot, and the volumes an incremental read
+    # (written since the parent's snapshot, oldest first).
+    volume: str | None = None
+    layers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -77,6 +83,10 @@ class Manifest:
     vm: dict[str, Any] = field(default_factory=dict)  # cpu, memory, os, nics... as read from the engine
     chunk_hash: str = CHUNK_HASH     # the hash chunk names are made with ("sha256" in format 1.0)
     consistency: str = ""            # the guest's file systems: frozen, crash-consistent, at rest, unknown ("" < 1.2)
+    strategy: str = "cbt"            # how it was taken: "cbt" or "snapshot" (absent before 1.4: cbt)
+    snapshot_id: str | None = None   # the snapshot strategy's VM snapshot kept on the engine for the next incremental
+    snapshot_description: str = ""  # its description on the engine ("olvm-backup <backup id> ..."); its correlation id
+                                     # is the backup id
 
     def disk(self, key: str) -> DiskRecord:
         for d in self.disks:

@@ -65,4 +65,5 @@ def backup_request(policy: Policy, vm: VmView, *, mode: BackupMode = "auto", cau
         requested_by=requested_by or f"policy {policy.name}: {cause}",
         requested_at=now,
         policy=policy.name,
+        strategy=policy.strategy,
     )

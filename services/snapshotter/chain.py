@@ -19,6 +19,9 @@ class DiskPlan:
     incremental: bool
     reason: str          # why full, when it is
     parent: DiskRecord | None
+    # The snapshot strategy (layers.py): the volume downloaded, and for an incremental the layers it reads.
+    volume: str | None = None
+    layers: tuple[str, ...] = ()
 
 
 def select_disks(disks: list[DiskInfo], exclude: Iterable[str]) -> tuple[list[DiskInfo], list[DiskInfo]]:

@@ -17,6 +17,7 @@ from schemas import BackupRequest
 from schemas.topics import BACKUP_EVENTS
 
 from .job import BackupJob, Context
+from .snapjob import SnapshotBackupJob
 from .journal import JournalEntry, JournalError, decode_journal, process_name
 from .journal import PREFIX as JOURNALS
 from .once import Duplicate, MarkerState, RequestMarker, decode_marker, duplicate_event, encode_marker, marker_key
@@ -79,4 +80,5 @@ async def run_once(ctx: Context, request: BackupRequest) -> Manifest | None:
                  duplicate.marker.backup_id, duplicate.marker.state)
         await ctx.bus.publish(BACKUP_EVENTS, duplicate_event(request, duplicate, time.time()), key=request.request_id)
         return None
-    return await BackupJob(ctx, request, marking=Marking(ctx.store, request.request_id)).run()
+    job = SnapshotBackupJob if request.strategy == "snapshot" else BackupJob
+    return await job(ctx, request, marking=Marking(ctx.store, request.request_id)).run()

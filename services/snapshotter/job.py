@@ -30,6 +30,7 @@ from olvm_backup.format.manifest import DiskRecord, Location, Manifest
 from olvm_backup.imageio import Transfer
 from olvm_backup.kafka import Bus
 from olvm_backup.objectstore import ObjectStore
+from olvm_backup.planning import Extent
 from olvm_backup.stack.space import check_room
 from olvm_backup.concurrency import side_by_side
 from schemas import BackupEvent, BackupRequest, ReadTask, StoreFault, TaskResult
@@ -38,7 +39,7 @@ from schemas.topics import BACKUP_EVENTS, READ_TASKS
 from . import outcome
 from .chain import DiskPlan, build_map, choose_checkpoint, plan_disk, select_disks
 from .hooks import run_hook
-from .journal import Journal, JournalEntry, process_name
+from .journal import Journal, JournalEntry, process_name, snapshots_left
 from .plan import OpenDisk, plan_reads
 from .quiesce import Consistency, plan_consistency
 from .reopen import Reopener
@@ -132,6 +133,7 @@ class BackupJob:
         entry = journal.entry
         left = [f"transfer {t}" for t in entry.transfers] + ([f"backup {entry.engine_backup}"]
                                                             if entry.engine_backup else [])
+        left += [f"snapshot {s}" for s in snapshots_left(entry)]
         if not left:
             return ""  # all closed; only the journal's deletion waits for the store (the janitor does it)
         return (f"; the engine did not close what this backup holds open ({', '.join(left)}): the snapshotter "
@@ -175,13 +177,7 @@ class BackupJob:
                                                       engine_backup=self.backup_id, owner=process_name()))
             self.journal = journal
             await journal.save()  # before the engine backup exists: a crash from here on is cleaned up
-            # After the journal is visible (garbage collection waits for the backups it lists): packs a collection
-            # condemned are not deduplicated against (schemas/FORMAT.md, "Garbage collection").
-            dropped, back = ctx.index.exclude(await gc.condemned_packs(ctx.store))
-            if dropped or back:  # and where a repack may have moved chunks, or what a spared pack holds
-                learned = await ctx.index.refresh(ctx.store)
-                log.info("backup %s: %d chunks in packs being garbage-collected are not deduplicated against, "
-                         "%d spared pack(s) back (%d pack indexes read)", self.backup_id, dropped, back, learned)
+            await self._exclude_condemned()
         heartbeat = asyncio.create_task(journal.keep_alive(), name=f"journal {self.backup_id}")
         try:
             manifest = await self._with_engine_backup(vm, disks, excluded, previous, from_checkpoint, full_reason,
@@ -194,6 +190,16 @@ class BackupJob:
         # Before "completed": a next backup asked for on completion would find the VM locked by the removals.
         await tidy_checkpoints(ctx.engine, vm.vm_id, manifest.to_checkpoint, lambda text: self.event("progress", text))
         return manifest
+
+    async def _exclude_condemned(self) -> None:
+        """After the journal is visible (garbage collection waits for the backups it lists): packs a collection
+        condemned are not deduplicated against (schemas/FORMAT.md, "Garbage collection")."""
+        ctx = self.ctx
+        dropped, back = ctx.index.exclude(await gc.condemned_packs(ctx.store))
+        if dropped or back:  # and where a repack may have moved chunks, or what a spared pack holds
+            learned = await ctx.index.refresh(ctx.store)
+            log.info("backup %s: %d chunks in packs being garbage-collected are not deduplicated against, "
+                     "%d spared pack(s) back (%d pack indexes read)", self.backup_id, dropped, back, learned)
 
     async def _with_engine_backup(self, vm, disks, excluded, previous, from_checkpoint, full_reason,
                                   journal: Journal) -> Manifest:
@@ -253,9 +259,10 @@ class BackupJob:
         # Entered before the transfers, so left after them: on failure readers lose their transfer first and
         # stop reading, then the topics go (a reader still publishing then gets TopicGone and gives up).
         topics = await transfers.enter_async_context(ChunkTopics(ctx.settings.kafka, self.backup_id))
+        by_id = {p.disk.disk_id: p for p in plans}
 
         async def open_journaled(disk_id: str) -> cbt.TransferInfo:
-            transfer = await cbt.open_transfer(ctx.engine, disk_id, engine_backup)
+            transfer = await self._open_transfer(by_id[disk_id], engine_backup)
             # Registered as soon as it is open (no await in between): a failed sibling cancels this task, and
             # the exit stack then cancels this transfer on the engine.
             journal.entry.transfers.append(transfer.transfer_id)
@@ -350,10 +357,7 @@ class BackupJob:
             await ctx.tracker.all_read(self.backup_id)
             with self.steps.step("engine release"):
                 await side_by_side(*(self._finalize_transfer(journal, t) for t in list(journal.entry.transfers)))
-                phase = await cbt.finalize_backup(ctx.engine, vm_id, engine_backup)
-                if phase != "succeeded":
-                    raise BackupError(f"the engine ended backup {engine_backup} {phase}: its checkpoint is not one "
-                                      "to build on, so this restore point is not committed")
+                await self._end_engine_backup(vm_id, engine_backup)
 
         await side_by_side(drain(), release_engine())
         by_disk: dict[str, list[TaskResult]] = {p.disk.disk_id: [] for p in plans}
@@ -395,7 +399,26 @@ class BackupJob:
         async with Transfer(transfer.transfer_url, transfer.proxy_url, ca_file=engine.ca_file,
                             insecure=engine.insecure, local_socket=engine.imageio_local_socket,
                             connections=1) as imageio:
-            return OpenDisk(plan, transfer, await imageio.extents(plan.incremental), imageio.max_readers)
+            return OpenDisk(plan, transfer, await self._extents(plan, imageio), imageio.max_readers)
+
+    # What the snapshot strategy (snapjob.py) does its own way: how a disk's transfer opens, what of it is read, how
+    # the engine's side ends once every task is read.
+
+    async def _open_transfer(self, plan: DiskPlan, engine_backup: str | None) -> cbt.TransferInfo:
+        return await cbt.open_transfer(self.ctx.engine, plan.disk.disk_id, engine_backup)
+
+    async def _extents(self, plan: DiskPlan, imageio: Transfer) -> list[Extent]:
+        return await imageio.extents(plan.incremental)
+
+    async def _end_engine_backup(self, vm_id: str, engine_backup: str | None) -> None:
+        phase = await cbt.finalize_backup(self.ctx.engine, vm_id, engine_backup)
+        if phase != "succeeded":
+            raise BackupError(f"the engine ended backup {engine_backup} {phase}: its checkpoint is not one "
+                              "to build on, so this restore point is not committed")
+
+    def _manifest_fields(self) -> dict:
+        """The manifest's fields a strategy adds."""
+        return {}
 
     async def _finalize_transfer(self, journal: Journal, transfer_id: str) -> None:
         await cbt.finalize_transfer(self.ctx.engine, transfer_id)
@@ -418,7 +441,8 @@ class BackupJob:
                 bootable=d.bootable, active=d.active, sparse=d.sparse, storage_domain=d.storage_domain,
                 mode="incremental" if plan.incremental else "full", reason=plan.reason,
                 map=build_map(plan, disk_results), bytes_read=sum(r.bytes_read for r in disk_results),
-                bytes_new=sum(r.bytes_new for r in disk_results), logical_name=d.logical_name))
+                bytes_new=sum(r.bytes_new for r in disk_results), logical_name=d.logical_name,
+                volume=plan.volume, layers=list(plan.layers)))
         chunks: dict[str, Location] = {}
         for record in records:
             for digest in record.map.digests():
@@ -441,7 +465,8 @@ class BackupJob:
             from_checkpoint=backup.from_checkpoint, parent_backup=previous.backup_id if previous else None,
             ovf_key=ovf_key, request_id=self.request.request_id, requested_by=self.request.requested_by,
             disks=records, chunks=chunks, excluded_disks=[d.name for d in excluded], vm=vm.details,
-            consistency=self.consistency.code if self.consistency else "", chunk_hash=ctx.chunk_hash)
+            consistency=self.consistency.code if self.consistency else "", chunk_hash=ctx.chunk_hash,
+            **self._manifest_fields())
         await catalog.commit(ctx.store, manifest)
         await self.event("stored", f"restore point {self.backup_id} committed", bytes_total=self.bytes_total,
                          bytes_done=self.bytes_total)

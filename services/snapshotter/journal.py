@@ -27,9 +27,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Awaitable, Callable
 
 from olvm_backup.engine import Engine
+from olvm_backup.engine import snapshots
 from olvm_backup.engine.cbt import cancel_transfer, finalize_backup
 from olvm_backup.errors import BackupError
 from olvm_backup.objectstore import ObjectStore
+from olvm_backup.repository.catalog import manifest_key
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,8 @@ STALE_AFTER = 60.0   # a journal not refreshed for this long belongs to a snapsh
 # The journal's format: JSON of JournalEntry's fields and "v": [major, minor]. A newer minor may only add fields
 # (passed over here); journals written before it had a version have none and are 1.0.
 JOURNAL_MAJOR = 1
-JOURNAL_MINOR = 1  # 1.1: `ended`
+# 1.1: `ended`; 1.2: the snapshot strategy's `snapshot_of`, `snapshot`, `previous_snapshot`, `committed`
+JOURNAL_MINOR = 2
 
 
 class JournalError(BackupError):
@@ -57,9 +60,16 @@ class JournalEntry:
     owner: str = ""          # host:pid of the snapshotter running it
     alive_at: float = 0.0    # when its owner last saved it
     # How its job ended, once it has: "failed", or "interrupted" (its snapshotter stopped; the request runs
-    # again). Set, the job's event is out and any janitor closes what the journal still names. Added after 1.0:
-    # absent, the job was still running (or was killed).
+    # again), or "completed" (committed, with something left to close). Set, the job's event is out and any janitor
+    # closes what the journal still names. Added after 1.0: absent, the job was still running (or was killed).
     ended: str = ""
+    # The snapshot strategy (1.2): the description of the VM snapshot the job makes (set before it asks the engine),
+    # its id once the engine answered, the parent restore point's kept snapshot, and whether the manifest is written.
+    # Before the commit the new snapshot is what to remove; after it, the previous one.
+    snapshot_of: str = ""
+    snapshot: str = ""
+    previous_snapshot: str = ""
+    committed: bool = False
 
 
 def encode_journal(entry: JournalEntry) -> bytes:
@@ -156,8 +166,9 @@ async def running_backups(store: ObjectStore) -> list[str]:
 
 
 async def close_on_engine(engine: Engine, entry: JournalEntry) -> bool:
-    """Cancel the transfers and finalize the engine backup `entry` names, forgetting each once it has ended; True
-    when nothing is left open. Idempotent: what has ended already is only looked at."""
+    """Cancel the transfers and finalize the engine backup `entry` names, forgetting each once it has ended, and
+    remove the snapshot of ours it no longer needs; True when nothing is left open. Idempotent: what has ended
+    already is only looked at."""
     for transfer_id in list(entry.transfers):
         if await cancel_transfer(engine, transfer_id) and transfer_id in entry.transfers:
             entry.transfers.remove(transfer_id)
@@ -167,7 +178,44 @@ async def close_on_engine(engine: Engine, entry: JournalEntry) -> bool:
             entry.engine_backup = None
         except Exception as e:  # the engine is away: kept, tried again
             log.error("could not finalize engine backup %s: %s", entry.engine_backup, e)
-    return not entry.transfers and not entry.engine_backup
+    if not entry.transfers:  # a snapshot with a transfer still open on it cannot go yet
+        await _remove_snapshots(engine, entry)
+    return not entry.transfers and not entry.engine_backup and not snapshots_left(entry)
+
+
+def snapshots_left(entry: JournalEntry) -> list[str]:
+    """The snapshots the journal still has to remove (a description: one whose id the engine never told)."""
+    if entry.committed:
+        return [entry.previous_snapshot] if entry.previous_snapshot else []
+    return [entry.snapshot or entry.snapshot_of] if entry.snapshot or entry.snapshot_of else []
+
+
+async def _remove_snapshots(engine: Engine, entry: JournalEntry) -> None:
+    """Uncommitted, the job's own snapshot goes (found by its description when the job died before the engine told
+    its id); committed, the parent's kept one. Only ever a snapshot whose description names its backup."""
+    from .layers import backup_of, snapshot_prefix  # the strategy's naming, one place
+    try:
+        if entry.committed:
+            if entry.previous_snapshot:
+                found = {s.snapshot_id: s for s in await snapshots.list_snapshots(engine, entry.vm_id)}
+                old = found.get(entry.previous_snapshot)
+                owner = backup_of(old.description) if old is not None else None
+                if old is not None and owner:
+                    await snapshots.remove_snapshot(engine, entry.vm_id, old.snapshot_id,
+                                                    prefix=snapshot_prefix(owner), correlation_id=entry.backup_id)
+                entry.previous_snapshot = ""
+            return
+        if not (entry.snapshot or entry.snapshot_of):
+            return
+        prefix = snapshot_prefix(entry.backup_id)
+        mine = [s.snapshot_id for s in await snapshots.list_snapshots(engine, entry.vm_id)
+                if s.snapshot_id == entry.snapshot or s.description.startswith(prefix)]
+        for snapshot_id in mine:
+            await snapshots.remove_snapshot(engine, entry.vm_id, snapshot_id, prefix=prefix,
+                                            correlation_id=entry.backup_id)
+        entry.snapshot = entry.snapshot_of = ""
+    except Exception as e:  # the engine is away, or the snapshot stays locked: kept, tried again
+        log.error("backup %s: could not remove its snapshot of VM %s: %s", entry.backup_id, entry.vm_id, e)
 
 
 async def clean_leftovers(store: ObjectStore, engine: Engine,
@@ -194,7 +242,10 @@ async def clean_leftovers(store: ObjectStore, engine: Engine,
             entry.ended = "interrupted"
         else:
             log.info("closing what backup %s (%s) left open on the engine: %s", entry.backup_id, entry.ended,
-                     ", ".join([*entry.transfers, *filter(None, [entry.engine_backup])]) or "nothing")
+                     ", ".join([*entry.transfers, *filter(None, [entry.engine_backup]),
+                                *(f"snapshot {s}" for s in snapshots_left(entry))]) or "nothing")
+        if entry.snapshot_of and not entry.committed and await store.head(manifest_key(entry.vm_id, entry.backup_id)):
+            entry.committed = True  # killed between its commit and saying so: its snapshot is the one to keep
         if await close_on_engine(engine, entry):
             await store.delete(info.key)
             _mine.pop(entry.backup_id, None)

@@ -80,7 +80,7 @@ def test_a_malformed_policy_is_refused_naming_the_field_and_nothing_is_stored(tw
     cases = [
         (GOLD_YAML.replace('"0 2 * * 0"', '"0 2 * * sunday-ish"'), "policy gold: schedules[1].cron: "),
         (GOLD_YAML.replace('"web-.*"', '"web-("'), "policy gold: selection.include[1].name: bad regular expression"),
-        (GOLD_YAML + "strategy: proxy\n", "policy gold: strategy: 'proxy' is not available (cbt)"),
+        (GOLD_YAML + "strategy: proxy\n", "policy gold: strategy: 'proxy' is not available (cbt, snapshot)"),
         (GOLD_YAML.replace("Europe/Paris", "Europe/Atlantis", 1), "policy gold: schedules[0].timezone: unknown"),
         ("selection: [\n", "is not YAML"),
     ]
