@@ -46,10 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--snapshot")
     f = sub.add_parser("fault", help="arm a fault: transfer-fail, ticket-expire, backup-stall, engine-500, "
                                      "engine-drop, backup-finalize-fail, freeze-fail, checkpoint-remove-fail, "
-                                     "host-unreachable, drop-bitmaps (with --vm)")
+                                     "host-unreachable, drop-bitmaps (with --vm), snapshot-remove-fail, "
+                                     "snapshot-hold (with --seconds)")
     f.add_argument("kind")
     f.add_argument("--count", type=int, default=1)
     f.add_argument("--vm")
+    f.add_argument("--seconds", type=float, help="snapshot-hold: how much longer the next snapshot stays locked")
     for cmd in (w, c, f):
         cmd.add_argument("--data", type=Path, required=True, help="the data directory of the running simulator")
     return p
@@ -93,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "checksum":
             print(admin.checksum(args.vm, args.disk, args.snapshot))
         else:
-            print(json.dumps(admin.fault(args.kind, args.count, **({"vm": args.vm} if args.vm else {}))))
+            target = {**({"vm": args.vm} if args.vm else {}),
+                      **({"seconds": args.seconds} if args.seconds is not None else {})}
+            print(json.dumps(admin.fault(args.kind, args.count, **target)))
     except SimAdminError as e:
         print(f"olvm-sim: {e}", file=sys.stderr)
         return 1

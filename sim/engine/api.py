@@ -123,6 +123,7 @@ class Api:
         r.add_post(p + "/vms/{vm}/snapshots", self.add_snapshot)
         r.add_delete(p + "/vms/{vm}/snapshots/{id}", self.remove_snapshot)
         r.add_get(p + "/vms/{vm}/snapshots/{id}/disks", self.snapshot_disks)
+        r.add_post(p + "/vms/{vm}/snapshots/{id}/restore", self.restore_snapshot)
         r.add_get(p + "/vms/{vm}/backups", self.backups)
         r.add_get(p + "/vms/{vm}/backups/{id}", self.backups)
         r.add_post(p + "/vms/{vm}/backups", self.add_backup)
@@ -300,6 +301,13 @@ class Api:
             raise incomplete("Vm [initialization.configuration.type, initialization.configuration.data] required "
                              "for add")
         topology = body.cpu.topology if body.cpu is not None and body.cpu.topology is not None else None
+        if body.snapshots and config is None:  # a VM from a snapshot of another: its configuration and disks
+            vm = snapshots.add_vm_from_snapshot(
+                self.engine, snapshot_id=body.snapshots[0].id, name=body.name, cluster=cluster, memory=body.memory,
+                cpu={"sockets": topology.sockets or 1, "cores": topology.cores or 1, "threads": topology.threads or 1}
+                if topology else None, os_type=body.os.type if body.os is not None else None,
+                description=body.description, correlation_id=_correlation(request))
+            return _one(render.vm(vm), 201)
         tpl = self.templates.template_for_vm(body.template.id, body.template.name) \
             if body.template is not None and config is None else None
         vm = self.engine.add_vm(
@@ -501,6 +509,11 @@ class Api:
 
     async def remove_snapshot(self, request):
         self.engine.remove_snapshot(request.match_info["vm"], request.match_info["id"], _correlation(request))
+        return _action_ok()
+
+    async def restore_snapshot(self, request):
+        self.engine.vm(request.match_info["vm"])
+        snapshots.restore(self.engine, request.match_info["vm"], request.match_info["id"], _correlation(request))
         return _action_ok()
 
     async def snapshot_disks(self, request):

@@ -39,7 +39,9 @@ class Faults:
     transfer_fail: int = 0
     backup_stall: int = 0
     backup_finalize_fail: int = 0  # the next finalized backups end failed, their checkpoint removed
-    freeze_fail: int = 0  # the guest agent of the next backed-up running VMs cannot freeze their file systems
+    freeze_fail: int = 0  # the guest agent of the next frozen running VMs (backup or snapshot) cannot freeze them
+    snapshot_remove_fail: int = 0  # the next snapshot removals fail on the host: the snapshot stays, ok again
+    snapshot_hold: float = 0.0  # the next snapshot creation or removal stays locked this many seconds longer
     checkpoint_remove_fail: int = 0  # the next checkpoint removals fail on the host: the checkpoint stays
     engine_500: int = 0
     engine_drop: int = 0
@@ -51,6 +53,10 @@ class Faults:
             setattr(self, name, getattr(self, name) - 1)
             return True
         return False
+
+    def take_hold(self) -> float:
+        hold, self.snapshot_hold = self.snapshot_hold, 0.0
+        return hold
 
 
 class Engine:
@@ -196,8 +202,9 @@ class Engine:
 
     async def remove_vm(self, vm_id: str, detach_only: bool = False) -> None:
         vm = self.vm(vm_id)
-        if vm["status"] != "down":
+        if vm["status"] not in ("down", "image_locked"):
             raise conflict(f"Cannot remove VM. VM {vm['name']} is running")
+        snapshots.refuse_while_locked(self, vm, "remove", "VM")
         if self.running_backup(vm_id):
             raise conflict(f"Cannot remove VM. VM {vm['name']} is during a backup operation")
         disks = self.vm_disks(vm_id)
@@ -459,6 +466,7 @@ class Engine:
         vm = self.vm(vm_id)
         if not description:
             raise incomplete("Snapshot [description] required for add")
+        snapshots.refuse_while_locked(self, vm, "create", "Snapshot")
         if self.running_backup(vm_id):
             raise conflict(f"Cannot create Snapshot. VM {vm['name']} is during a backup operation")
         disks = [d for d, _ in self.vm_disks(vm_id)]
@@ -467,14 +475,12 @@ class Engine:
             if unknown:
                 raise failed(f"Cannot create Snapshot. Disks {sorted(unknown)} are not attached to the VM")
             disks = [d for d in disks if d["id"] in disk_ids]
-        locked = [d["name"] for d in disks if d["status"] != "ok"]
-        if locked:
-            raise conflict(f"Cannot create Snapshot. Disks {', '.join(locked)} are locked")
+        snapshots.refuse_locked_disks(disks, "create", "Snapshot")
         for d in disks:
             d["status"] = "locked"
         snap = self.state.put("snapshots", {
             "id": new_id(), "vm_id": vm_id, "description": description, "status": "locked", "type": "regular",
-            "date": now(), "persist_memorystate": persist_memorystate and vm["status"] == "up",
+            "op": "create", "date": now(), "persist_memorystate": persist_memorystate and vm["status"] == "up",
             "disks": [d["id"] for d in disks], "disk_snapshots": {d["id"]: d["image_id"] for d in disks},
             "ovf": self.ovf(vm)})
         for d in disks:  # the snapshot keeps the frozen volume's id; the new active volume gets a new one
@@ -487,12 +493,19 @@ class Engine:
     async def _take_snapshot(self, vm: dict, snap: dict, disks: list[dict], correlation_id: str | None) -> None:
         job = self.start_job(f"Creating VM Snapshot {snap['description']} for VM {vm['name']}", correlation_id)
         quiesce = vm["status"] == "up" and vm.get("guest_agent")
+        hold = self.faults.take_hold()
         ok = False
         async with self.vm_lock(vm["id"]):
             try:
                 if quiesce:
                     self.event(10900, f"Freeze of guest filesystems on VM {vm['name']} was initiated.",
                                vm_id=vm["id"], correlation_id=correlation_id)
+                    if self.faults.take("freeze_fail"):
+                        # LiveSnapshotAllowInconsistent (the default): the snapshot is taken without the freeze.
+                        quiesce = False
+                        self.event(10901, f"Failed to freeze guest filesystems on VM {vm['name']}. Note that using "
+                                          "the created snapshot might cause data inconsistency.", severity="warning",
+                                   vm_id=vm["id"], correlation_id=correlation_id)
                 for d in disks:
                     await asyncio.to_thread(self.store.create_snapshot, d["id"], snap["id"])
                 ok = True
@@ -500,12 +513,12 @@ class Engine:
                 if quiesce:
                     self.event(10902, f"Thaw of guest filesystems on VM {vm['name']} was initiated.",
                                vm_id=vm["id"], correlation_id=correlation_id)
-                await asyncio.sleep(self.hold())
+                await asyncio.sleep(self.hold() + hold)
                 for d in disks:
                     d["status"] = "ok"
                 if not ok:
                     snapshots.creation_failed(self, snap)
-                snap["status"] = "ok" if ok else "broken"
+                snap.update(status="ok" if ok else "broken", op=None)
                 self.end_job(job, ok)
                 self.event(68 if ok else 69, f"Snapshot '{snap['description']}' creation for VM '{vm['name']}' "
                            f"has been {'completed' if ok else 'failed'}.", vm_id=vm["id"],
@@ -516,8 +529,7 @@ class Engine:
         snap = self.get("snapshots", snapshot_id, "snapshot")
         if snap["vm_id"] != vm_id:
             raise not_found(f"snapshot {snapshot_id}")
-        if snap["status"] == "locked":
-            raise conflict(f"Cannot remove Snapshot. Snapshot {snap['description']} is locked")
+        snapshots.refuse_while_locked(self, vm, "remove", "Snapshot")
         if snap.get("attached_to"):
             raise conflict("Cannot remove Snapshot. Its disks are attached to another VM")
         if self.running_backup(vm_id):
@@ -525,21 +537,53 @@ class Engine:
         if any(x["snapshot_id"] in snap["disk_snapshots"].values() and x["phase"] not in TRANSFER_DONE
                for x in self.state.table("transfers").values()):
             raise conflict("Cannot remove Snapshot. A transfer of one of its disks is running")
-        snap["status"] = "locked"
+        disks = [self.state.get("disks", d) for d in snap["disks"] if d in self.state.table("disks")]
+        snapshots.refuse_locked_disks(disks, "remove", "Snapshot")
+        if snap["status"] == "locked":  # being removed (a snapshot without disks: no disk to find locked)
+            raise conflict(f"Cannot remove Snapshot. Snapshot {snap['description']} is locked")
+        if snap.get("cloning"):  # a VM is being made from it
+            raise conflict("Cannot remove Snapshot. Related operation is currently in progress. Please try again "
+                           "later.")
+        snap.update(status="locked", op="remove")
+        for d in disks:  # the merge locks the chain's images
+            d["status"] = "locked"
+        fail, hold = self.faults.take("snapshot_remove_fail"), self.faults.take_hold()
         self.event(342, f"Snapshot '{snap['description']}' deletion for VM '{vm['name']}' was initiated.",
                    vm_id=vm_id, correlation_id=correlation_id)
+        self.spawn(self._merge_snapshot(vm, snap, disks, fail, hold, correlation_id),
+                   f"remove snapshot {snap['description']}")
 
-        async def merge():
-            async with self.vm_lock(vm_id):
-                for disk_id in snap["disks"]:
-                    if disk_id in self.state.table("disks"):
-                        await asyncio.to_thread(self.store.remove_snapshot, disk_id, snapshot_id)
-                        snapshots.merged(self, snap, disk_id)
-                await asyncio.sleep(self.hold())
-                self.state.delete("snapshots", snapshot_id)
+    async def _merge_snapshot(self, vm: dict, snap: dict, disks: list[dict], fail: bool, hold: float,
+                              correlation_id: str | None) -> None:
+        job = self.start_job(f"Removing Snapshot {snap['description']} of VM {vm['name']}", correlation_id)
+        ok = False
+        try:
+            async with self.vm_lock(vm["id"]):
+                await asyncio.sleep(self.hold() + hold)
+                if fail:
+                    raise snapshots.MergeFailed("the host failed to merge the volumes (injected fault)")
+                for d in disks:
+                    await asyncio.to_thread(self.store.remove_snapshot, d["id"], snap["id"])
+                    snapshots.merged(self, snap, d["id"])
+                    # A disk merged leaves the snapshot even when the next one fails (the engine's partial removal).
+                    snap["disks"].remove(d["id"])
+                    del snap["disk_snapshots"][d["id"]]
+            ok = True
+        except Exception as e:
+            if not isinstance(e, snapshots.MergeFailed):
+                log.exception("removing snapshot %s of VM %s failed", snap["id"], vm["name"])
+        finally:
+            for d in disks:
+                d["status"] = "ok"
+            self.end_job(job, ok)
+            if ok:
+                self.state.delete("snapshots", snap["id"])
                 self.event(356, f"Snapshot '{snap['description']}' deletion for VM '{vm['name']}' has been "
-                                "completed.", vm_id=vm_id, correlation_id=correlation_id)
-        self.spawn(merge(), f"remove snapshot {snap['description']}")
+                                "completed.", vm_id=vm["id"], correlation_id=correlation_id)
+            else:  # the snapshot stays, usable again (RemoveSnapshotCommand.endVmCommand sets it OK)
+                snap.update(status="ok", op=None)
+                self.event(357, f"Failed to delete snapshot '{snap['description']}' for VM '{vm['name']}'.",
+                           severity="error", vm_id=vm["id"], correlation_id=correlation_id)
 
     # -- checkpoints ----------------------------------------------------------------------------------------
     def checkpoints(self, vm_id: str) -> list[dict]:
@@ -587,6 +631,7 @@ class Engine:
             raise conflict(f"Cannot backup VM. VM {vm['name']} status is {vm['status']}")
         if not disk_ids:
             raise incomplete("Backup [disks] required for add")
+        snapshots.refuse_while_locked(self, vm, "backup", "VM")
         if self.running_backup(vm_id):
             raise conflict(f"Cannot backup VM. VM {vm['name']} is during a backup operation")
         if backup_id and backup_id in self.state.table("backups"):
