@@ -45,11 +45,13 @@ def add_parsers(sub) -> None:
     serve.add_argument("--id", help=argparse.SUPPRESS)  # a detached export's id, chosen by the command that detaches
     serve.set_defaults(func=serve_command)
 
-    mount = sub.add_parser("mount", help="mount a restore point read-only (FUSE): DIR/<disk>.raw for every disk, "
-                           "until Ctrl-C or `fusermount3 -u DIR`")
+    mount = sub.add_parser("mount", help="mount a restore point read-only (FUSE): DIR/<disk>.raw for every disk "
+                           "(--files: and DIR/files/<disk>/<volume>/...), until Ctrl-C or `fusermount3 -u DIR`")
     mount.add_argument("restore_point", help="restore point (backup) id")
     mount.add_argument("dir", type=Path, help="an existing empty directory")
     mount.add_argument("--disk", action="append", default=[], metavar="DISK", help="only this disk (repeat)")
+    mount.add_argument("--files", action="store_true", help="also the files of the disks' file systems under "
+                       "DIR/files/<disk>/<volume>/ (as `olvm-backup files` names them; needs the 'files' extra)")
     mount.set_defaults(func=mount_command)
 
 
@@ -124,6 +126,6 @@ def mount_command(settings: Settings, args) -> int:
         print(f"  unmount with Ctrl-C or `fusermount3 -u {args.dir}`", flush=True)
 
     started = time.monotonic()
-    mount(settings, args.restore_point, args.dir, args.disk, ready)
+    mount(settings, args.restore_point, args.dir, args.disk, files=args.files, ready=ready)
     print(f"unmounted {args.dir} after {time.monotonic() - started:.0f}s", file=sys.stderr)
     return 0

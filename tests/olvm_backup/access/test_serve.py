@@ -219,19 +219,15 @@ def test_stop_cleans_up_after_a_killed_export(point, tmp_path):
     assert_nothing_left(settings, state, [nbd_port, iscsi_port])
 
 
-def test_mount_shows_each_disk_as_a_raw_file(point, tmp_path):
-    settings, backup_id, raw = point
-    where = tmp_path / "mnt"
+@contextlib.contextmanager
+def mounted(settings: Settings, backup_id: str, where: Path, *args: str):
+    """`olvm-backup mount` in its own process until the block ends, then SIGTERM: it must unmount and exit 0."""
     where.mkdir()
-    log = tmp_path / "mount.log"
-    mounting = start_foreground(settings, "mount", backup_id, str(where), log=log)
+    log = where.with_suffix(".log")
+    mounting = start_foreground(settings, "mount", backup_id, str(where), *args, log=log)
     try:
-        wait_for(lambda: (where / "root.raw").exists(), f"the mount ({log})")
-        assert os.listdir(where) == ["root.raw"]
-        assert (where / "root.raw").stat().st_size == len(raw)
-        assert sha((where / "root.raw").read_bytes()) == sha(raw)
-        with pytest.raises(OSError):
-            open(where / "root.raw", "r+b")
+        wait_for(lambda: "mounted read-only" in log.read_text(), f"the mount ({log})")
+        yield where
     finally:
         mounting.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -240,3 +236,33 @@ def test_mount_shows_each_disk_as_a_raw_file(point, tmp_path):
             subprocess.run(["fusermount3", "-u", "-z", str(where)])
     assert mounting.returncode == 0, log.read_text()
     assert not is_mounted(where)
+
+
+def test_mount_shows_each_disk_as_a_raw_file(point, tmp_path):
+    settings, backup_id, raw = point
+    with mounted(settings, backup_id, tmp_path / "mnt") as where:
+        assert os.listdir(where) == ["root.raw"]
+        assert (where / "root.raw").stat().st_size == len(raw)
+        assert sha((where / "root.raw").read_bytes()) == sha(raw)
+        with pytest.raises(OSError):
+            open(where / "root.raw", "r+b")
+
+
+def test_mount_with_files_shows_the_file_systems_files(point, tmp_path):
+    """An MBR disk with an ext4 partition: its files under files/<disk>/p1/, with their content, modes, owners,
+    mtimes and symlinks as the source tree has them."""
+    from tests.disk_images import described, ext4, partitioned, source_tree
+
+    settings, _, _ = point
+    tree = source_tree(tmp_path / "tree")
+    image = partitioned(tmp_path / "sys.img", 24 * MIB, "dos", [(20, ext4(tree, tmp_path / "fs.ext4"), "83", "")])
+    make_restore_point(settings, {"sys": image}, backup_id="rp-files")
+    with mounted(settings, "rp-files", tmp_path / "mnt", "--files") as where:
+        assert sorted(os.listdir(where)) == ["files", "sys.raw"]
+        assert os.listdir(where / "files" / "sys") == ["p1"]
+        root = where / "files" / "sys" / "p1"
+        seen = {path: what for path, what in described(root).items() if not path.startswith("lost+found")}
+        assert seen == described(tree)
+        assert (root / "home/hosts-link").read_bytes() == (tree / "etc/hosts").read_bytes()
+        with pytest.raises(OSError):
+            (root / "etc/hosts").write_bytes(b"changed")
