@@ -4,6 +4,7 @@ running VM with the message that says what to do, revert brings the disk back to
 makes a VM whose disk holds it."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 
@@ -12,10 +13,15 @@ import pytest
 
 from olvm_backup.cli.main import main
 from olvm_backup.config import Settings, to_environ
+from olvm_backup.policy.model import Policy
+from olvm_backup.policy.store import save_policy
+from olvm_backup.repository.sealedstore import open_sealed
+from olvm_backup.retention import Rules
 from tests.cli_env import olvm_environ
 from tests.conftest import plain_repository
 from tests.sim.conftest import module_sim, vm_by_name, vm_disks, wait_for, wait_gone
 from tests.sim_engine import engine_settings
+from tests.twins import MemoryBus
 
 MIB = 1024 * 1024
 
@@ -39,7 +45,16 @@ def olvm(sim, s3_settings, tmp_path, monkeypatch, capsys):
         rc = main(list(args))
         out, err = capsys.readouterr()
         return rc, out, err
+    run.settings = settings
     return run
+
+
+def save_policy_in(settings: Settings, policy: Policy) -> None:
+    """Stored as `policy create` stores it (its event goes to an in-memory bus: no broker in this module)."""
+    async def save() -> None:
+        async with open_sealed(settings) as (store, _):
+            await save_policy(store, MemoryBus(), policy, "alice@host")
+    asyncio.run(save())
 
 
 def user_snapshot(sim, vm_name: str, description: str) -> str:
@@ -110,6 +125,23 @@ def test_a_description_that_only_looks_like_ours_is_not_ours(sim, olvm):
         svc.snapshot_service(fake).remove()
         wait_gone(svc.snapshot_service(fake).get)
         conn.close()
+
+
+def test_policy_run_of_a_snapshot_policy_takes_and_keeps_only_its_own(sim, olvm):
+    users = user_snapshot(sim, "db1", "keep me")
+    rc, _, err = olvm("snapshots", "db1", "create", "--description", "by hand")
+    assert rc == 0, err
+    by_hand = {s["snapshot_id"] for s in listed(olvm, "db1") if s["ours"]}
+    policy = Policy(name="snaps", kind="hypervisor-snapshots", vms=["db1"], retention=Rules(last=1))
+    save_policy_in(olvm.settings, policy)
+    for _ in range(2):
+        rc, out, err = olvm("policy", "run", "snaps")
+        assert rc == 0, err
+        assert "VM db1: snapshot" in out and "taken (at rest)" in out
+    rows = listed(olvm, "db1")
+    mine = [s for s in rows if s["owner"] == "policy snaps"]
+    assert len(mine) == 1 and "policy snaps run by" in mine[0]["description"]  # keep-last 1 over its own
+    assert {s["snapshot_id"] for s in rows} == {users, mine[0]["snapshot_id"], *by_hand}  # the others untouched
 
 
 def test_revert_and_clone_refuse_a_running_vm_saying_what_to_do(sim, olvm):
