@@ -24,7 +24,7 @@ def tree(fs: str, tag: str) -> list[dict]:
     files = [
         {"path": "etc/hostname", "text": f"{tag}\n", "mode": "0644", "mtime": "2021-05-06T07:08:10Z"},
         {"path": "etc/secret.conf", "text": f"key={tag}\n", "mode": "0600", "mtime": 1600000000},
-        {"path": "data/blob.bin", "pattern": "random", "seed": len(tag) * 7 + 1, "size": "300KiB",
+        {"path": "data/blob.bin", "pattern": "random", "seed": int(sha256(tag.encode())[:8], 16), "size": "300KiB",
          "mtime": 1650000000},
         {"path": "data/nested/deeper/notes.txt", "pattern": "text", "text": f"notes of {tag} ", "size": 70000,
          "mode": "0640", "mtime": 1660000002},

@@ -95,14 +95,12 @@ def _root_mtime(tree: Path) -> int:
 def _fat(tree: Path, entries: list[dict], out: Path, uuid: str, label: str) -> None:
     volume_id = uuidlib.UUID(uuid).hex[:8]
     _run("mkfs.fat", "-i", volume_id, "-n", label[:11].upper(), str(out))
-    image = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}
-    for e in entries:
-        if e["type"] == "dir":
-            _run("mmd", "-i", str(out), "::/" + e["path"], env=image)
-    for e in entries:
-        if e["type"] == "file":
-            # -m keeps the file's modification time (mtools writes local time: TZ=UTC makes it the UTC time).
-            _run("mcopy", "-m", "-o", "-i", str(out), str(tree / e["path"]), "::/" + e["path"], env=image)
+    # -s -m: recursively, keeping files' and directories' modification times (mtools writes local time: TZ=UTC
+    # makes it the UTC time).
+    tops = sorted(p.name for p in tree.iterdir())
+    if tops:
+        _run("mcopy", "-s", "-m", "-i", str(out), *[str(tree / name) for name in tops], "::/",
+             env={"MTOOLS_SKIP_CHECK": "1"})
 
 
 @contextlib.contextmanager
