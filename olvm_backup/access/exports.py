@@ -283,22 +283,34 @@ def serve(settings: Settings, spec: ExportSpec, export_id: str, on_ready: Callab
             signal.signal(sig, handler)
 
 
+def spawn_cli(settings: Settings, argv: list[str], log_file: Path) -> subprocess.Popen:
+    """`olvm-backup <argv>` in a session of its own (a terminal's Ctrl-C does not reach it), its output in
+    `log_file`, the settings in its environment (their secrets included: never in arguments)."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OLVM_")}
+    env.update(to_environ(settings))
+    with open(log_file, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "olvm_backup.cli.main", *argv], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def tail(log_file: Path, lines: int = 10) -> str:
+    try:
+        return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
 def start_detached(settings: Settings, argv: list[str], export_id: str, timeout: float = 90.0) -> dict:
     """Run `olvm-backup <argv>` (a foreground serve of `export_id`) in its own session and return its state once
     ready. The settings go by environment (with their secrets; never in arguments)."""
     logs = logs_dir(settings, export_id)
-    logs.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OLVM_") and k != "OLVM_CONFIG"}
-    env.update(to_environ(settings))
-    with open(logs / "serve.log", "ab") as out:
-        child = subprocess.Popen([sys.executable, "-m", "olvm_backup.cli.main", *argv], stdin=subprocess.DEVNULL,
-                                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    child = spawn_cli(settings, argv, logs / "serve.log")
     path = state_file(settings, export_id)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            tail = "\n".join((logs / "serve.log").read_text(errors="replace").splitlines()[-10:])
-            raise ExportError(f"did not start:\n{tail}", export=export_id)
+            raise ExportError(f"did not start:\n{tail(logs / 'serve.log')}", export=export_id)
         with contextlib.suppress(OSError, ValueError):
             state = json.loads(path.read_text())
             if state.get("ready"):

@@ -50,6 +50,8 @@ def add_parsers(sub) -> None:
     mount.add_argument("restore_point", help="restore point (backup) id")
     mount.add_argument("dir", type=Path, help="an existing empty directory")
     mount.add_argument("--disk", action="append", default=[], metavar="DISK", help="only this disk (repeat)")
+    mount.add_argument("--detach", action="store_true", help="leave it mounted in the background (unmount with "
+                       "`fusermount3 -u DIR`)")
     mount.add_argument("--files", action="store_true", help="also the files of the disks' file systems under "
                        "DIR/files/<disk>/<volume>/ (as `olvm-backup files` names them; needs the 'files' extra)")
     mount.set_defaults(func=mount_command)
@@ -121,6 +123,9 @@ def list_exports(settings: Settings) -> int:
 def mount_command(settings: Settings, args) -> int:
     from ..access.mount import mount
 
+    if args.detach:
+        return _mount_detached(settings, args)
+
     def ready(names: list[str]) -> None:
         print(f"restore point {args.restore_point} mounted read-only on {args.dir}: {', '.join(names)}")
         print(f"  unmount with Ctrl-C or `fusermount3 -u {args.dir}`", flush=True)
@@ -128,4 +133,28 @@ def mount_command(settings: Settings, args) -> int:
     started = time.monotonic()
     mount(settings, args.restore_point, args.dir, args.disk, files=args.files, ready=ready)
     print(f"unmounted {args.dir} after {time.monotonic() - started:.0f}s", file=sys.stderr)
+    return 0
+
+
+def _mount_detached(settings: Settings, args, timeout: float = 90.0) -> int:
+    """The same mount in the background: returns once it is in place, or with its error."""
+    from ..access.mounts import is_mounted
+
+    where = args.dir.absolute()
+    argv = ["mount", args.restore_point, str(where), *(f"--disk={d}" for d in args.disk),
+            *(["--files"] if args.files else [])]
+    log = settings.data_dir / "logs" / "mounts" / f"{args.restore_point}-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    child = exports.spawn_cli(settings, argv, log)
+    deadline = time.monotonic() + timeout
+    while not (is_mounted(where) and "mounted read-only" in exports.tail(log)):
+        if child.poll() is not None:
+            print(f"olvm-backup: mount did not start:\n{exports.tail(log)}", file=sys.stderr)
+            return 1
+        if time.monotonic() > deadline:
+            child.terminate()
+            print(f"olvm-backup: mount not in place after {timeout:.0f}s; see {log}", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    print(exports.tail(log, 2))
+    print(f"  (pid {child.pid}, log {log})")
     return 0

@@ -198,6 +198,10 @@ def test_overlay_writes_survive_a_restart_and_the_restore_point_does_not_change(
     with open_image(settings, backup_id, "root") as image:  # the restore point itself: unchanged
         assert sha(image.pread(image.size, 0)) == sha(raw)
 
+    make_restore_point(settings, {"root": raw[:MIB]}, backup_id="rp-other", vm_id="vm2")
+    other = cli(settings, "serve", "rp-other", "--disk", "root", "--writable", "--overlay", str(overlay))
+    assert other.returncode == 1 and f"was made over {backup_id}/" in other.stderr, other.stderr
+
 
 def test_stop_cleans_up_after_a_killed_export(point, tmp_path):
     """The supervisor SIGKILLed: it stopped nothing. --stop kills what it left (qemu-nbd, nbdfuse, tgtd) and
@@ -239,13 +243,23 @@ def mounted(settings: Settings, backup_id: str, where: Path, *args: str):
 
 
 def test_mount_shows_each_disk_as_a_raw_file(point, tmp_path):
+    """Detached, then unmounted the way the README says: fusermount3 -u; the background process ends with it."""
     settings, backup_id, raw = point
-    with mounted(settings, backup_id, tmp_path / "mnt") as where:
+    where = tmp_path / "mnt"
+    where.mkdir()
+    started = cli(settings, "mount", backup_id, str(where), "--detach")
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout.split("(pid ")[1].split(",")[0])
+    try:
         assert os.listdir(where) == ["root.raw"]
         assert (where / "root.raw").stat().st_size == len(raw)
         assert sha((where / "root.raw").read_bytes()) == sha(raw)
         with pytest.raises(OSError):
             open(where / "root.raw", "r+b")
+    finally:
+        subprocess.run(["fusermount3", "-u", str(where)], check=True)
+    wait_for(lambda: not pid_alive(pid), "the mount's process to end")
+    assert not is_mounted(where)
 
 
 def test_mount_with_files_shows_the_file_systems_files(point, tmp_path):
