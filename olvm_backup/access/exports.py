@@ -185,7 +185,7 @@ class Export:
         self._stack.callback(process.stop)
         self.processes.append(process)
         process.start()
-        self._write_state(ready=False)
+        self._write_state()
 
     def start(self) -> "Export":
         spec = self.spec
@@ -219,8 +219,8 @@ class Export:
         except BaseException:
             self._stack.close()
             raise
-        self.state["ready"] = True
-        self._write_state(ready=True)
+        self.state["ready"] = True  # what a detaching `serve` waits for
+        self._write_state()
         return self
 
     def _start_iscsi(self, public: Address, disk_name: str) -> None:
@@ -241,7 +241,7 @@ class Export:
         self.state["iscsi"] = target.url
         self.state["iscsi_target"] = target.name
 
-    def _write_state(self, *, ready: bool) -> None:
+    def _write_state(self) -> None:
         self.state["children"] = [{"name": p.name, "pid": p.pid} for p in self.processes if p.pid]
         self.state["mounts"] = [str(m) for m in self.mounts]
         self.state["run_dir"] = str(self.run_dir)
