@@ -8,17 +8,18 @@ import time
 from pathlib import Path
 
 from ..access import exports
-from ..access.exports import Address, ExportError, ExportSpec
+from ..access.exports import Address, ExportSpec
 from ..config import Settings
+from ..errors import BackupError
 
 
 def add_parsers(sub) -> None:
     serve = sub.add_parser(
         "serve", help="serve a restore point disk over NBD (read-only; --writable keeps writes in an overlay file) "
         "and optionally iSCSI; --list, --stop ID",
-        description="Runs in the foreground until Ctrl-C or SIGTERM; --detach leaves it running (see --list, "
-        "--stop). Holes of the disk are reported as NBD base:allocation extents. The restore point itself never "
-        "changes.",
+        description="Runs in the foreground until Ctrl-C or SIGTERM; --detach leaves it running (see --list,\n"
+        "--stop). Holes of the disk are reported as NBD base:allocation extents. The restore point itself\n"
+        "never changes.",
         epilog="examples:\n"
         "  olvm-backup serve RP --disk root --listen tcp:0.0.0.0:10809 --detach\n"
         "  qemu-img convert -p -O qcow2 nbd://backup-host:10809 root.qcow2\n"
@@ -72,7 +73,7 @@ def serve_command(settings: Settings, args) -> int:
         print(f"stopped export {args.stop} (restore point {state['backup_id']} disk {state['disk']})")
         return 0
     if not args.restore_point or not args.disk:
-        raise ExportError("a restore point and --disk are needed (or --list, --stop ID)", export="serve")
+        raise BackupError("serve needs a restore point and --disk (or --list, or --stop ID)")
     spec = ExportSpec(args.restore_point, args.disk, args.listen, args.writable,
                       args.overlay.absolute() if args.overlay else None, args.iscsi, tuple(args.allow))
     spec.check()
