@@ -1,7 +1,8 @@
 """`olvm-backup snapshots VM ...` as an admin runs it (main() in process) against the simulator and moto: list tells
 ours from a user's, create records ours, remove refuses a user's snapshot without --force, revert and clone refuse a
 running VM with the message that says what to do, revert brings the disk back to the snapshot's content and clone
-makes a VM whose disk holds it."""
+makes a VM whose disk holds it; create --quiesce removes a snapshot the guest could not be frozen for; policy run of
+a snapshot policy keeps only its own."""
 from __future__ import annotations
 
 import asyncio
@@ -142,6 +143,18 @@ def test_policy_run_of_a_snapshot_policy_takes_and_keeps_only_its_own(sim, olvm)
     mine = [s for s in rows if s["owner"] == "policy snaps"]
     assert len(mine) == 1 and "policy snaps run by" in mine[0]["description"]  # keep-last 1 over its own
     assert {s["snapshot_id"] for s in rows} == {users, mine[0]["snapshot_id"], *by_hand}  # the others untouched
+
+
+def test_create_quiesce_removes_a_snapshot_the_guest_was_not_frozen_for(sim, olvm):
+    before = engine_snapshots(sim, "web1")
+    sim.fault("freeze-fail")
+    rc, out, err = olvm("snapshots", "web1", "create", "--quiesce")
+    assert rc == 1 and "VM web1" in err and "could not freeze" in err and "removed" in err
+    assert engine_snapshots(sim, "web1") == before
+    rc, out, err = olvm("snapshots", "web1", "create", "--quiesce")  # the fault was for one snapshot
+    assert rc == 0 and ", frozen)" in out, err
+    rc, _, err = olvm("snapshots", "web1", "remove", listed(olvm, "web1")[-1]["snapshot_id"])
+    assert rc == 0, err
 
 
 def test_revert_and_clone_refuse_a_running_vm_saying_what_to_do(sim, olvm):
