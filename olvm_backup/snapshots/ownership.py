@@ -4,6 +4,10 @@ A snapshot is ours when both say so: its description has our form, `olvm-backup 
 that correlation id is recorded in the repository (records.py) for the same VM. The description alone is not
 enough: anyone can type it in the administration portal. The correlation id is also the one sent with the create
 request, so the engine's events and jobs of the snapshot carry it too.
+
+The purpose always starts with "by " (taken by hand) or "policy " (a snapshot policy's slot), never with an id: the
+snapshot backup strategy's own snapshots are "olvm-backup <backup id> (request ...)" (services/snapshotter/
+layers.py), and it removes what it finds in that form, so the two never take each other's snapshots.
 """
 from __future__ import annotations
 

@@ -27,6 +27,15 @@ def test_ours_needs_the_form_and_the_recorded_correlation_id():
     assert owner_of(text, {}) == "" and owner_of("olvm-backup 1234 (request 5678)", {}) == "backup"
 
 
+def test_the_snapshot_backups_never_take_a_managed_snapshot_for_theirs():
+    """The snapshot backup strategy removes the snapshots it finds of its own form (services/snapshotter): ours by
+    hand or by policy must never be of that form, whatever the purpose words."""
+    from services.snapshotter.layers import backup_of
+
+    for purpose in ("policy hourly 2026-11-30T02:00Z", f"by alice@host: {CID}", "by root@vm"):
+        assert backup_of(describe(purpose, CID)) is None
+
+
 def test_a_policy_removes_only_its_own_snapshots_past_its_rules():
     cids = [new_correlation_id() for _ in range(6)]
     known = {c: SnapshotRecord("vm1", c, 0.0, "scheduler", "hourly") for c in cids[:4]}
