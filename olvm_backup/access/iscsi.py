@@ -120,6 +120,9 @@ class Target:
             self._tgtadm("--mode", "target", "--op", "delete", "--force", "--tid", str(TID), check=False)
             self._tgtadm("--mode", "sys", "--op", "delete", check=False)
         self.process.stop(timeout=3)
+        if self.process.proc is not None:  # tgtd leaves its control socket and lock behind
+            for leftover in (f"socket.{self.control_port}", f"socket.{self.control_port}.lock"):
+                (CONTROL_DIR / leftover).unlink(missing_ok=True)
 
     def __enter__(self) -> "Target":
         return self.start()
