@@ -26,7 +26,7 @@ def new_correlation_id() -> str:
 
 def describe(purpose: str, correlation_id: str) -> str:
     """The description our snapshot gets: `olvm-backup policy hourly-snaps 2026-11-30T02:00Z [<id>]`."""
-    text = f"{PREFIX} {purpose.strip()} [{correlation_id}]"
+    text = f"{PREFIX} {' '.join(purpose.split())} [{correlation_id}]"  # one line, whatever an admin typed
     if correlation_of(text) != correlation_id:
         raise ValueError(f"{correlation_id!r} is not a correlation id (a UUID in lower case)")
     return text

@@ -22,6 +22,7 @@ def test_ours_needs_the_form_and_the_recorded_correlation_id():
     assert not is_ours("before the upgrade", {CID}) and correlation_of("olvm-backup x [not-a-uuid]") is None
     with pytest.raises(ValueError):
         describe("x", "not-a-uuid")
+    assert correlation_of(describe("by alice@host: two\nlines ]", CID)) == CID
     record = SnapshotRecord("vm1", CID, 0.0, "scheduler", "hourly")
     assert owner_of(text, {CID: record}) == "policy hourly"
     assert owner_of(text, {}) == "" and owner_of("olvm-backup 1234 (request 5678)", {}) == "backup"
