@@ -43,7 +43,8 @@ BACKUP_REQUESTS = Topic("backup.requests", "VM name or id (one VM's requests sta
                         "CLI, schedules, tag triggers", "snapshotter (group), auditor (group)", 7 * DAY_MS,
                         work=True)
 BACKUP_EVENTS = Topic("backup.events", "request id", (BackupEvent,),
-                      "snapshotter, readers, writers", "CLI (progress), auditor (group)", -1)
+                      "snapshotter, readers, writers, scheduler (snapshot policies)", "CLI (progress), auditor (group)",
+                      -1)
 READ_TASKS = Topic("read.tasks", "none (partitions in turn)", (ReadTask,), "snapshotter", "readers (group)", DAY_MS,
                    work=True)
 READ_RESULTS = Topic("read.results", "backup id", (TaskResult, TransferGone), "readers", "snapshotter", DAY_MS)
