@@ -326,7 +326,7 @@ class AccessSettings:
     """Reading restore points as disks and files (olvm_backup/access): `olvm-backup files`, mounts and network
     exports."""
 
-    cache_mb: int = setting(64, "OLVM_ACCESS_CACHE_MB",
+    cache_mb: int = setting(32, "OLVM_ACCESS_CACHE_MB",
                             "MiB of decoded chunks an open restore point disk keeps for re-reads (per disk open)",
                             check=at_least(4))
     readahead_mb: int = setting(16, "OLVM_ACCESS_READAHEAD_MB",

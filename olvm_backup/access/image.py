@@ -44,7 +44,7 @@ class RestorePointImage:
     Call pread/extents/stream from any thread but the loop's."""
 
     def __init__(self, store: ObjectStore, sealer: Sealer, manifest: Manifest, disk: DiskRecord, *,
-                 loop: asyncio.AbstractEventLoop | None = None, cache_bytes: int = 64 * MIB,
+                 loop: asyncio.AbstractEventLoop | None = None, cache_bytes: int = 32 * MIB,
                  readahead_bytes: int = 16 * MIB, parallel: int = 4) -> None:
         self.backup_id = manifest.backup_id
         self.name = disk.name

@@ -2,8 +2,8 @@
 the whole disk; each with what it holds (probe.py) or why it cannot be read.
 
 Volume names, as paths use them (`/<disk>/<volume>/...`):
-- `p1`, `p2`...: partition N of the disk's table (its number in the table, as Linux's sda1 / nvme0n1p1; a GPT
-  partition's name is shown beside it, not used: names repeat, "Linux filesystem" on every partition);
+- `p1`, `p2`...: partition N of the disk's table, numbered as Linux numbers it (sda1, nvme0n1p1; an MBR's logical
+  partitions from 5); a GPT partition's name is shown beside it, not used: names repeat ("Linux filesystem");
 - `fs`: a disk with no partition table and a file system (or LUKS, swap...) on the whole disk;
 - `<vg>-<lv>`: logical volume `lv` of volume group `vg`, as /dev/mapper names it (a '-' inside either name is
   doubled: vg `my-vg`, lv `root` is `my--vg-root`); listed on the disk that holds the group's first physical
@@ -65,14 +65,34 @@ def _head(opener: Callable[[], BinaryIO]) -> str:
     return identify(fh.read(HEAD))
 
 
-def _partitions(image: RestorePointImage) -> list[Any] | None:
-    """The partitions of the disk's table, or None when it has none dissect knows."""
+def _partitions(image: RestorePointImage) -> list[tuple[int, Any]] | None:
+    """(number, partition) of the disk's table, or None when it has none dissect knows."""
     disk_mod = dissect("volume.disk")
     try:
-        return disk_mod.Disk(image.stream()).partitions
+        disk = disk_mod.Disk(image.stream())
     except Exception as e:  # DiskError, or a parser tripping over a table it half knows
         log.debug("disk %s: no partition table: %s", image.name, e)
         return None
+    return _linux_numbers(disk)
+
+
+def _linux_numbers(disk: Any) -> list[tuple[int, Any]]:
+    """Partitions numbered as Linux numbers them: an MBR's primary ones by their slot (1-4), its logical ones (inside
+    an extended partition) 5, 6... in chain order; dissect counts the logical ones on from the extended's slot."""
+    if not isinstance(disk.scheme, dissect("volume.disk.schemes").MBR):  # GPT keeps a protective MBR: not this one
+        return [(p.number, p) for p in disk.partitions]
+    table = disk.scheme.mbr
+    sector = disk.sector_size
+    extended = [(e.sector_ofs * sector, (e.sector_ofs + e.sector_size) * sector)
+                for e in table.part if e.type in CONTAINERS]
+    out, logical = [], 5
+    for p in disk.partitions:
+        if any(start <= p.offset < end for start, end in extended):
+            out.append((logical, p))
+            logical += 1
+        else:
+            out.append((p.number, p))
+    return out
 
 
 def _size(part: Any) -> int:
@@ -99,7 +119,7 @@ def discover(images: Mapping[str, RestorePointImage]) -> dict[str, list[Volume]]
             continue
         if table is None:
             volumes.append(Volume(name, "fs", kind, image.size, whole, 0))
-        for part in table or ():
+        for number, part in table or ():
             if part.type in CONTAINERS or not part.size:
                 continue
             size = _size(part)
@@ -109,7 +129,7 @@ def discover(images: Mapping[str, RestorePointImage]) -> dict[str, list[Volume]]
                 kind, problem = _head(opener), ""
             except Exception as e:
                 kind, problem = "unknown", f"unreadable: {e}"
-            volumes.append(Volume(name, f"p{part.number}", kind, size, opener, part.offset, label, problem))
+            volumes.append(Volume(name, f"p{number}", kind, size, opener, part.offset, label, problem))
         pvs += [v for v in volumes if v.kind == "lvm2" and not v.problem]
         found[name] = volumes
     for disk, lvs in _logical_volumes(pvs):
