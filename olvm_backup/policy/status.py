@@ -34,6 +34,9 @@ class SchedulerStatus:
     # "last_result", "next").
     prunes: dict[str, dict[str, Any]] = field(default_factory=dict)
     gc: dict[str, Any] | None = None
+    # Hypervisor-snapshots policies (services/scheduler/snapshotting.py): the last slot run per policy ("at", "slot",
+    # "taken", "removed", "failed": VM names whose snapshot failed).
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_doc(self, now: datetime, written_at: float) -> dict[str, Any]:
         doc = asdict(self)
@@ -92,6 +95,15 @@ def _housekeeping(doc: dict[str, Any]) -> tuple[str, bool]:
             else:
                 said.append(f"{policy} {p.get('at')} ({p.get('removed', 0)} removed)")
         words += "; last prune " + ", ".join(said)
+    snaps = doc.get("snapshots") or {}
+    if snaps:
+        said = []
+        for policy, p in sorted(snaps.items()):
+            failed = p.get("failed") or []
+            trouble = trouble or bool(failed)
+            said.append(f"{policy} {p.get('at')} ({p.get('taken', 0)} taken, {p.get('removed', 0)} removed"
+                        + (f", FAILED for {', '.join(failed)}" if failed else "") + ")")
+        words += "; last snapshots " + ", ".join(said)
     gc = doc.get("gc")
     if gc:
         if gc.get("state") == "off":

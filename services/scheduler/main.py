@@ -61,7 +61,7 @@ class Leader:
         self.status = SchedulerStatus(instance=name, leader_since=clock.now(), clock=clock.describe())
         self.triggers = Triggers(settings, store, bus, self.engine, self.status, now=clock.now)
         self.housekeeper = Housekeeper(settings, store, bus, clock, self.status, name)
-        self.snapshots = SnapshotKeeper(store, bus, self.engine)
+        self.snapshots = SnapshotKeeper(store, bus, self.engine, self.status, clock.now)
         self._state: SchedulerState | None = None
         self._evaluated = 0.0
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from datetime import datetime
+from typing import Any, Callable
 
 from olvm_backup.engine.connection import Engine
 from olvm_backup.engine.vms import find_vm
 from olvm_backup.objectstore import ObjectStore
 from olvm_backup.policy.model import Policy
 from olvm_backup.policy.schedule import slot_text
+from olvm_backup.policy.status import SchedulerStatus
 from olvm_backup.policy.store import get_policy
 from olvm_backup.snapshots import records
 from olvm_backup.snapshots.steps import keep_policy_snapshots, take
@@ -39,10 +41,13 @@ ACTOR = "scheduler"
 
 
 class SnapshotKeeper:
-    def __init__(self, store: ObjectStore, bus: Any, engine: Engine) -> None:
+    def __init__(self, store: ObjectStore, bus: Any, engine: Engine, status: SchedulerStatus,
+                 now: Callable[[], datetime]) -> None:
         self.store = store
         self.bus = bus
         self.engine = engine
+        self.status = status
+        self.now = now  # the scheduler's clock
         self.tasks: dict[str, asyncio.Task] = {}  # by "policy/schedule/slot"
 
     @staticmethod
@@ -74,8 +79,11 @@ class SnapshotKeeper:
             log.warning("policy %s: the snapshots of slot %s are not taken: %s", fired.policy,
                         slot_text(fired.slot), e)
             return
+        note: dict[str, Any] = {"slot": fired.slot.isoformat(), "taken": 0, "removed": 0, "failed": []}
         for request in fired.requests:
-            await self._vm(policy, fired, request)
+            await self._vm(policy, fired, request, note)
+        note["at"] = self.now().isoformat()
+        self.status.snapshots = {**self.status.snapshots, policy.name: note}
 
     async def _publish(self, request: BackupRequest, kind: BackupEventKind, message: str, started: float,
                        **detail: Any) -> None:
@@ -90,7 +98,7 @@ class SnapshotKeeper:
         except Exception as e:  # the broker away: the run goes on, its log says what happened
             log.warning("could not publish the %s event of %s: %s", kind, request.request_id, e)
 
-    async def _vm(self, policy: Policy, fired: Fired, request: BackupRequest) -> None:
+    async def _vm(self, policy: Policy, fired: Fired, request: BackupRequest, note: dict[str, Any]) -> None:
         started = time.time()
         what = f"policy {policy.name}: snapshot of VM {request.vm}"
         try:
@@ -109,9 +117,12 @@ class SnapshotKeeper:
             raise
         except Exception as e:
             log.warning("%s failed: %s", what, e)
+            note["failed"].append(what.rsplit(" ", 1)[-1])
             await self._publish(request, "failed", f"{what} failed: {e}", started, error_type=type(e).__name__)
             return
         s = taken.snapshot
+        note["taken"] += 1
+        note["removed"] += len(removed)
         gone = f"; removed {len(removed)} older ({policy.retention.describe()})" if removed else ""
         log.info("%s: %s taken (%s)%s", what, s.snapshot_id, taken.consistency, gone)
         await self._publish(request, "completed", f"{what}: {s.snapshot_id} taken ({taken.consistency}){gone}",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from datetime import datetime, timedelta, timezone
 
 import ovirtsdk4.types as types
@@ -16,6 +17,7 @@ from olvm_backup.config import load_settings
 from olvm_backup.objectstore.memory import MemoryStore
 from olvm_backup.policy.model import Policy, Schedule
 from olvm_backup.policy.schedule import slot_text
+from olvm_backup.policy.status import summary
 from olvm_backup.policy.store import save_policy
 from olvm_backup.retention import Rules
 from olvm_backup.snapshots import records
@@ -79,6 +81,7 @@ async def test_a_week_of_daily_snapshots_with_keep_last_3_leaves_the_newest_thre
             now[0] = slot + timedelta(minutes=1)
             await leader.tick()
             await asyncio.wait_for(leader.snapshots.wait(), 120)
+        ok, said = summary(leader.status.to_doc(now[0], time.time()), time.time())
         # The last slot fired again (a failover before its state was written): its snapshot is recorded, none more.
         leader._state = leader._state.with_fired("snaps", "daily", slots[-2])
         await leader.tick()
@@ -102,6 +105,7 @@ async def test_a_week_of_daily_snapshots_with_keep_last_3_leaves_the_newest_thre
     assert sum(len(e.detail["removed"]) for e in done) == 4
     assert all(e.detail["policy"] == "snaps" and e.detail["consistency"] == "at rest" for e in done)
     assert "removed 1 older (keep-last 3)" in done[-1].message
+    assert ok and "last snapshots snaps 2024-03-10T03:01:00+00:00 (1 taken, 1 removed)" in said  # `status`
 
 
 def vm_id(sim, name: str) -> str:
