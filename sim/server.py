@@ -40,8 +40,9 @@ async def _recover(engine: Engine) -> None:
         if d["status"] == "locked":
             d["status"] = "ok" if engine.store.exists(d["id"]) else "illegal"
     for s in engine.state.table("snapshots").values():
-        if s["status"] == "locked":
+        if s["status"] in ("locked", "in_preview"):
             s["status"] = "ok"
+        s.update(op=None, cloning=0)  # no creation, removal, restore or copy runs any more
     settle(engine.state)
     engine.state.save()
 

@@ -121,6 +121,11 @@ def restore(engine, vm_id: str, snapshot_id: str, correlation_id: str | None) ->
     busy = [s["description"] for s in later if s.get("attached_to") or s.get("cloning")]
     if busy:
         raise conflict(f"Cannot preview Snapshot. Snapshots {', '.join(busy)} taken after it are in use")
+    from .engine import TRANSFER_DONE  # here: engine.py imports this module
+    moving = [d["name"] for d in disks if any(x["disk_id"] == d["id"] and x["phase"] not in TRANSFER_DONE
+                                              for x in engine.state.table("transfers").values())]
+    if moving:  # an export of one of their volumes is open: those volumes cannot go
+        raise conflict(f"Cannot preview Snapshot. Disks {', '.join(moving)} are being transferred")
     vm["status"] = "image_locked"
     snap["status"] = "in_preview"
     for d in disks:
@@ -195,7 +200,7 @@ def add_vm_from_snapshot(engine, *, snapshot_id: str, name: str | None, cluster:
                        memory=memory or config["memory"], cpu=cpu or config["cpu"], os_type=os_type or config["os"],
                        description=description if description is not None else config["description"],
                        correlation_id=correlation_id)
-    from .engine import _mac  # engine.py imports this module
+    from .engine import _mac  # here: engine.py imports this module
     vm["nics"] = [dict(n, id=new_id(), mac=_mac()) for n in config["nics"]]
     devices = {d["disk_id"]: d for d in config["disks"]}
     pairs = []
