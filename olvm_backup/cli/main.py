@@ -211,7 +211,8 @@ def _add_policy_parsers(sub) -> None:
         p = commands.add_parser(verb, help=what)
         p.add_argument("name", help="the policy's name")
         p.add_argument("vm", help="VM name or id")
-    run = commands.add_parser("run", help="back up every VM the policy holds now")
+    run = commands.add_parser("run", help="back up every VM the policy holds now (a hypervisor-snapshots policy: "
+                              "take their snapshots and apply its retention to them)")
     run.add_argument("name")
     run.add_argument("--mode", choices=["auto", "full", "incremental"], default=None,
                      help="default auto: incremental from each VM's last restore point when possible")
