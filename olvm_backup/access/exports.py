@@ -240,6 +240,7 @@ class Export:
         target.start()
         self.state["iscsi"] = target.url
         self.state["iscsi_target"] = target.name
+        self.state["tgtd_control_port"] = target.control_port
 
     def _write_state(self) -> None:
         self.state["children"] = [{"name": p.name, "pid": p.pid} for p in self.processes if p.pid]
@@ -360,6 +361,8 @@ def _clean_leftovers(state: dict) -> None:
             os.killpg(child["pid"], signal.SIGKILL)  # each child leads its own group
     for mount in state.get("mounts", []):
         unmount(Path(mount))
+    if state.get("tgtd_control_port"):
+        iscsi.remove_control_files(state["tgtd_control_port"])
     listen = Address.parse(state["listen"])
     if listen.unix is not None and listen.unix.is_socket() and not _nbd_answers(listen):
         listen.unix.unlink(missing_ok=True)

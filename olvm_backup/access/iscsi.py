@@ -68,6 +68,12 @@ def free_control_port() -> int:
     raise IscsiError("every tgtd control port tried is taken", target="-")
 
 
+def remove_control_files(control_port: int) -> None:
+    """What a stopped (or killed) tgtd leaves behind: its control socket and its lock file."""
+    for leftover in (f"socket.{control_port}", f"socket.{control_port}.lock"):
+        (CONTROL_DIR / leftover).unlink(missing_ok=True)
+
+
 @dataclass
 class Target:
     """tgtd serving `backing` (a file) as LUN 1 of `name` on host:port, to the initiators in `allow`."""
@@ -120,9 +126,8 @@ class Target:
             self._tgtadm("--mode", "target", "--op", "delete", "--force", "--tid", str(TID), check=False)
             self._tgtadm("--mode", "sys", "--op", "delete", check=False)
         self.process.stop(timeout=3)
-        if self.process.proc is not None:  # tgtd leaves its control socket and lock behind
-            for leftover in (f"socket.{self.control_port}", f"socket.{self.control_port}.lock"):
-                (CONTROL_DIR / leftover).unlink(missing_ok=True)
+        if self.process.proc is not None:
+            remove_control_files(self.control_port)
 
     def __enter__(self) -> "Target":
         return self.start()

@@ -3,6 +3,7 @@ nbdinfo over NBD, qemu-img over iSCSI (libiscsi), qemu-io writing, the kernel th
 the way an admin stops it (--stop, SIGTERM) and must leave no process, mount, port or state behind."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import hashlib
@@ -21,6 +22,8 @@ import pytest
 from olvm_backup.access.image import open_image
 from olvm_backup.access.mounts import is_mounted
 from olvm_backup.config import S3Settings, Settings, to_environ
+from olvm_backup.objectstore import open_store
+from olvm_backup.repository import keyring
 from olvm_backup.secret import Secret
 from olvm_backup.stack.processes import free_port, pid_alive, port_open
 from tests.restore_points import make_restore_point
@@ -120,6 +123,8 @@ def assert_nothing_left(settings: Settings, state: dict, ports: list[int]) -> No
     if state["listen"].startswith("unix:"):
         assert not Path(state["listen"][5:]).exists(), "the export's socket is left"
     assert not Path(state["run_dir"]).exists()
+    if state.get("tgtd_control_port"):
+        assert not list(Path("/var/run/tgtd").glob(f"socket.{state['tgtd_control_port']}*")), "tgtd's files are left"
 
 
 def test_read_only_export_over_nbd_and_iscsi(point, tmp_path):
@@ -140,10 +145,6 @@ def test_read_only_export_over_nbd_and_iscsi(point, tmp_path):
         refused = run("qemu-io", "-f", "raw", "-c", "write -P 0xaa 0 4096", uri)
         assert refused.returncode != 0 and "wrote" not in refused.stdout
         assert sha(nbd_bytes(uri, tmp_path)) == sha(raw)
-
-        secret = settings.s3.secret_key.reveal()
-        for pid in [state["pid"], *(child["pid"] for child in state["children"])]:
-            assert secret not in Path(f"/proc/{pid}/cmdline").read_text(), "a secret in process arguments"
 
         listed = cli(settings, "serve", "--list")
         row = next(line for line in listed.stdout.splitlines() if line.startswith(export_id))
@@ -201,6 +202,37 @@ def test_overlay_writes_survive_a_restart_and_the_restore_point_does_not_change(
     make_restore_point(settings, {"root": raw[:MIB]}, backup_id="rp-other", vm_id="vm2")
     other = cli(settings, "serve", "rp-other", "--disk", "root", "--writable", "--overlay", str(overlay))
     assert other.returncode == 1 and f"was made over {backup_id}/" in other.stderr, other.stderr
+
+
+def test_an_encrypted_restore_point_is_served_its_passphrase_never_in_arguments(point, tmp_path):
+    """The repository's passphrase reaches nbdkit by environment: the export reads the sealed chunks, and no
+    process of the export carries the passphrase (or the S3 keys) in its arguments."""
+    plain, _, raw = point
+    passphrase = f"pass-{uuid.uuid4().hex}"
+    settings = dataclasses.replace(
+        plain, s3=dataclasses.replace(plain.s3, bucket=f"b-{uuid.uuid4().hex[:12]}"),
+        repository=dataclasses.replace(plain.repository, password=Secret(passphrase)))
+
+    async def init() -> None:
+        async with open_store(settings.s3) as store:
+            await keyring.init_repository(store, settings.repository, n=2 ** 12)
+    asyncio.run(init())
+    make_restore_point(settings, {"root": raw}, backup_id="rp-sealed")
+    sock = tmp_path / "sealed.sock"
+    started = cli(settings, "serve", "rp-sealed", "--disk", "root", "--listen", f"unix:{sock}", "--detach")
+    assert started.returncode == 0, started.stderr + started.stdout
+    export_id = started.stdout.split()[1].rstrip(":")
+    state = export_state(settings, export_id)
+    try:
+        assert sha(nbd_bytes(f"nbd+unix:///?socket={sock}", tmp_path)) == sha(raw)
+        for pid in [state["pid"], *(child["pid"] for child in state["children"])]:
+            argv = Path(f"/proc/{pid}/cmdline").read_text()
+            for secret in (passphrase, settings.s3.secret_key.reveal(), settings.s3.access_key.reveal()):
+                assert secret not in argv, "a secret in process arguments"
+    finally:
+        stopped = cli(settings, "serve", "--stop", export_id)
+    assert stopped.returncode == 0, stopped.stderr
+    assert_nothing_left(settings, state, [])
 
 
 def test_stop_cleans_up_after_a_killed_export(point, tmp_path):
