@@ -18,7 +18,8 @@ WHEN = 1_600_000_000  # 2020-09-13: far from "now", so a copy that drops mtimes 
 
 def source_tree(root: Path, *, seed: int = 1, uid: int = 1000) -> Path:
     """A small tree: text files, a 2.5 MiB random file (several chunks), an owner other than root, modes 0600 and
-    0755, an empty directory, relative and absolute symlinks; every mtime set (WHEN plus a few seconds each)."""
+    0755, an empty directory, relative and absolute symlinks (to files and to a directory); every mtime set (WHEN
+    plus a few seconds each)."""
     rnd = random.Random(seed)
     files = {
         "etc/hosts": b"127.0.0.1 localhost\n10.0.0.5 db\n",
@@ -38,7 +39,8 @@ def source_tree(root: Path, *, seed: int = 1, uid: int = 1000) -> Path:
     (root / "srv/empty").mkdir(parents=True)
     os.symlink("../etc/hosts", root / "home/hosts-link")
     os.symlink("/etc/app/app.conf", root / "etc/app.conf")
-    for link in ("home/hosts-link", "etc/app.conf"):
+    os.symlink("../etc/app", root / "home/app-link")  # to a directory
+    for link in ("home/hosts-link", "etc/app.conf", "home/app-link"):
         os.utime(root / link, (WHEN + 100, WHEN + 100), follow_symlinks=False)
     if os.geteuid() == 0:
         for p in [root / "home/alice", *(root / "home/alice").rglob("*")]:

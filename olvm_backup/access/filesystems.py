@@ -49,6 +49,14 @@ class FileSystem:
     def children(self, node: Node) -> list[Node]:
         raise NotImplementedError
 
+    def child(self, node: Node, name: str) -> Node | None:
+        """The entry `name` of directory `node` (matched by case when the file system's guests do), or None."""
+        children = self.children(node)
+        exact = next((c for c in children if c.name == name), None)
+        if exact is not None or self.case_sensitive:
+            return exact
+        return next((c for c in children if c.name.lower() == name.lower()), None)
+
     def open(self, node: Node) -> BinaryIO:
         return node.ref.open()
 
@@ -68,6 +76,10 @@ class _InodeFileSystem(FileSystem):
     def children(self, node: Node) -> list[Node]:
         return [self._node(name, inode) for name, inode in sorted(node.ref.listdir().items())
                 if name not in (".", "..")]
+
+    def child(self, node: Node, name: str) -> Node | None:
+        inode = node.ref.listdir().get(name) if name not in (".", "..") else None  # one inode read, not the whole dir
+        return self._node(name, inode) if inode is not None else None
 
 
 class ExtFileSystem(_InodeFileSystem):

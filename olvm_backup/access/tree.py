@@ -167,11 +167,7 @@ class RestorePointFiles:
 
     @staticmethod
     def _child(fs: FileSystem, node: Node, name: str) -> Node | None:
-        children = fs.children(node)
-        exact = next((c for c in children if c.name == name), None)
-        if exact is not None or fs.case_sensitive:
-            return exact
-        return next((c for c in children if c.name.lower() == name.lower()), None)
+        return fs.child(node, name)
 
     def listdir(self, path: str) -> list[Item]:
         """What the directory at `path` holds (a symlink to one is followed)."""
@@ -200,10 +196,11 @@ class RestorePointFiles:
             return
         try:
             children = self.children(item)
-        except UnreadableVolume:
-            if skip_unreadable:
-                return
-            raise
+        except UnreadableVolume as e:
+            if not skip_unreadable:
+                raise
+            yield Item(item.path, replace(item.node, kind="volume", note=e.reason), item.volume)  # said, not entered
+            return
         for child in children:
             if child.kind == "volume":
                 yield child

@@ -137,6 +137,10 @@ def test_cat_and_find(env, capsysbinary):
     assert capsysbinary.readouterr().out == (env.tree / "home/alice/data/blob.bin").read_bytes()
     assert files("rp1", "cat", "/sys/p1/home/hosts-link") == 0  # through the symlink
     assert capsysbinary.readouterr().out == (env.tree / "etc/hosts").read_bytes()
+    assert files("rp1", "cat", "/sys/p1/home/app-link/app.conf") == 0  # a symlinked directory on the way
+    assert capsysbinary.readouterr().out == (env.tree / "etc/app/app.conf").read_bytes()
+    assert files("rp1", "cat", "/sys/p1/etc/app.conf") == 0  # an absolute target: from the volume's root
+    assert capsysbinary.readouterr().out == (env.tree / "etc/app/app.conf").read_bytes()
     assert files("rp1", "cat", "/efi/p1/ETC/APP/App.Conf") == 0  # FAT names match whatever their case
     assert capsysbinary.readouterr().out == (env.tree / "etc/app/app.conf").read_bytes()
     assert files("rp1", "find", "*.conf") == 0
