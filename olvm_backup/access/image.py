@@ -294,7 +294,8 @@ def opened_point(runner: LoopThread, settings: Settings, backup_id: str, use: st
     owner = runner.submit(own())
     try:
         opened = ready.result()
-    except BaseException:
+    except BaseException:  # it failed, or the wait was interrupted (Ctrl-C): let the owner end either way
+        runner.loop.call_soon_threadsafe(done.set)
         with contextlib.suppress(BaseException):
             owner.result()
         raise
