@@ -32,7 +32,11 @@ def merged(engine, snap: dict, disk_id: str) -> None:
     chain = chain_of(engine, disk_id)
     later = chain[chain.index(snap) + 1:] if snap in chain else []
     if later:
-        later[0]["disk_snapshots"][disk_id] = survivor
+        child = later[0]
+        # The child's OVF names its volumes: the engine rewrites it (updateVmConfigurationForImageChange).
+        if child.get("ovf"):
+            child["ovf"] = child["ovf"].replace(child["disk_snapshots"][disk_id], survivor)
+        child["disk_snapshots"][disk_id] = survivor
     elif disk_id in engine.state.table("disks"):
         engine.state.get("disks", disk_id)["image_id"] = survivor
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 
+from . import snapshots
 from .errors import conflict
 
 DEFAULT_STATE_DELAY = 0.5
@@ -27,6 +28,7 @@ def power(engine, vm_id: str, action: str, correlation_id: str | None) -> None:
     name, status = vm["name"], vm["status"]
     host = engine.state.table("hosts").get(engine.host_id(), {}).get("name", "host1")
     if action == "start":
+        snapshots.refuse_while_locked(engine, vm, "run", "VM")  # RunVm takes the VM's lock
         if status != "down":
             raise conflict(f"Cannot run VM. VM {name} is running")
         move = _next_move(engine, vm_id)

@@ -101,6 +101,8 @@ def test_restore_brings_the_disks_back_and_erases_later_snapshots(sim, connectio
     snaps = snapshots_service(connection, state["vm"])
     snaps.snapshot_service(state["s1"]).restore()
     assert svc.get().status == types.VmStatus.IMAGE_LOCKED
+    e = refused(svc.start)
+    assert e.code == 409 and "VM is locked" in str(e), e
     wait_for(svc.get, lambda v: v.status == types.VmStatus.DOWN, timeout=60, what="web1 restored")
     wait_for(snaps.list, lambda ss: all(s.snapshot_status == types.SnapshotStatus.OK for s in ss), timeout=60,
              what="snapshots settled")

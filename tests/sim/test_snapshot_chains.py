@@ -132,6 +132,10 @@ def test_merge_keeps_the_removed_snapshots_volume_id(sim, connection, state):
     assert sim.checksum("web1", DISK, snapshot=state["snap2"]) == content
     chain = {v.id: v for v in domain_volumes(connection, state["sd"]) if v.disk.id == state["disk"]}
     assert set(chain) == {state["v0"], state["v2"]} and chain[state["v2"]].parent.id == state["v0"]
+    # SnapshotService.get has no all_content argument: the query parameter asks for the OVF.
+    snap2 = snapshots_service(connection, state["vm"]).snapshot_service(state["snap2"])
+    ovf = snap2.get(query={"all_content": "true"}).initialization.configuration.data
+    assert state["v0"] in ovf and state["v1"] not in ovf  # the snapshot's configuration names its volume
     # The last snapshot merged into the active layer: the disk is back on the base volume's id.
     remove_snapshot(connection, state["vm"], state["snap2"])
     assert disk_now(connection, state["disk"]).image_id == state["v0"]
