@@ -11,10 +11,11 @@ Every engine step has a deadline (engine/snapshots.py, engine/snapshot_actions.p
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from ..config import Settings
 from ..engine.connection import Engine, EngineError, EngineNotFound
@@ -36,6 +37,15 @@ def _when(ts: float) -> str:
 
 async def _say(text: str) -> None:
     print(text, flush=True)
+
+
+@contextlib.contextmanager
+def naming(vm: VmInfo, what: str) -> Iterator[None]:
+    """An engine error in the block is said with the VM's name and what was being done."""
+    try:
+        yield
+    except EngineError as e:
+        raise SnapshotError(f"{what}: {e}", vm=vm.name) from e
 
 
 def pick(snaps: list[SnapshotInfo], wanted: str, vm: VmInfo) -> SnapshotInfo:
@@ -86,7 +96,8 @@ async def create(settings: Settings, vm_name: str, description: str, quiesce: bo
     async with Engine(settings.engine) as engine, open_sealed(settings) as (store, _):
         vm = await find_vm(engine, vm_name)
         purpose = f"by {who}" + (f": {description}" if description else "")
-        taken = await take(engine, store, vm, purpose=purpose, by=who, quiesce=quiesce, say=_say)
+        with naming(vm, "the snapshot was not taken"):
+            taken = await take(engine, store, vm, purpose=purpose, by=who, quiesce=quiesce, say=_say)
     s = taken.snapshot
     print(f"VM {vm.name}: snapshot {s.snapshot_id} created ({s.description!r}, {taken.consistency})")
     return 0
@@ -109,7 +120,8 @@ async def remove(settings: Settings, vm_name: str, wanted: str, force: bool) -> 
                   "removing it as asked (--force)")
         print(f"VM {vm.name}: removing snapshot {snap.snapshot_id}; the engine merges its layer, this can take a while",
               flush=True)
-        await drop(engine, store, vm.vm_id, snap, record, force=force)
+        with naming(vm, f"snapshot {snap.snapshot_id} was not removed"):
+            await drop(engine, store, vm.vm_id, snap, record, force=force)
     print(f"VM {vm.name}: snapshot {snap.snapshot_id} removed")
     return 0
 
@@ -145,7 +157,8 @@ async def revert_to(settings: Settings, vm_name: str, wanted: str, force: bool) 
             print(f"VM {vm.name}: the engine removes the {len(later)} snapshot(s) taken after it: "
                   + ", ".join(f"{s.snapshot_id} ({s.description!r})" for s in later))
         print(f"VM {vm.name}: reverting to snapshot {snap.snapshot_id} ({snap.description!r})", flush=True)
-        await revert(engine, vm.vm_id, vm.name, snap.snapshot_id, correlation_id=new_correlation_id())
+        with naming(vm, f"the revert to snapshot {snap.snapshot_id} failed"):
+            await revert(engine, vm.vm_id, vm.name, snap.snapshot_id, correlation_id=new_correlation_id())
         after, known = await ours_and_others(engine, store, vm.vm_id)
         await forget_gone(store, vm.vm_id, after, known)
     print(f"VM {vm.name}: reverted to snapshot {snap.snapshot_id} by {who}; it is down (start it when you want)")
@@ -164,8 +177,9 @@ async def clone_from(settings: Settings, vm_name: str, wanted: str, name: str, f
             raise SnapshotError("the engine does not say which cluster the VM is in", vm=vm.name)
         print(f"VM {vm.name}: cloning snapshot {snap.snapshot_id} ({snap.description!r}) into a new VM {name}; "
               "its disks are copied, this can take a while", flush=True)
-        new_id = await clone(engine, vm.vm_id, vm.name, snap.snapshot_id, name=name, cluster_id=cluster,
-                             correlation_id=new_correlation_id())
+        with naming(vm, f"the clone of snapshot {snap.snapshot_id} into VM {name} failed"):
+            new_id = await clone(engine, vm.vm_id, vm.name, snap.snapshot_id, name=name, cluster_id=cluster,
+                                 correlation_id=new_correlation_id())
     print(f"VM {vm.name}: snapshot {snap.snapshot_id} cloned into VM {name} ({new_id}), down")
     return 0
 

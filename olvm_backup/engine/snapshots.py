@@ -142,8 +142,11 @@ async def remove_snapshot(engine: Engine, vm_id: str, snapshot_id: str, *, prefi
                           description=s.description)
         await engine.call(lambda: svc().remove(query=_query(correlation_id)),
                           what=f"remove snapshot {snapshot_id} of VM {vm_id}", policy=policy)
+        # The engine locks the snapshot before the call answers; `ok` again means the merge failed and it stays.
         await engine.wait_for(lambda: svc().get(), lambda _: False, what=f"snapshot {snapshot_id} of VM {vm_id} to go",
-                              deadline=deadline)
+                              deadline=deadline,
+                              failed=lambda x: "the engine could not remove it: it is ok again, and stays (the "
+                              "engine's events on the VM say why)" if _value(x.snapshot_status) == "ok" else None)
     except EngineNotFound:
         pass
     return True

@@ -102,6 +102,11 @@ def test_create_list_and_remove_touch_only_ours_unless_forced(sim, olvm):
     rc, out, _ = olvm("snapshots", "db1", "list")
     assert rc == 0 and "yes" in out and "before the upgrade" in out
 
+    sim.fault("snapshot-remove-fail")  # the host fails the merge: said at once, and the snapshot stays ours
+    rc, _, err = olvm("snapshots", "db1", "remove", ours["snapshot_id"])
+    assert rc == 1 and "VM db1" in err and ours["snapshot_id"] in err and "could not remove it" in err
+    assert [s["ours"] for s in listed(olvm, "db1") if s["snapshot_id"] == ours["snapshot_id"]] == [True]
+
     rc, _, err = olvm("snapshots", "db1", "remove", users)
     assert rc == 1 and "VM db1" in err and users in err and "not made by olvm-backup" in err and "--force" in err
     assert users in engine_snapshots(sim, "db1")
