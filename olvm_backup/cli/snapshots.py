@@ -84,9 +84,11 @@ async def list_snapshots(settings: Settings, vm_name: str, as_json: bool = False
         print(f"VM {vm.name}: no snapshots")
         return 0
     print(f"VM {vm.name} ({vm.vm_id}, {vm.status}): {len(rows)} snapshot(s), oldest first")
-    print(f"{'snapshot':<36}  {'taken (UTC)':<19}  {'status':<7} {'ours':<4} {'owner':<20} disks  description")
+    # ours: yes (recorded: remove takes it), backup (a snapshot backup keeps it for the next incremental), or no
+    print(f"{'snapshot':<36}  {'taken (UTC)':<19}  {'status':<7} {'ours':<6} {'owner':<20} disks  description")
     for r in rows:
-        print(f"{r['snapshot_id']:<36}  {_when(r['date']):<19}  {r['status']:<7} {'yes' if r['ours'] else 'no':<4} "
+        ours = "yes" if r["ours"] else ("backup" if r["owner"] == "backup" else "no")
+        print(f"{r['snapshot_id']:<36}  {_when(r['date']):<19}  {r['status']:<7} {ours:<6} "
               f"{r['owner']:<20} {','.join(r['disks']) or '-'}  {r['description']}")
     return 0
 
