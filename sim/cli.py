@@ -52,7 +52,28 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--count", type=int, default=1)
     f.add_argument("--vm")
     f.add_argument("--seconds", type=float, help="snapshot-hold: how much longer the next snapshot stays locked")
-    for cmd in (w, c, f):
+    pf = sub.add_parser("put-file", help="in a disk seeded with filesystems:, add or replace a file as its guest "
+                                         "would (only the blocks that change are written)")
+    pf.add_argument("vm")
+    pf.add_argument("disk")
+    pf.add_argument("volume", help="the volume's name in the inventory")
+    pf.add_argument("path")
+    content = pf.add_mutually_exclusive_group(required=True)
+    content.add_argument("--text", help="the file's content")
+    content.add_argument("--random", type=size, metavar="SIZE", help="this many random bytes (--seed)")
+    content.add_argument("--symlink", metavar="TARGET", help="a symlink to TARGET instead of a file")
+    pf.add_argument("--seed", type=int, default=0)
+    pf.add_argument("--mode", help="octal, e.g. 0644")
+    pf.add_argument("--mtime", help="seconds since the epoch or an ISO 8601 time")
+    rf = sub.add_parser("remove-file", help="in a disk seeded with filesystems:, remove a file or directory")
+    rf.add_argument("vm")
+    rf.add_argument("disk")
+    rf.add_argument("volume")
+    rf.add_argument("path")
+    fs = sub.add_parser("filesystems", help="a seeded disk's partitions, volumes and current trees, as JSON")
+    fs.add_argument("vm")
+    fs.add_argument("disk")
+    for cmd in (w, c, f, pf, rf, fs):
         cmd.add_argument("--data", type=Path, required=True, help="the data directory of the running simulator")
     return p
 
@@ -92,6 +113,18 @@ def main(argv: list[str] | None = None) -> int:
             out = admin.write(args.vm, args.disk, args.offset, args.length, args.seed, zero=args.zero,
                               pattern="text" if args.text else "random", text=args.text or "")
             print(json.dumps(out))
+        elif args.command == "put-file":
+            entry = {"text": args.text} if args.text is not None else {"symlink": args.symlink} if args.symlink \
+                else {"pattern": "random", "size": args.random, "seed": args.seed}
+            if args.mode:
+                entry["mode"] = args.mode
+            if args.mtime:
+                entry["mtime"] = int(args.mtime) if args.mtime.isdigit() else args.mtime
+            print(json.dumps(admin.put_file(args.vm, args.disk, args.volume, args.path, **entry)))
+        elif args.command == "remove-file":
+            print(json.dumps(admin.remove_file(args.vm, args.disk, args.volume, args.path)))
+        elif args.command == "filesystems":
+            print(json.dumps(admin.filesystems(args.vm, args.disk), indent=1))
         elif args.command == "checksum":
             print(admin.checksum(args.vm, args.disk, args.snapshot))
         else:

@@ -5,6 +5,8 @@ removes another, and the incremental backup's dirty extents hold only those few 
 The tests build on each other (seeded → changed) and run in file order."""
 from __future__ import annotations
 
+import json
+
 import ovirtsdk4.types as types
 import pytest
 from ovirt_imageio import client
@@ -121,7 +123,7 @@ def test_guest_replaces_a_file(sim, connection, state):
     # On the GPT disk only: each volume's docs/readme.txt replaced; on ext4, etc/secret.conf removed as well.
     for vol in before["fs_gpt"]["volumes"]:
         admin.put_file(VM, "fs_gpt", vol["name"], "docs/readme.txt", text=NEW_TEXT, mtime=1700000500)
-    admin.remove_file(VM, "fs_gpt", "ext4", "etc/secret.conf")
+    sim.cli("remove-file", VM, "fs_gpt", "ext4", "etc/secret.conf")  # the same from the shell
     assert admin.checksum(VM, "fs_mbr") == mbr_sum, "the other disk changed"
 
     backups = backups_service(connection, vm)
@@ -151,7 +153,7 @@ def test_guest_replaces_a_file(sim, connection, state):
         finalize_transfer(connection, t)
         raw = state["dir"] / f"{name}.incr.raw"
         qemu_img("convert", "-O", "raw", str(incr), str(raw))
-        after = admin.filesystems(VM, name)
+        after = json.loads(sim.cli("filesystems", VM, name))
         for vol, old in zip(after["volumes"], before[name]["volumes"], strict=True):
             kind = "lvm" if vol["lvm"] else vol["fs"]
             image = guest_fs.extract(raw, vol["fs_offset"], vol["fs_size"], state["dir"] / f"{name}-{kind}.2.img")
