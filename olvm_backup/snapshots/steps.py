@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Awaitable, Callable
 
 from ..engine.cbt import freeze_outcome
-from ..engine.connection import Engine, EngineError
+from ..engine.connection import Engine, EngineError, EngineGaveUp
 from ..engine.snapshots import SnapshotInfo, create_snapshot, list_snapshots, remove_snapshot, wait_ok
 from ..engine.vms import VmInfo
 from ..errors import BackupError
@@ -28,6 +28,8 @@ from .ownership import BACKUP_PREFIX, correlation_of, describe, new_correlation_
 from .records import SnapshotRecord
 
 log = logging.getLogger(__name__)
+
+UNANSWERED = 86400.0  # seconds after which a creation whose answer was lost can no longer bring a snapshot
 
 Say = Callable[[str], Awaitable[None]]
 
@@ -58,6 +60,8 @@ async def take(engine: Engine, store: ObjectStore, vm: VmInfo, *, purpose: str, 
     await records.save(store, record)
     try:
         snap = await create_snapshot(engine, vm.vm_id, description, correlation_id=cid)
+    except EngineGaveUp:
+        raise  # the engine away or busy: it may have made it with the answer lost, so the record stays (forget_gone)
     except EngineError:
         await records.forget(store, vm.vm_id, cid)  # refused: nothing was made
         raise
@@ -100,13 +104,24 @@ def record_of(snap: SnapshotInfo, known: dict[str, SnapshotRecord]) -> SnapshotR
 
 
 async def forget_gone(store: ObjectStore, vm_id: str, snaps: list[SnapshotInfo],
-                      known: dict[str, SnapshotRecord]) -> list[str]:
+                      known: dict[str, SnapshotRecord], now: float | None = None) -> list[str]:
     """Forget the records of snapshots the engine no longer has (removed by hand, or with a revert to an older
-    one). A record without a snapshot id yet belongs to a creation that may still be answered: kept."""
+    one). A record without a snapshot id (the engine's answer was lost) takes the id of the snapshot whose
+    description carries its correlation id; one no snapshot carries is forgotten only once no creation could still
+    be answered (UNANSWERED seconds). `known` is updated in place."""
+    now = time.time() if now is None else now
     listed = {s.snapshot_id for s in snaps}
-    gone = [cid for cid, r in known.items() if r.snapshot_id is not None and r.snapshot_id not in listed]
-    for cid in gone:
-        await records.forget(store, vm_id, cid)
+    by_cid = {c: s for s in snaps if (c := correlation_of(s.description))}
+    gone = []
+    for cid, r in list(known.items()):
+        if r.snapshot_id is None and cid in by_cid:
+            known[cid] = replace(r, snapshot_id=by_cid[cid].snapshot_id)
+            await records.save(store, known[cid])
+        elif (r.snapshot_id is not None and r.snapshot_id not in listed) or \
+                (r.snapshot_id is None and now - r.at > UNANSWERED):
+            gone.append(cid)
+            del known[cid]
+            await records.forget(store, vm_id, cid)
     return gone
 
 

@@ -64,3 +64,21 @@ async def test_records_round_trip_per_vm_and_refuse_a_key_that_is_not_one_segmen
         records.record_key("../vm", CID)
     with pytest.raises(RecordError, match="not readable by this build"):
         records.decode(b'{"v": [2, 0]}', "snapshots/vm1/x")
+
+
+async def test_records_of_snapshots_gone_are_forgotten_and_a_lost_answer_is_adopted():
+    from olvm_backup.engine.snapshots import SnapshotInfo
+    from olvm_backup.snapshots.steps import UNANSWERED, forget_gone
+
+    store, now = MemoryStore(), 1_000_000.0
+    gone, lost, stale, young = (new_correlation_id() for _ in range(4))
+    known = {gone: SnapshotRecord("vm1", gone, now - 10, "alice@host", snapshot_id="s-gone"),
+             lost: SnapshotRecord("vm1", lost, now - 10, "scheduler", "hourly"),  # the engine's answer was lost
+             stale: SnapshotRecord("vm1", stale, now - UNANSWERED - 1, "scheduler", "hourly"),
+             young: SnapshotRecord("vm1", young, now - 10, "scheduler", "hourly")}
+    for r in known.values():
+        await records.save(store, r)
+    snaps = [SnapshotInfo("s-lost", "vm1", describe("policy hourly x", lost), "ok", "regular", now - 5)]
+    assert sorted(await forget_gone(store, "vm1", snaps, known, now=now)) == sorted([gone, stale])
+    stored = await records.recorded(store, "vm1")
+    assert stored == known and set(stored) == {lost, young} and stored[lost].snapshot_id == "s-lost"
