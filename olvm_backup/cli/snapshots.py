@@ -197,7 +197,8 @@ async def run_snapshot_policy(settings: Settings, policy: Policy, vm_ids: list[s
                 taken = await take(engine, store, vm, purpose=f"policy {policy.name} run by {who}", by=who,
                                    policy=policy.name, quiesce=policy.quiesce, say=_say)
                 print(f"VM {vm.name}: snapshot {taken.snapshot.snapshot_id} taken ({taken.consistency})", flush=True)
-                await keep_policy_snapshots(engine, store, vm, policy.name, policy.retention, say=_say)
+                kept = await keep_policy_snapshots(engine, store, vm, policy.name, policy.retention, say=_say)
+                failed += bool(kept.left)
             except SnapshotError as e:
                 failed += 1
                 print(f"olvm-backup: {e}", file=sys.stderr)

@@ -132,18 +132,36 @@ async def ours_and_others(engine: Engine, store: ObjectStore, vm_id: str) \
     return snaps, known
 
 
+@dataclass(frozen=True)
+class Kept:
+    """What a policy's retention did on one VM: the snapshots removed, and those it could not remove (with why):
+    still ours and recorded, they are tried again at the policy's next slot."""
+
+    removed: list[SnapshotInfo]
+    left: list[tuple[SnapshotInfo, str]]
+
+
 async def keep_policy_snapshots(engine: Engine, store: ObjectStore, vm: VmInfo, policy: str, rules: Rules,
-                                say: Say = _quiet) -> list[SnapshotInfo]:
+                                say: Say = _quiet) -> Kept:
     """Remove the policy's snapshots of the VM its rules no longer keep (keeping.py: only those the policy made;
-    never a snapshot of a user, another policy or a backup), oldest first; returns them."""
+    never a snapshot of a user, another policy or a backup), oldest first. One the engine will not remove now (a
+    lock that lasts, a failed merge) does not stop the others."""
     snaps, known = await ours_and_others(engine, store, vm.vm_id)
     await forget_gone(store, vm.vm_id, snaps, known)
     doomed = set(to_remove([Snap(s.snapshot_id, s.description, s.date) for s in snaps], known, policy, rules))
-    removed = []
+    removed: list[SnapshotInfo] = []
+    left: list[tuple[SnapshotInfo, str]] = []
     for snap in snaps:
         if snap.snapshot_id in doomed:
             await say(f"VM {vm.name}: removing snapshot {snap.snapshot_id} ({snap.description!r}): {rules.describe()} "
                       "no longer keeps it")
-            await drop(engine, store, vm.vm_id, snap, record_of(snap, known))
+            try:
+                await drop(engine, store, vm.vm_id, snap, record_of(snap, known))
+            except EngineError as e:
+                log.warning("VM %s: snapshot %s not removed (the next slot tries again): %s", vm.name,
+                            snap.snapshot_id, e)
+                await say(f"VM {vm.name}: snapshot {snap.snapshot_id} not removed: {e}")
+                left.append((snap, str(e)))
+                continue
             removed.append(snap)
-    return removed
+    return Kept(removed, left)

@@ -112,7 +112,7 @@ class SnapshotKeeper:
             taken = await take(self.engine, self.store, vm, purpose=f"policy {policy.name} {slot_text(fired.slot)}",
                                by=ACTOR, policy=policy.name, quiesce=policy.quiesce,
                                correlation_id=request.request_id)
-            removed = await keep_policy_snapshots(self.engine, self.store, vm, policy.name, policy.retention)
+            kept = await keep_policy_snapshots(self.engine, self.store, vm, policy.name, policy.retention)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -122,9 +122,13 @@ class SnapshotKeeper:
             return
         s = taken.snapshot
         note["taken"] += 1
-        note["removed"] += len(removed)
-        gone = f"; removed {len(removed)} older ({policy.retention.describe()})" if removed else ""
+        note["removed"] += len(kept.removed)
+        gone = f"; removed {len(kept.removed)} older ({policy.retention.describe()})" if kept.removed else ""
+        if kept.left:
+            gone += (f"; could not remove {', '.join(x.snapshot_id for x, _ in kept.left)} (tried again at the next "
+                     f"slot): {kept.left[0][1]}")
         log.info("%s: %s taken (%s)%s", what, s.snapshot_id, taken.consistency, gone)
         await self._publish(request, "completed", f"{what}: {s.snapshot_id} taken ({taken.consistency}){gone}",
                             started, vm_name=vm.name, snapshot_id=s.snapshot_id, description=s.description,
-                            consistency=taken.consistency, removed=[r.snapshot_id for r in removed])
+                            consistency=taken.consistency, removed=[r.snapshot_id for r in kept.removed],
+                            not_removed={x.snapshot_id: why for x, why in kept.left})

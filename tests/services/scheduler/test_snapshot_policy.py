@@ -77,7 +77,9 @@ async def test_a_week_of_daily_snapshots_with_keep_last_3_leaves_the_newest_thre
     slots = [DAY0 + timedelta(days=d, hours=3) for d in range(7)]
     try:
         await leader.tick()  # the schedule first seen: it starts now
-        for slot in slots:
+        for day, slot in enumerate(slots):
+            if day == 4:  # the host fails that day's merge: the snapshot stays ours, the next slot removes it
+                await asyncio.to_thread(sim.fault, "snapshot-remove-fail")
             now[0] = slot + timedelta(minutes=1)
             await leader.tick()
             await asyncio.wait_for(leader.snapshots.wait(), 120)
@@ -102,7 +104,8 @@ async def test_a_week_of_daily_snapshots_with_keep_last_3_leaves_the_newest_thre
     assert len(done) == 7 and not [e for e in events if e.kind == "failed"]
     assert len({e.request_id for e in done}) == 7
     assert "policy snaps: snapshot of VM db1 for slot 2024-03-10T03:00Z was taken already (fired again)" in caplog.text
-    assert sum(len(e.detail["removed"]) for e in done) == 4
+    assert [len(e.detail["removed"]) for e in done] == [0, 0, 0, 1, 0, 2, 1]
+    assert "could not remove" in done[4].message and len(done[4].detail["not_removed"]) == 1
     assert all(e.detail["policy"] == "snaps" and e.detail["consistency"] == "at rest" for e in done)
     assert "removed 1 older (keep-last 3)" in done[-1].message
     assert ok and "last snapshots snaps 2024-03-10T03:01:00+00:00 (1 taken, 1 removed)" in said  # `status`
