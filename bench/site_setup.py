@@ -119,14 +119,15 @@ class Site:
     connection: dict | None = None
     stack: EmbeddedStack | None = None
     settings: Settings | None = None
+    site: dict | None = None  # the simulator's inventory; inventory() when None
 
     def start(self) -> "Site":
         self.work.mkdir(parents=True, exist_ok=True)
         inv = self.work / "inventory.yaml"
-        inv.write_text(yaml.safe_dump(inventory()))
+        inv.write_text(yaml.safe_dump(self.site or inventory()))
         sim_dir = self.work / "sim"
         conn_file = sim_dir / "connection.json"
-        say("starting the simulator and seeding a 4 GiB disk with 2 GiB of data")
+        say("starting the simulator" + ("" if self.site else " and seeding a 4 GiB disk with 2 GiB of data"))
         t = time.monotonic()
         self.sim = ManagedProcess("olvm-sim", [sys.executable, "-m", "sim.cli", "serve", "--data", str(sim_dir),
                                                "--inventory", str(inv)], cwd=REPO,
