@@ -42,7 +42,7 @@ class SnapshotError(BackupError):
 class Taken:
     snapshot: SnapshotInfo
     record: SnapshotRecord
-    consistency: str  # "frozen", "not frozen", "at rest" (VM down), "crash-consistent (no guest agent)"
+    consistency: str  # "frozen", "not frozen", "freeze not reported", "at rest" (VM down), "crash-consistent (...)"
 
 
 async def _quiet(_: str) -> None:
@@ -74,7 +74,8 @@ async def take(engine: Engine, store: ObjectStore, vm: VmInfo, *, purpose: str, 
         raise SnapshotError(f"snapshot {snap.snapshot_id} was not created: {e}", vm=vm.name) from e
     consistency = "at rest" if not running else "crash-consistent (no guest agent)"
     if running and vm.guest_agent:
-        consistency = "frozen" if await freeze_outcome(engine, cid) == "frozen" else "not frozen"
+        freeze = await freeze_outcome(engine, cid)  # an engine that tells nothing of it is not taken for a failure
+        consistency = {"frozen": "frozen", "failed": "not frozen"}.get(freeze or "", "freeze not reported")
     if quiesce and consistency == "not frozen":
         await say(f"VM {vm.name}: the engine could not freeze the guest's file systems; removing snapshot "
                   f"{snap.snapshot_id} again (quiesce was asked for)")
