@@ -335,6 +335,28 @@ class AccessSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """The REST API and web console (services/api): where it listens, its TLS certificate, its sessions and how
+    it answers wrong passwords. Its users are in `<data dir>/api/users.json` (`olvm-backup user add`)."""
+
+    host: str = setting("127.0.0.1", "OLVM_API_HOST", "address the API and console listen on (0.0.0.0: every one)",
+                        check=matches(r"[A-Za-z0-9_.:-]+", "a host name or an IP address"))
+    port: int = setting(8443, "OLVM_API_PORT", "HTTPS port of the API and console (`olvm-backup up` serves them "
+                        "there)", check=at_least(1))
+    tls_cert: str = setting("", "OLVM_API_TLS_CERT", "the API's certificate chain (PEM); `olvm-backup up` generates "
+                            "a self-signed one into the data dir when none is set", check=pem_file)
+    tls_key: str = setting("", "OLVM_API_TLS_KEY", "the private key of OLVM_API_TLS_CERT (PEM)", check=readable_file)
+    session_ttl: float = setting(8 * 3600.0, "OLVM_API_SESSION_TTL",
+                                 "seconds a login (bearer token or console session) lasts", check=at_least(60))
+    login_attempts: int = setting(5, "OLVM_API_LOGIN_ATTEMPTS",
+                                  "wrong passwords in a row (per user, and per client address) before logins are "
+                                  "refused for OLVM_API_LOGIN_LOCKOUT seconds", check=positive)
+    login_lockout: float = setting(300.0, "OLVM_API_LOGIN_LOCKOUT",
+                                   "seconds logins stay refused after OLVM_API_LOGIN_ATTEMPTS wrong passwords",
+                                   check=positive)
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = setting(Path("data"), "OLVM_DATA_DIR",
                              "local state: embedded broker and object store, logs, run files",
@@ -348,6 +370,7 @@ class Settings:
     repository: RepositorySettings = field(default_factory=RepositorySettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
 
 def _convert(value: Any, kind: Any, name: str) -> Any:

@@ -41,11 +41,27 @@ async def submit(settings: Settings, requests_topic, events_topic, request, key:
         return await _follow(events, timeout, summary, settings, request.request_id)
 
 
+def new_backup_request(vm: str, mode: str, exclude: list[str], quiesce: bool, strategy: str, *,
+                       requested_by: str) -> BackupRequest:
+    """A backup request as the CLI and the API publish it."""
+    return BackupRequest(request_id=str(uuid.uuid4()), vm=vm, mode=mode, exclude_disks=exclude, quiesce=quiesce,
+                         requested_by=requested_by, requested_at=time.time(), strategy=strategy)
+
+
+def new_restore_request(restore_point: str, *, name: str | None, replace: bool, cluster: str | None,
+                        storage_domain: str | None, disks: list[str], target_vm: str | None, power_on: bool,
+                        keep_failed: bool, requested_by: str) -> RestoreRequest:
+    """A restore request as the CLI and the API publish it."""
+    return RestoreRequest(request_id=str(uuid.uuid4()), restore_point=restore_point, name=name, replace=replace,
+                          cluster=cluster, storage_domain=storage_domain, disks=disks, target_vm=target_vm,
+                          power_on=power_on, keep_failed=keep_failed, requested_by=requested_by,
+                          requested_at=time.time())
+
+
 async def request_backup(settings: Settings, vm: str, mode: str, exclude: list[str], quiesce: bool,
                          wait: bool, timeout: float, strategy: str = "cbt") -> tuple[int, BackupEvent | None]:
     """Exit code and, with `wait`, the backup's final event."""
-    request = BackupRequest(request_id=str(uuid.uuid4()), vm=vm, mode=mode, exclude_disks=exclude,
-                            quiesce=quiesce, requested_by="cli", requested_at=time.time(), strategy=strategy)
+    request = new_backup_request(vm, mode, exclude, quiesce, strategy, requested_by="cli")
     return await submit(settings, BACKUP_REQUESTS, BACKUP_EVENTS, request, vm, wait, timeout, _summary)
 
 
@@ -54,10 +70,9 @@ async def request_restore(settings: Settings, restore_point: str, *, name: str |
                           target_vm: str | None, power_on: bool, keep_failed: bool, wait: bool,
                           timeout: float) -> tuple[int, RestoreEvent | None]:
     """Exit code and, with `wait`, the restore's final event."""
-    request = RestoreRequest(request_id=str(uuid.uuid4()), restore_point=restore_point, name=name,
-                             replace=replace, cluster=cluster, storage_domain=storage_domain, disks=disks,
-                             target_vm=target_vm, power_on=power_on, keep_failed=keep_failed,
-                             requested_by="cli", requested_at=time.time())
+    request = new_restore_request(restore_point, name=name, replace=replace, cluster=cluster,
+                                  storage_domain=storage_domain, disks=disks, target_vm=target_vm, power_on=power_on,
+                                  keep_failed=keep_failed, requested_by="cli")
     return await submit(settings, RESTORE_REQUESTS, RESTORE_EVENTS, request, restore_point, wait, timeout,
                         _restore_summary)
 

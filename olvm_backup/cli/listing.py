@@ -11,7 +11,7 @@ from ..repository.sealedstore import open_sealed
 from .progress import human
 
 
-def _point(m) -> dict:
+def point_doc(m) -> dict:
     """A restore point for scripts: what `backups --json` prints per backup."""
     return {"backup_id": m.backup_id, "vm_id": m.vm_id, "vm_name": m.vm_name, "mode": m.mode,
             "completed_at": m.completed_at, "from_checkpoint": m.from_checkpoint, "to_checkpoint": m.to_checkpoint,
@@ -28,7 +28,7 @@ async def list_backups(settings: Settings, vm: str | None, as_json: bool = False
     if vm:
         manifests = [m for m in manifests if vm in (m.vm_id, m.vm_name)]
     if as_json:
-        print(json.dumps([_point(m) for m in manifests], indent=1))
+        print(json.dumps([point_doc(m) for m in manifests], indent=1))
         return 0
     if not manifests:
         print("no restore points" + (f" for {vm}" if vm else ""), file=sys.stderr)

@@ -1,0 +1,5 @@
+from olvm_backup.runtime import run_service
+
+from .main import main
+
+run_service("api", main)

@@ -1,0 +1,86 @@
+"""Logging in and out, who am I, and the API's own description."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+
+from aiohttp import web
+
+from .context import CONTEXT
+from .errors import ApiError
+from .inputs import field, json_body, unknown_fields
+from .routing import PUBLIC, ROUTES, Route
+from .security import SESSION, clear_session_cookies, set_session_cookies
+
+log = logging.getLogger(__name__)
+
+TOKEN = {"type": "object", "properties": {
+    "token": {"type": "string", "description": "send as Authorization: Bearer TOKEN (also set as the session "
+                                               "cookie, for the console)"},
+    "token_type": {"type": "string"}, "expires_at": {"type": "number", "description": "UNIX seconds"},
+    "user": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "operator"]},
+    "csrf_token": {"type": "string", "description": "X-CSRF-Token for state-changing requests made with the cookie"}}}
+
+
+async def login(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    doc = await json_body(request)
+    unknown_fields(doc, {"username", "password"})
+    name = field(doc, "username", str)
+    password = field(doc, "password", str)
+    address = request.remote or "?"
+    wait = ctx.limiter.retry_after(name, address)
+    if wait > 0:
+        raise ApiError(429, f"too many wrong passwords for {name} or from {address}: try again in {math.ceil(wait)}s",
+                       "password", headers={"Retry-After": str(math.ceil(wait))})
+    user = await asyncio.to_thread(ctx.users.authenticate, name, password)  # scrypt: off the event loop
+    if user is None:
+        ctx.limiter.failed(name, address)
+        log.warning("login refused for %s from %s", name, address)
+        raise ApiError(401, "wrong user name or password", "password")
+    ctx.limiter.succeeded(name, address)
+    token, session = ctx.sessions.open(user.name, user.role)
+    log.info("%s (%s) logged in from %s", user.name, user.role, address)
+    response = web.json_response({"token": token, "token_type": "Bearer", "expires_at": session.expires_at,
+                                  "user": user.name, "role": user.role, "csrf_token": session.csrf})
+    set_session_cookies(response, token, session.csrf, ctx.settings.api.session_ttl)
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    header = request.headers.get("Authorization", "")
+    token = header.partition(" ")[2].strip() or request.cookies.get("olvm_session", "")
+    ctx.sessions.close(token)
+    response = web.json_response({"logged_out": request[SESSION].user})
+    clear_session_cookies(response)
+    return response
+
+
+async def me(request: web.Request) -> web.Response:
+    s = request[SESSION]
+    return web.json_response({"user": s.user, "role": s.role, "expires_at": s.expires_at, "csrf_token": s.csrf})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .openapi import document
+
+    try:
+        v = version("olvm-backup")
+    except PackageNotFoundError:
+        v = "0"
+    return web.json_response(document(request.app[ROUTES], v))
+
+
+ROUTES_AUTH = [
+    Route("POST", "/api/login", login, "Log in with a user name and password: a bearer token and the console's "
+          "session cookie", role=PUBLIC, tag="auth", returns=TOKEN, errors=(401, 429),
+          body={"type": "object", "required": ["username", "password"],
+                "properties": {"username": {"type": "string"}, "password": {"type": "string", "format": "password"}}}),
+    Route("POST", "/api/logout", logout, "End this login (token and cookie)", tag="auth"),
+    Route("GET", "/api/me", me, "Who this login is: user, role, expiry and the CSRF token", tag="auth"),
+    Route("GET", "/api/openapi.json", openapi, "This API's OpenAPI 3 document", tag="auth"),
+]
