@@ -4,6 +4,7 @@ CBT reads it whole), user snapshots between backups, our kept snapshot removed b
 most one snapshot of ours per VM, no open transfer, no locked disk and user snapshots untouched, whatever fails."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -266,6 +267,28 @@ def test_failures_leave_at_most_the_snapshot_the_last_restore_point_needs(pipeli
         engine.clean("faulty", users)
     assert pipeline.journals() == []
     assert restore_points(pipeline, "faulty")[-1]["snapshot_id"] == kept
+
+    # The engine fails to remove the older snapshot: the restore point stands, and the backup says what it left.
+    admin.fault("snapshot-remove-fail")
+    r = pipeline.cli("backup", "faulty", "--strategy", "snapshot", "--wait")
+    assert r.returncode == 0 and "could not remove the older snapshot(s) of ours" in r.stderr, r.stderr
+    assert kept in engine.ours("faulty") and len(engine.ours("faulty")) == 2
+
+    # The VM's snapshot lock held (a user's snapshot being created): the engine answers 409 and our snapshot is
+    # retried with backoff until the lock goes. The backup then also removes what the failed removal left.
+    admin.fault("snapshot-hold", seconds=3)
+    vm_id = engine.vm_id("faulty")
+    hurried = engine.call(lambda s: s.vms_service().vm_service(vm_id).snapshots_service().add(
+        types.Snapshot(description="a user's, in a hurry", persist_memorystate=False)).id)
+    users[hurried] = "a user's, in a hurry"
+    r = pipeline.cli("backup", "faulty", "--strategy", "snapshot", "--wait")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"create a snapshot of VM \S+ failed \(attempt 1/\d+\), retrying in .*409",
+                     (pipeline.logs / "snapshotter.log").read_text()), "the locked VM was not retried"
+    latest = restore_points(pipeline, "faulty")[-1]
+    assert engine.ours("faulty") == [latest["snapshot_id"]]
+    engine.clean("faulty", users)
+    assert pipeline.cli("verify", latest["backup_id"]).returncode == 0
 
     # The snapshotter killed (SIGKILL) while its snapshot exists: the next one removes it and runs the request again.
     admin.write("faulty", "faulty_os", 0, MIB, seed=21)
