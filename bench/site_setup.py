@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,14 +82,20 @@ def peak_rss(pid: int, field: str = "VmHWM") -> int:
 
 
 def run_measured(argv: list[str], **kw) -> tuple[float, int, subprocess.CompletedProcess]:
-    """Run a command; return its wall time, its own peak RSS (from wait4) and the completed process."""
+    """Run a command; return its wall time, its own peak RSS and the completed process. The peak is the command's
+    VmHWM read while it runs: a child's rusage (wait4, RUSAGE_CHILDREN) carries the parent's RSS at the fork over
+    the exec, so it would count this script's memory too."""
     start = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
-    out, err = proc.communicate()
-    elapsed = time.monotonic() - start
-    # communicate() reaped it; the children's rusage maximum is the largest child's peak so far.
-    import resource
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
+        proc = subprocess.Popen(argv, stdout=out_file, stderr=err_file, **kw)
+        rss = 0
+        while proc.poll() is None:
+            rss = max(rss, peak_rss(proc.pid))
+            time.sleep(0.05)
+        elapsed = time.monotonic() - start
+        out_file.seek(0)
+        err_file.seek(0)
+        out, err = out_file.read(), err_file.read()
     return elapsed, rss, subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
