@@ -321,6 +321,29 @@ class SchedulerSettings:
                                "(empty = when the process started)", check=instant)
 
 
+def port_or_off(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else f"must be a TCP port (1 to 65535, or 0: none), not {value}"
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics (olvm_backup/metrics): each service process serves its own at http://HOST:PORT/metrics."""
+
+    port: int = setting(0, "OLVM_METRICS_PORT",
+                        "port this service process serves its Prometheus metrics on, at /metrics (0 = none); "
+                        "`olvm-backup up` gives each service its own from OLVM_METRICS_BASE_PORT",
+                        check=port_or_off)
+    host: str = setting("127.0.0.1", "OLVM_METRICS_HOST",
+                        "address the metrics are served on (0.0.0.0: every one, for a Prometheus on another host)",
+                        check=matches(r"[A-Za-z0-9_.:-]+", "a host name or an IP address"))
+    base_port: int = setting(19100, "OLVM_METRICS_BASE_PORT",
+                             "`olvm-backup up`: the first of its services' metrics ports (the README's Metrics "
+                             "section says which is which; 0 = no metrics)", check=port_or_off)
+    lag_interval: float = setting(15.0, "OLVM_METRICS_LAG_INTERVAL",
+                                  "seconds between samples of each consumer group's lag (olvm_consumer_lag)",
+                                  check=positive)
+
+
 @dataclass(frozen=True)
 class AccessSettings:
     """Reading restore points as disks and files (olvm_backup/access): `olvm-backup files`, mounts and network
@@ -369,6 +392,7 @@ class Settings:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     repository: RepositorySettings = field(default_factory=RepositorySettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from .dataplane import guestfs
 from .engine.engine import TRANSFER_DONE, Engine
 from .engine.state import NotFound
+from .guestssh import GuestSsh
 
 PREFIX = "/sim-admin"
 FAULTS = {"transfer-fail": "transfer_fail", "backup-stall": "backup_stall", "engine-500": "engine_500",
@@ -19,9 +20,10 @@ FAULTS = {"transfer-fail": "transfer_fail", "backup-stall": "backup_stall", "eng
 
 
 class Admin:
-    def __init__(self, engine: Engine, password: str) -> None:
+    def __init__(self, engine: Engine, password: str, guest_ssh: GuestSsh | None = None) -> None:
         self.engine = engine
         self.password = password
+        self.guest_ssh = guest_ssh
 
     def install(self, app: web.Application) -> None:
         app.router.add_post(PREFIX + "/write", self.write)
@@ -29,6 +31,9 @@ class Admin:
         app.router.add_post(PREFIX + "/fault", self.fault)
         app.router.add_post(PREFIX + "/files", self.files)
         app.router.add_get(PREFIX + "/filesystems", self.filesystems)
+        app.router.add_post(PREFIX + "/ssh", self.ssh)
+        app.router.add_post(PREFIX + "/ssh/behave", self.ssh_behave)
+        app.router.add_get(PREFIX + "/ssh/log", self.ssh_log)
 
     def _check(self, request: web.Request) -> None:
         if request.headers.get("X-Sim-Password") != self.password:
@@ -117,3 +122,39 @@ class Admin:
             known = ", ".join([*FAULTS, "ticket-expire", "drop-bitmaps", "snapshot-hold"])
             raise web.HTTPBadRequest(text=f"unknown fault {kind!r}; known: {known}\n")
         return web.json_response({"fault": kind, "count": count})
+
+    # -- the guests' SSH endpoints (guestssh.py) ----------------------------------------------------------------------
+
+    def _vm(self, ref: str) -> dict:
+        try:
+            return self.engine.state.by_name("vms", ref)
+        except NotFound:
+            raise web.HTTPNotFound(text=f"no VM {ref!r}\n") from None
+
+    async def ssh(self, request: web.Request) -> web.Response:
+        """The VM's SSH endpoint (started now if it was not), authorizing `authorize` (a public key line) first."""
+        self._check(request)
+        body = await request.json()
+        vm = self._vm(body["vm"])
+        details = await self.guest_ssh.endpoint(vm)
+        if body.get("authorize"):
+            try:
+                self.guest_ssh.authorize(vm, body["authorize"])
+            except Exception as e:
+                raise web.HTTPBadRequest(text=f"not a public key: {e}\n") from None
+        return web.json_response(details)
+
+    async def ssh_behave(self, request: web.Request) -> web.Response:
+        self._check(request)
+        body = await request.json()
+        vm = self._vm(body.pop("vm"))
+        try:
+            self.guest_ssh.behave(vm, None if body.pop("reset", False) else body)
+        except KeyError as e:
+            raise web.HTTPConflict(text=f"{e.args[0]}\n") from None
+        return web.json_response({"vm": vm["name"]})
+
+    async def ssh_log(self, request: web.Request) -> web.Response:
+        self._check(request)
+        vm = self._vm(request.query["vm"])
+        return web.json_response({"vm": vm["name"], "commands": self.guest_ssh.records(vm)})

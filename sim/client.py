@@ -53,5 +53,25 @@ class SimAdmin:
         query = {"vm": vm, "disk": disk, **({"snapshot": snapshot} if snapshot else {})}
         return self._call("GET", "/checksum", query=query)["sha256"]
 
+    def guest_ssh(self, vm: str, authorize: str | None = None) -> dict:
+        """The VM's SSH endpoint (started if it was not): host, port, host_key (public, OpenSSH line) and
+        known_hosts (its line for a known-hosts file); `authorize`: a client public key line allowed to log in."""
+        return self._call("POST", "/ssh", {"vm": vm, **({"authorize": authorize} if authorize else {})})
+
+    def ssh_behave(self, vm: str, match: str = "", *, exit: int = 0, stdout: str = "", stderr: str = "",
+                   hang: float = 0.0, count: int | None = None) -> dict:
+        """The next commands containing `match` ('' any) answer so (first matching rule wins; `count` of them,
+        None every one): exit code, output, `hang` seconds before answering (or until the client gives up)."""
+        return self._call("POST", "/ssh/behave", {"vm": vm, "match": match, "exit": exit, "stdout": stdout,
+                                                   "stderr": stderr, "hang": hang, "count": count})
+
+    def ssh_reset(self, vm: str) -> dict:
+        return self._call("POST", "/ssh/behave", {"vm": vm, "reset": True})
+
+    def ssh_log(self, vm: str) -> list[dict]:
+        """Every command the VM's endpoint received, in order: command, user, env, at (UNIX time), ended_at,
+        exit, ended ('exited' or 'closed by the client')."""
+        return self._call("GET", "/ssh/log", query={"vm": vm})["commands"]
+
     def fault(self, kind: str, count: int = 1, **target) -> dict:
         return self._call("POST", "/fault", {"kind": kind, "count": count, **target})

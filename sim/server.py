@@ -22,6 +22,7 @@ from .engine.api import API, Api
 from .engine.engine import BACKUP_RUNNING, TRANSFER_DONE, Engine
 from .engine.state import State
 from .engine.transitions import DEFAULT_STATE_DELAY, settle
+from .guestssh import GuestSsh
 
 log = logging.getLogger(__name__)
 USERNAME = "admin@internal"
@@ -89,6 +90,7 @@ async def serve(data: Path, inventory_file: Path | None, port: int = 0, *, passw
         engine = Engine(state, store, plane)
         engine.state_delay = state_delay
         runner = None
+        guest_ssh: GuestSsh | None = None
         try:
             if fresh:
                 await _seed(engine, inventory_file)
@@ -96,7 +98,8 @@ async def serve(data: Path, inventory_file: Path | None, port: int = 0, *, passw
                 await _recover(engine)
             api = Api(engine, creds["username"], creds["password"])
             app = api.app()
-            Admin(engine, creds["password"]).install(app)
+            guest_ssh = GuestSsh(engine, data / "ssh")
+            Admin(engine, creds["password"], guest_ssh).install(app)
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(engine_pki.cert_file, engine_pki.key_file)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -122,5 +125,7 @@ async def serve(data: Path, inventory_file: Path | None, port: int = 0, *, passw
             if runner is not None:
                 with contextlib.suppress(Exception):
                     await runner.cleanup()
+            if guest_ssh is not None:
+                await guest_ssh.close()
             await engine.close()
     print("olvm-sim: stopped", flush=True)
