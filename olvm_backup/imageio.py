@@ -56,6 +56,7 @@ from ovirt_imageio._internal import errors as imageio_errors
 from ovirt_imageio._internal import http as imageio_http
 from ovirt_imageio._internal.backends import http as imageio_backend
 
+from . import metrics
 from .errors import BackupError, GaveUp
 from .planning import Extent
 from .retry import IMAGEIO, retry
@@ -229,8 +230,15 @@ class Transfer:
 
     async def _run(self, what: str, op: Callable[[_Client], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await retry(lambda: loop.run_in_executor(self._threads, self._call, what, op),
-                           what=f"imageio {what}", policy=IMAGEIO, gave_up=ImageioGaveUp)
+
+        async def once() -> T:
+            try:
+                return await loop.run_in_executor(self._threads, self._call, what, op)
+            except ImageioError as e:
+                metrics.IMAGEIO_ERRORS.labels(type(e).__name__).inc()
+                raise
+
+        return await retry(once, what=f"imageio {what}", policy=IMAGEIO, gave_up=ImageioGaveUp)
 
     async def extents(self, incremental: bool) -> list[Extent]:
         """What must be read: for a full, every extent, data=False for the zero ones; for an incremental, the
@@ -262,6 +270,7 @@ class Transfer:
 
         data = await self._run(f"GET at {offset}", get)
         self.bytes_read += length
+        metrics.IMAGEIO_BYTES.labels("read").inc(length)
         return data
 
     async def write(self, offset: int, parts: list[memoryview]) -> None:
@@ -269,6 +278,7 @@ class Transfer:
         length = sum(len(p) for p in parts)
         await self._run(f"PUT at {offset}", lambda c: c.put_parts(offset, parts))
         self.bytes_written += length
+        metrics.IMAGEIO_BYTES.labels("written").inc(length)
 
     async def flush(self) -> None:
         await self._run("flush", lambda c: c.flush())

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
 
+from . import metrics
 from .errors import BackupError, GaveUp
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,12 @@ async def retry(
             if not retriable(e):
                 raise
             if attempt == policy.attempts or elapsed >= policy.deadline:
+                metrics.GAVE_UP.labels(policy.name).inc()
                 raise gave_up(str(e), last=e, what=what, attempts=attempt, seconds=round(elapsed, 1),
                               error_type=type(e).__name__) from e
             delay = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
             delay = min(delay, max(0.0, policy.deadline - elapsed))
             log.warning("%s failed (attempt %d/%d), retrying in %.1fs: %s", what, attempt, policy.attempts, delay, e)
+            metrics.RETRIES.labels(policy.name).inc()
             await asyncio.sleep(delay)
     raise BackupError(f"{what}: no attempt made")  # only when attempts < 1

@@ -14,6 +14,7 @@ from typing import Awaitable, Callable
 from .config import Settings, check_files, load_settings
 from .errors import BackupError
 from .logs import setup_logging
+from .metrics.serving import serve as serve_metrics
 from .secret import Secret, read_secret_file
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,14 @@ async def _run(name: str, main: ServiceMain, settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     log.info("%s started", name)
+    metrics = serve_metrics(settings.metrics, name)
     try:
         await main(settings)
     except asyncio.CancelledError:
         log.info("%s stopped", name)
+    finally:
+        if metrics is not None:
+            metrics.close()
 
 
 def _bounded_malloc(arenas: int = 2, mmap_threshold: int | None = None) -> None:

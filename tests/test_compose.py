@@ -45,3 +45,18 @@ def test_services_use_the_declared_settings_and_real_kafka_and_minio():
         assert service["command"] == [f"services.{name}"]
         unknown = set(service["environment"]) - declared
         assert not unknown, f"{name} sets variables the product does not read: {unknown}"
+
+
+def test_prometheus_scrapes_every_service_on_its_metrics_port():
+    doc = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = doc["services"]
+    mount = next(v for v in services["prometheus"]["volumes"] if v.endswith(":/etc/prometheus/prometheus.yml:ro"))
+    scrape = yaml.safe_load((REPO / mount.split(":")[0]).read_text())
+    targets = {(name, sd["port"]) for job in scrape["scrape_configs"] for sd in job.get("dns_sd_configs", [])
+               for name in sd["names"]}
+    ours = [name for name, s in services.items() if s.get("command", [""])[0].startswith("services.")]
+    assert ours
+    for name in ours:
+        env = services[name]["environment"]
+        assert env["OLVM_METRICS_HOST"] == "0.0.0.0", f"{name}'s metrics are not reachable from another container"
+        assert (name, int(env["OLVM_METRICS_PORT"])) in targets, f"Prometheus does not scrape {name}"

@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 import ovirtsdk4 as sdk
 
+from .. import metrics
 from ..config import EngineSettings
 from ..errors import BackupError, GaveUp
 from ..retry import ENGINE, RetryPolicy, retry
@@ -118,10 +119,15 @@ class Engine:
         loop = asyncio.get_running_loop()
 
         async def once() -> T:
+            started = time.monotonic()
             try:
                 return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
             except Exception as e:
-                raise translate(e) from e
+                error = translate(e)
+                metrics.ENGINE_ERRORS.labels(type(error).__name__).inc()
+                raise error from e
+            finally:
+                metrics.ENGINE_SECONDS.labels(policy.name).observe(time.monotonic() - started)
 
         return await retry(once, what=what, policy=policy, gave_up=EngineGaveUp)
 

@@ -27,6 +27,7 @@ from schemas.topics import DEAD_LETTERS
 from ..config import KafkaSettings
 from ..concurrency import first_failure
 from ..errors import BackupError, DecodeError
+from ..metrics.lag import LagSampler
 from ..retry import DEAD_LETTER, HANDLER, KAFKA_JOIN, retry
 from .bus import Bus
 from .tansu.gapless import Gapless
@@ -215,16 +216,19 @@ class Consumer(RecordLoop):
             max_poll_interval_ms=max_poll_interval_ms, session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(1000, session_timeout_ms // 4))
         self._fetch = Gapless(self._consumer, "group " + group, from_commits=True)
+        self._lag = LagSampler(self._consumer, group)
         self._started = False
 
     async def start(self) -> None:
         if not self._started:
             await start_consumer(self._consumer, "join consumer group " + self._group)
             self._started = True
+            self._lag.start()
 
     async def stop(self) -> None:
         if self._started:
             self._started = False
+            await self._lag.stop()
             await self._consumer.stop()
 
     async def _poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list]:

@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaTimeoutError
 from schemas import Topic
 
 from ..config import KafkaSettings
+from ..metrics.lag import LagSampler
 from .bus import Bus
 from .consumer import RecordLoop, kafka_consumer, start_consumer
 from .tansu.gapless import Gapless
@@ -50,6 +51,7 @@ class LeasedConsumer(RecordLoop):
         self._data = kafka_consumer(kafka, group=offsets_group(group), client_id=client_id,
                                     fetch_max_bytes=fetch_max_bytes)
         self._fetch = Gapless(self._data, "group " + offsets_group(group), from_commits=True)
+        self._lag = LagSampler(self._data, group)  # the family's partitions, whose offsets are the group's work
         self._refreshed = 0.0
         self._started = False
 
@@ -62,10 +64,12 @@ class LeasedConsumer(RecordLoop):
                 await self._data.stop()
                 raise
             self._started = True
+            self._lag.start()
 
     async def stop(self) -> None:
         if self._started:
             self._started = False
+            await self._lag.stop()
             try:
                 await self._leases.stop()
             finally:

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import ipaddress
 import logging
+import time
 import urllib.parse
 from datetime import timezone
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .. import metrics
 from ..config import S3Settings
 from ..errors import BackupError, ConfigError, ObjectLocked, ObjectNotFound, StoreError, StoreGaveUp, StoreRefused
 from ..retry import OBJECT_STORE, retry
@@ -56,6 +58,13 @@ def _translate(error: Exception, key: str) -> Exception:
             return StoreRefused(f"{key}: refused: {code} (HTTP {status})")
         return StoreError(f"{key}: {code} (HTTP {status})")
     return StoreError(f"{key}: {error}")
+
+
+def _counted(error: Exception, method: str) -> Exception:
+    """`error`, counted in olvm_object_store_errors unless it is a not-found answer (a lookup's ordinary no)."""
+    if not isinstance(error, ObjectNotFound):
+        metrics.STORE_ERRORS.labels(method, type(error).__name__).inc()
+    return error
 
 
 class _S3Multipart(PartCutter):
@@ -178,10 +187,13 @@ class S3Store:
 
     async def _call(self, method: str, key: str, **kwargs: Any) -> Any:
         async def once() -> Any:
+            started = time.monotonic()
             try:
                 return await getattr(self._client, method)(**kwargs)
             except (ClientError, BotoCoreError, OSError) as e:
-                raise _translate(e, key) from e
+                raise _counted(_translate(e, key), method) from e
+            finally:
+                metrics.STORE_SECONDS.labels(method).observe(time.monotonic() - started)
 
         return await retry(once, what=f"S3 {method} {key}", policy=OBJECT_STORE, gave_up=StoreGaveUp)
 
@@ -189,6 +201,7 @@ class S3Store:
         """A call carrying a body, on the blocking client in a worker thread (see the module's docstring).
         `expect`: the body's length, checked here so that a short read is retried like any fault that passes."""
         def once() -> Any:
+            started = time.monotonic()
             try:
                 response = getattr(self._blocking, method)(**kwargs)
                 if "Body" in response:  # a get: read it here too
@@ -198,11 +211,14 @@ class S3Store:
                     finally:
                         body.close()
                     if expect is not None and len(data) != expect:
-                        raise StoreError(f"{key}: asked {expect} bytes ({kwargs['Range']}), got {len(data)}")
+                        raise _counted(StoreError(f"{key}: asked {expect} bytes ({kwargs['Range']}), got "
+                                                  f"{len(data)}"), method)
                     return data
                 return response
             except (ClientError, BotoCoreError, OSError) as e:
-                raise _translate(e, key) from e
+                raise _counted(_translate(e, key), method) from e
+            finally:
+                metrics.STORE_SECONDS.labels(method).observe(time.monotonic() - started)
 
         loop = asyncio.get_running_loop()
         return await retry(lambda: loop.run_in_executor(self._threads, once), what=f"S3 {method} {key}",

@@ -34,13 +34,15 @@ class OpenPack:
         self.size = 0
         self.opened_at = time.monotonic()
 
-    async def add(self, digest: str, codec: str, raw_size: int, data: bytes) -> None:
+    async def add(self, digest: str, codec: str, raw_size: int, data: bytes) -> bool:
+        """Whether the chunk was added (False: the pack holds it already)."""
         if digest in self._digests:
-            return  # the same chunk twice in one pack (a redone task): keep one copy
+            return False  # the same chunk twice in one pack (a redone task): keep one copy
         await self._upload.write(data)
         self.entries.append((digest, self.size, len(data), raw_size, codec))
         self._digests.add(digest)
         self.size += len(data)
+        return True
 
     async def seal(self) -> tuple[str, list[tuple[str, int, int, int, str]]]:
         """Complete the upload, write the index: after this the chunks are durable."""
@@ -73,12 +75,13 @@ class PackBuilder:
     def opened_at(self) -> float:
         return self._open.opened_at if self._open is not None else time.monotonic()
 
-    async def add(self, digest: str, codec: str, raw_size: int, data: bytes) -> None:
+    async def add(self, digest: str, codec: str, raw_size: int, data: bytes) -> bool:
+        """Whether the chunk was added (False: the open pack holds it already)."""
         if self._open is None:
             pack_id, pack_key = new_pack_key()
             upload = await self._store.multipart(pack_key, part_size=self._part_size)
             self._open = OpenPack(self._store, upload, pack_id, pack_key)
-        await self._open.add(digest, codec, raw_size, data)
+        return await self._open.add(digest, codec, raw_size, data)
 
     def detach(self) -> OpenPack:
         """The open pack, no longer this builder's: the next chunk starts a new one."""

@@ -31,6 +31,16 @@ log = logging.getLogger(__name__)
 
 SERVICES = ("snapshotter", "reader", "writer", "restorer", "auditor", "scheduler")
 MAX_RESTARTS = 5
+# Each service's metrics ports under `up`: (offset from OLVM_METRICS_BASE_PORT, how many), the Nth process of a
+# service on the Nth port of its block (the README's Metrics section lists them).
+METRICS_BLOCKS = {"snapshotter": (0, 1), "restorer": (1, 1), "auditor": (2, 1), "scheduler": (3, 1), "api": (4, 1),
+                  "reader": (10, 20), "writer": (30, 20)}
+
+
+def metrics_port(base: int, service: str, instance: int) -> int:
+    """The metrics port of `up`'s `instance`th (from 1) `service`; 0 (none) without a base or past its block."""
+    offset, count = METRICS_BLOCKS.get(service, (0, 0))
+    return base + offset + instance - 1 if base and 1 <= instance <= count else 0
 
 
 def stack_file(settings: Settings) -> Path:
@@ -49,6 +59,7 @@ class _Service:
     name: str
     process: ManagedProcess
     restarts: list[float] = field(default_factory=list)
+    metrics: str = ""  # where its metrics are served, when they are
 
 
 async def _prepare(settings: Settings) -> tuple[Settings, Path | None]:
@@ -107,9 +118,12 @@ class EmbeddedStack:
         env = {**os.environ, **to_environ(s)}
         for name in SERVICES:
             for i in range(1, self.counts[name] + 1):
+                port = metrics_port(s.metrics.base_port, name, i)
                 process = ManagedProcess(f"{name}-{i}", [sys.executable, "-m", f"services.{name}"],
-                                         env=env, log_file=self.logs / f"{name}-{i}.log")
-                self.services.append(_Service(process.name, process.start()))
+                                         env={**env, "OLVM_METRICS_PORT": str(port)},
+                                         log_file=self.logs / f"{name}-{i}.log")
+                metrics = f"http://{s.metrics.host}:{port}/metrics" if port else ""
+                self.services.append(_Service(process.name, process.start(), metrics=metrics))
         self._write_stack_file()
 
     def _write_stack_file(self) -> None:
@@ -124,7 +138,8 @@ class EmbeddedStack:
             "objects": str(self.settings.data_dir / "objects"),  # where that endpoint keeps them (space.py)
             "bucket": self.settings.s3.bucket,
             "processes": {p.name: {"pid": p.pid, "log": str(p.log_file)} for p in self.infra}
-            | {svc.name: {"pid": svc.process.pid, "log": str(svc.process.log_file)} for svc in self.services},
+            | {svc.name: {"pid": svc.process.pid, "log": str(svc.process.log_file)}
+               | ({"metrics": svc.metrics} if svc.metrics else {}) for svc in self.services},
         }
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
@@ -176,7 +191,8 @@ def run_stack(settings: Settings, *, readers: int = 1, writers: int = 1, out=sys
             print(f"repository    encrypted; its passphrase was generated into {stack.generated_password}: keep it "
                   "safe, with a copy away from this machine (losing it loses every backup)", file=out)
         for svc in stack.services:
-            print(f"{svc.name:<13} pid {svc.process.pid}  log {svc.process.log_file}", file=out)
+            metrics = f"  metrics {svc.metrics}" if svc.metrics else ""
+            print(f"{svc.name:<13} pid {svc.process.pid}  log {svc.process.log_file}{metrics}", file=out)
         print("stack is up; Ctrl-C stops it", file=out, flush=True)
         stack.supervise()
         print("stopping", file=out, flush=True)

@@ -108,5 +108,6 @@ async def collect(settings: Settings, timeout: float = 10.0) -> list[PartStatus]
         if name in ("broker", "object-store"):
             continue
         alive = pid_alive(info["pid"])
-        parts.append(PartStatus(name, f"pid {info['pid']}", alive, "running" if alive else "not running"))
+        metrics = f"; metrics {info['metrics']}" if info.get("metrics") else ""
+        parts.append(PartStatus(name, f"pid {info['pid']}", alive, ("running" if alive else "not running") + metrics))
     return parts

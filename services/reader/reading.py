@@ -5,6 +5,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
+from olvm_backup import metrics
 from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.format import chunks as chunkfmt
 from olvm_backup.format.chunks import ChunkCodec
@@ -43,14 +44,19 @@ async def read_task(
         try:
             data = await client.read(offset, length)
             out.bytes_read += length
+            metrics.READ_BYTES.inc(length)
             if chunkfmt.is_zero(data):
                 out.zeros.append((offset, length))  # allocated but zero: never stored
+                metrics.ZERO_BYTES.inc(length)
                 return
             digest = await asyncio.to_thread(codec.name, data)
             out.chunks.append((offset, length, digest))
             if digest in index or digest in sent:
+                metrics.READ_CHUNKS.labels("deduplicated").inc()
+                metrics.DEDUPLICATED_BYTES.inc(length)
                 return  # the store holds it already (or this task just sent it)
             sent.add(digest)
+            metrics.READ_CHUNKS.labels("new").inc()
             kind, stored = await asyncio.to_thread(codec.store, data, digest)
             await publish_chunk(ChunkData(backup_id=task.backup_id, task_id=task.task_id, digest=digest,
                                           raw_size=length, codec=kind, data=stored))

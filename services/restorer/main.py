@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
+from olvm_backup import metrics
 from olvm_backup.config import Settings
 from olvm_backup.engine import Engine
 from olvm_backup.kafka import Consumer, Bus, Message
@@ -23,7 +25,9 @@ async def main(settings: Settings) -> None:
             Engine(settings.engine) as engine:
 
         async def on_request(request: RestoreRequest, where: Message) -> None:
-            await RestoreJob(settings, engine, store, bus, request, sealer).run()
+            started = time.monotonic()
+            vm_id = await RestoreJob(settings, engine, store, bus, request, sealer).run()
+            metrics.job_ended("restore", "completed" if vm_id is not None else "failed", time.monotonic() - started)
 
         async with Consumer(settings.kafka, bus, [RESTORE_REQUESTS], GROUP, client_id=name, max_batch=1,
                             max_poll_interval_ms=MAX_JOB_MS) as consumer:

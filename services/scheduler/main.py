@@ -19,6 +19,7 @@ import socket
 import time
 from datetime import timedelta
 
+from olvm_backup import metrics
 from olvm_backup.config import Settings
 from olvm_backup.errors import BackupError
 from olvm_backup.engine.connection import Engine
@@ -113,6 +114,7 @@ class Leader:
         assert self._state is not None
         for skipped in step.skipped:
             log.warning("%s", skipped.message())
+            metrics.SLOTS.labels(skipped.kind, "skipped").inc(len(skipped.slots))
             note_skipped(self.status, skipped)
         if step.state != self._state:
             await save_state(self.store, step.state)
@@ -130,6 +132,7 @@ class Leader:
             log.info("policy %s: schedule %s: slot %s fired: %d request(s)%s", fired.policy, fired.schedule,
                      fired.slot.isoformat(), len(fired.requests), late)
             note_fired(self.status, fired)
+            metrics.SLOTS.labels(fired.kind, "fired").inc()
 
 
 async def main(settings: Settings) -> None:

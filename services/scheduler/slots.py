@@ -67,6 +67,7 @@ class Skipped:
     schedule: str
     slots: list[datetime]
     window_minutes: int
+    kind: str = "backup"  # the policy's, as Fired's
 
     def message(self) -> str:
         first, last = self.slots[0], self.slots[-1]
@@ -107,7 +108,7 @@ def slot_step(policies: Iterable[Policy], vms: Iterable[VmView], state: Schedule
                 continue
             due = due_slots(schedule, last, now, grace=grace)
             if due.skip:
-                skipped.append(Skipped(policy.name, schedule.name, due.skip, schedule.window_minutes))
+                skipped.append(Skipped(policy.name, schedule.name, due.skip, schedule.window_minutes, policy.kind))
                 state = state.with_fired(policy.name, schedule.name, due.skip[-1])
             pending += [(slot, policy, schedule, late_by) for slot, late_by in due.fire]
     step = Step(state, skipped=skipped)

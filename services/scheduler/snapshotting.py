@@ -18,6 +18,7 @@ import time
 from datetime import datetime
 from typing import Any, Callable
 
+from olvm_backup import metrics
 from olvm_backup.engine.connection import Engine
 from olvm_backup.engine.vms import find_vm
 from olvm_backup.objectstore import ObjectStore
@@ -117,10 +118,12 @@ class SnapshotKeeper:
             raise
         except Exception as e:
             log.warning("%s failed: %s", what, e)
+            metrics.job_ended(JOB, "failed", time.time() - started)
             note["failed"].append(what.rsplit(" ", 1)[-1])
             await self._publish(request, "failed", f"{what} failed: {e}", started, error_type=type(e).__name__)
             return
         s = taken.snapshot
+        metrics.job_ended(JOB, "completed", time.time() - started)
         note["taken"] += 1
         note["removed"] += len(kept.removed)
         gone = f"; removed {len(kept.removed)} older ({policy.retention.describe()})" if kept.removed else ""

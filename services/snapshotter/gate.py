@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
+from olvm_backup import metrics
 from olvm_backup.errors import ObjectNotFound, StoreError
 from olvm_backup.format.manifest import Manifest
 from olvm_backup.objectstore import ObjectStore
@@ -81,4 +82,8 @@ async def run_once(ctx: Context, request: BackupRequest) -> Manifest | None:
         await ctx.bus.publish(BACKUP_EVENTS, duplicate_event(request, duplicate, time.time()), key=request.request_id)
         return None
     job = SnapshotBackupJob if request.strategy == "snapshot" else BackupJob
-    return await job(ctx, request, marking=Marking(ctx.store, request.request_id)).run()
+    started = time.monotonic()
+    manifest = await job(ctx, request, marking=Marking(ctx.store, request.request_id)).run()
+    # A job ends completed (a manifest) or failed (its event said why); an interrupted one raised, and runs again.
+    metrics.job_ended("backup", "completed" if manifest is not None else "failed", time.monotonic() - started)
+    return manifest

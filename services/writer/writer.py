@@ -16,6 +16,7 @@ import socket
 import time
 from typing import Callable
 
+from olvm_backup import metrics
 from olvm_backup.config import Settings
 from olvm_backup.errors import BackupError
 from olvm_backup.kafka import Bus, LeasedConsumer, Message
@@ -64,10 +65,13 @@ class Writer:
             return  # not committed: it comes back, with the rest of the batch, once the writer is restarted
         self._backups.add(chunk.backup_id)
         try:
-            await self._packs.add(chunk.digest, chunk.codec, chunk.raw_size, chunk.data)
+            added = await self._packs.add(chunk.digest, chunk.codec, chunk.raw_size, chunk.data)
         except BackupError as e:
             await self._refuse(self._packs.detach(), self._backups, e)
             return
+        if not added:
+            metrics.WRITER_DUPLICATE_CHUNKS.inc()
+            metrics.WRITER_DUPLICATE_BYTES.inc(len(chunk.data))
         self._last_chunk = time.monotonic()
         if self._packs.full:
             await self.flush()
@@ -113,6 +117,7 @@ class Writer:
         await self._bus.publish(PACKS, PackStored(pack_key=pack_key, entries=entries, writer=self._name,
                                                   at=time.time()), key=pack_key)
         log.info("sealed %s: %d chunks, %d bytes", pack_key, len(entries), sum(e[2] for e in entries))
+        _count_sealed(entries)
         await self._consumer.commit(offsets)
 
     async def _refuse(self, pack: OpenPack, backups: set[str], error: BackupError) -> None:
@@ -138,6 +143,14 @@ class Writer:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         await self._packs.abort()
+
+
+def _count_sealed(entries: list[tuple[str, int, int, int, str]]) -> None:
+    """A sealed pack's chunks in the metrics: (digest, offset, stored size, raw size, codec) each."""
+    metrics.PACKS_STORED.inc()
+    metrics.CHUNKS_STORED.inc(len(entries))
+    metrics.STORED_BYTES.inc(sum(e[2] for e in entries))
+    metrics.STORED_RAW_BYTES.inc(sum(e[3] for e in entries))
 
 
 async def main(settings: Settings) -> None:

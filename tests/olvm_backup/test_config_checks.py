@@ -38,6 +38,10 @@ BAD = [
     ("OLVM_SCHEDULER_CLOCK_START", "yesterday", "ISO 8601"),
     ("OLVM_SCHEDULER_CLOCK_SPEED", "-60", "more than 0"),
     ("OLVM_SCHEDULER_CLOCK_EPOCH", "2024-13-01", "ISO 8601"),
+    ("OLVM_METRICS_PORT", "70000", "TCP port"),
+    ("OLVM_METRICS_HOST", "0.0.0.0/0", "host name or an IP address"),
+    ("OLVM_METRICS_BASE_PORT", "-1", "TCP port"),
+    ("OLVM_METRICS_LAG_INTERVAL", "0", "more than 0"),
 ]
 # Checked when a service or `up` starts (check_files), not at load.
 ON_START = {"OLVM_ENGINE_CA_FILE", "OLVM_REPOSITORY_PASSWORD_FILE", "OLVM_REPOSITORY_KEY_FILE"}

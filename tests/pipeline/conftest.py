@@ -61,8 +61,9 @@ class Pipeline:
         self.env = {**os.environ, **to_environ(settings)}
         self.processes: dict[str, ManagedProcess] = {}
 
-    def start(self, name: str, service: str) -> ManagedProcess:
-        process = ManagedProcess(name, [sys.executable, "-m", f"services.{service}"], env=self.env,
+    def start(self, name: str, service: str, **env: str) -> ManagedProcess:
+        """`env`: variables of this process alone (its OLVM_METRICS_PORT)."""
+        process = ManagedProcess(name, [sys.executable, "-m", f"services.{service}"], env={**self.env, **env},
                                  log_file=self.logs / f"{name}.log")
         self.processes[name] = process.start()
         return process
