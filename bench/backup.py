@@ -1,6 +1,7 @@
 """Backup benchmark (not a test): a 4 GiB disk with 2 GiB of mixed data, measured in one run against baselines.
 
     .venv/bin/python bench/backup.py [--work DIR] [--readers N] [--writers N] [--encryption both|on|off] [--runs N]
+                                     [--strategy cbt|snapshot|both]
 
 Prints, all measured here and now:
 - full backup through the pipeline vs a plain ovirt_imageio.client.download of the same disk, and vs
@@ -15,7 +16,10 @@ Prints, all measured here and now:
 - incremental backup after 1% of the disk changed vs restic's second backup of the changed image (both onto the
   last full backup; --encryption on or both: encrypted);
 - bytes stored in the object store vs restic's repository growth;
-- peak RSS of every process of the stack (as last restarted), and of restic.
+- peak RSS of every process of the stack (as last restarted), and of restic;
+- with --strategy snapshot (or both: the same), the snapshot strategy (disk image transfer) beside CBT's figures:
+  a full backup into a new repository (stack restarted, untimed), 1% of the disk changed again, an incremental;
+  each's time, bytes read from imageio and stored, against restic's full and second run.
 Targets (issue 4): full no slower than restic; incremental >= 10x faster than restic's second run; stored bytes
 <= restic's; every service < 300 MiB RSS. Issue 25: the full backup's ratio to restic with encryption on within
 5 % of the unencrypted run's (with --encryption both).
@@ -50,6 +54,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3,
                         help="full backups per encryption mode, and restic full backups, whose medians are shown "
                              "(default 3)")
+    parser.add_argument("--strategy", choices=("cbt", "snapshot", "both"), default="cbt",
+                        help="cbt (default): CBT backups only; snapshot or both: the snapshot strategy's full and "
+                             "incremental too, shown beside CBT's (always measured: they are its baseline)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args()
     if args.runs < 1:
@@ -123,7 +130,10 @@ def main() -> int:
             rss_by_process = site.service_rss()
             figures["broker_now"] = site.broker_rss_now()
             figures["broker_bound"] = site.settings.pipeline.waves_in_flight * site.settings.pipeline.wave_bytes
+            snapshot = snapshot_strategy(site, modes[0], passphrase) if args.strategy != "cbt" else None
         report(figures, rss_by_process, modes[0], args.runs)
+        if snapshot is not None:
+            report_strategies(figures, snapshot, modes[0])
         for mode, shown in steps.items():
             engine = sum(v for k, v in shown.items() if k in ENGINE_STEPS)
             took = last["s"] if mode == "full" else figures["inc_s"]
@@ -141,6 +151,53 @@ def main() -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def change_one_percent(site: Site, seed: int) -> None:
+    """The guest changes 1% of the disk in 1 MiB writes spread over it."""
+    rnd = random.Random(seed)
+    for i, slot in enumerate(rnd.sample(range(DISK_SIZE // MIB), CHANGED // MIB)):
+        site.guest_write(slot * MIB, MIB, seed=seed * 1000 + i)
+
+
+def snapshot_strategy(site: Site, mode: str, passphrase: Path) -> dict:
+    """The snapshot strategy's full (into a new repository, the stack restarted untimed) and, after 1% of the disk
+    changed again, its incremental: seconds, bytes read from imageio, bytes stored."""
+    say(f"olvm-backup: snapshot strategy: full backup, encryption {mode} (new repository, stack restarted)")
+    site.fresh_repository(mode == "on", "olvm-bench-snapshot", passphrase)
+    out: dict[str, float] = {}
+    for kind in ("full", "incremental"):
+        if kind == "incremental":
+            say(f"guest: changing {human(CHANGED)} (1%) again; olvm-backup: snapshot strategy: incremental")
+            change_one_percent(site, 43)
+        before = site.bucket_bytes()
+        out[f"{kind}_s"], run = site.cli("backup", VM, "--strategy", "snapshot", "--mode", kind, "--wait")
+        out[f"{kind}_steps"] = steps_shown(run.stderr)
+        out[f"{kind}_bytes"] = site.bucket_bytes() - before
+        point = next(p for p in reversed(site.restore_points()) if p["mode"] == kind and p["strategy"] == "snapshot")
+        out[f"{kind}_read"] = sum(d["bytes_read"] for d in point["disks"])
+    return out
+
+
+def report_strategies(f: dict[str, float], snap: dict, mode: str) -> None:
+    """CBT's and the snapshot strategy's full and incremental side by side, against restic's."""
+    print(f"\nstrategies side by side (encryption {mode}; incrementals after {human(CHANGED)} changed):")
+    print(f"{'':22}{'cbt':>12}{'snapshot':>12}{'restic':>12}")
+    rows = [("full backup", f["full_s"], snap["full_s"], f["restic_full_s"]),
+            ("incremental backup", f["inc_s"], snap["incremental_s"], f["restic_inc_s"])]
+    for name, cbt, snapshot, restic in rows:
+        print(f"{name:<22}{cbt:>10.1f} s{snapshot:>10.1f} s{restic:>10.1f} s")
+    print(f"{'full: read':<22}{'':>12}{human(snap['full_read']):>12}")
+    print(f"{'incremental: read':<22}{human(f['inc_read']):>12}{human(snap['incremental_read']):>12}")
+    print(f"{'incremental: stored':<22}{human(f['inc_bytes']):>12}{human(snap['incremental_bytes']):>12}"
+          f"{human(f['restic_inc_bytes']):>12}")
+    for name, ok in (("snapshot strategy: full no slower than restic", snap["full_s"] <= f["restic_full_s"]),
+                     ("snapshot strategy: incremental reads only what changed (+2 MiB)",
+                      snap["incremental_read"] <= CHANGED + 2 * MIB)):
+        print(f"target {'met   ' if ok else 'MISSED'}  {name}")
+    for kind in ("full", "incremental"):
+        print(f"snapshot strategy {kind}, where the time went: "
+              + ", ".join(f"{k} {v:.2f} s" for k, v in snap[f"{kind}_steps"].items()))
 
 
 def full_backup(site: Site) -> dict:
