@@ -209,7 +209,7 @@ async def _remove_snapshots(engine: Engine, entry: JournalEntry) -> None:
             return
         prefix = snapshot_prefix(entry.backup_id)
         mine = [s.snapshot_id for s in await snapshots.list_snapshots(engine, entry.vm_id)
-                if s.snapshot_id == entry.snapshot or s.description.startswith(prefix)]
+                if s.snapshot_id == entry.snapshot or (entry.snapshot_of and s.description == entry.snapshot_of)]
         for snapshot_id in mine:
             await snapshots.remove_snapshot(engine, entry.vm_id, snapshot_id, prefix=prefix,
                                             correlation_id=entry.backup_id)

@@ -24,7 +24,7 @@ from olvm_backup.planning import Extent
 # Our snapshots' descriptions: "olvm-backup <backup id> (request <request id>)"; the backup id is also the
 # correlation id of every engine call the backup makes.
 SNAPSHOT_PREFIX = "olvm-backup "
-_OURS = re.compile(r"^olvm-backup ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?: |$)")
+_OURS = re.compile(r"^olvm-backup ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) \(request [^()]*\)$")
 STRATEGY = "snapshot"
 
 

@@ -32,7 +32,8 @@ def test_our_snapshots_are_told_by_their_description_naming_a_backup():
     other = str(uuid.UUID(int=2))
     assert not snapshot_description(other, "r").startswith(snapshot_prefix(BACKUP))
     for theirs in ("before the upgrade", "olvm-backup", "olvm-backup nightly", "olvm-backup snapshot policy gold",
-                   f"my olvm-backup {BACKUP}", f"olvm-backup {BACKUP}x"):
+                   f"my olvm-backup {BACKUP}", f"olvm-backup {BACKUP}x", f"olvm-backup {BACKUP}",
+                   f"olvm-backup {BACKUP} is what I call mine"):
         assert backup_of(theirs) is None, theirs
     assert ours([KEPT, USER]) == [KEPT]
 
