@@ -66,6 +66,12 @@ CONSUMER_LAG = Gauge("olvm_consumer_lag", "records of a partition not yet commit
                      "offset minus committed offset), sampled every OLVM_METRICS_LAG_INTERVAL seconds",
                      ("group", "topic", "partition"), registry=REGISTRY)
 
+# The REST API and console (services/api): by route template, never by the path a caller typed.
+API_REQUESTS = _counter("olvm_api_requests", "API and console requests answered, by method, route and status",
+                        ("method", "route", "status"))
+API_SECONDS = Histogram("olvm_api_request_duration_seconds", "how long the API took to answer (a progress stream: "
+                        "how long it was followed), by route", ("route",), buckets=REQUEST_BUCKETS, registry=REGISTRY)
+
 
 def job_ended(kind: str, outcome: str, seconds: float) -> None:
     JOBS.labels(kind, outcome).inc()

@@ -6,7 +6,8 @@ Adding to it:
   the OpenAPI document picks them up (and tests/services/api/test_openapi.py checks it does).
 - Console pages: `services/api/pages/` (its `page_routes()`: Routes with kind="page", the same guard: sessions,
   roles, CSRF; static files under /static) is added by `add_pages` when it exists.
-- Metrics: `/metrics` is added by `add_metrics` (outside the guard: scrapers have no login; nothing secret there).
+- Metrics: `add_metrics` counts and times every request; the metrics are served on OLVM_METRICS_PORT like every
+  service's (runtime.py), outside the API's port and its guard.
 """
 from __future__ import annotations
 
@@ -43,7 +44,11 @@ def add_pages(app: web.Application) -> None:
 
 
 def add_metrics(app: web.Application) -> None:
-    """The Prometheus scrape endpoint (/metrics), when the metrics part is there."""
+    """Requests counted and timed (services/api/metrics.py); the process's /metrics is served on
+    OLVM_METRICS_PORT, as every service's is."""
+    from .metrics import add_request_metrics
+
+    add_request_metrics(app)
 
 
 def make_app(settings: Settings, *, context: ApiContext | None = None, connected: bool = True) -> web.Application:
