@@ -245,11 +245,13 @@ class PipelineSettings:
     pack_size: int = setting(64 << 20, "OLVM_PACK_SIZE", "bytes per pack object written by a writer",
                              check=positive)
     pre_backup_hook: str = setting("", "OLVM_PRE_BACKUP_HOOK",
-                                   "command run before each backup, with $OLVM_VM and $OLVM_BACKUP_ID; "
-                                   "its failure fails the backup", check=free_form)
+                                   "node command run before every backup's snapshot or checkpoint (a pre/post "
+                                   "command of phase `before`, README \"Pre/post commands\"), with $OLVM_VM and "
+                                   "$OLVM_BACKUP_ID; its failure fails the backup", check=free_form)
     post_backup_hook: str = setting("", "OLVM_POST_BACKUP_HOOK",
-                                    "command run after each backup, with $OLVM_RESULT (completed or failed) too; "
-                                    "its failure is reported, not fatal", check=free_form)
+                                    "node command run after every backup (phase `after-backup`), with "
+                                    "$OLVM_RESULT (completed, failed or interrupted) too; its failure is a "
+                                    "warning", check=free_form)
 
 
 @dataclass(frozen=True)

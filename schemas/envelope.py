@@ -20,7 +20,8 @@ SCHEMA_MAJOR = 1
 # "none+gcm" (an encrypted repository's sealed chunks); 1.7: PolicyEvent on policy.events (a backup policy's
 # changes, with who made them); 1.8: RepositoryEvent on repository.events (what prune, forget and gc deleted,
 # why, and protection set or lifted); 1.9: BackupRequest.strategy (cbt, or snapshot: disk image transfer).
-SCHEMA_MINOR = 9
+# 1.10: BackupRequest.commands and RestoreRequest.commands (pre/post commands: CommandSpec).
+SCHEMA_MINOR = 10
 
 _REGISTRY: dict[str, type["Record"]] = {}
 

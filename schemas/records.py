@@ -21,6 +21,27 @@ class Part(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", strict=False)
 
 
+class CommandSpec(Part):
+    """A pre/post command (1.10), as a policy document writes it (olvm_backup/commands/spec.py checks it; README
+    "Pre/post commands"). Never a secret: a guest's SSH key and known-hosts entry are files on the backup node,
+    named by path. Fields left None take the spec's defaults."""
+
+    phase: str = Field(description="before, after, after-backup, before-restore or after-restore")
+    run: list[str] = Field(min_length=1, description="the argument list")
+    where: str = "node"
+    name: str | None = None
+    timeout: float | None = None
+    ignore_exit: str | None = Field(default=None, description="exit codes to ignore: '15,101-150' or '*'")
+    stderr: str | None = Field(default=None, description="fail, warn or ignore")
+    env: dict[str, str] | None = None
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    key_file: str | None = Field(default=None, description="path of the SSH private key on the backup node")
+    known_hosts: str | None = Field(default=None, description="path of a known-hosts file on the backup node")
+    host_key: str | None = Field(default=None, description="the guest's public host key (OpenSSH line)")
+
+
 class BackupRequest(Record):
     """Ask for a backup of one VM (from the CLI, a schedule, a policy or a tag trigger)."""
 
@@ -35,6 +56,8 @@ class BackupRequest(Record):
     # 1.9: how to back it up: "cbt" (the engine's incremental backup, checkpoints) or "snapshot" (a VM snapshot kept
     # on the engine, its volumes downloaded through imageio). Absent in an older request: cbt.
     strategy: Literal["cbt", "snapshot"] = "cbt"
+    # 1.10: pre/post commands (phases before, after, after-backup), in the order they run within a phase.
+    commands: list[CommandSpec] = Field(default_factory=list)
 
 
 BackupEventKind = Literal[
@@ -185,6 +208,8 @@ class RestoreRequest(Record):
     keep_failed: bool = False
     requested_by: str = "cli"
     requested_at: float
+    # 1.10: pre/post commands of the phases before-restore and after-restore.
+    commands: list[CommandSpec] = Field(default_factory=list)
 
 
 RestoreEventKind = Literal["requested", "accepted", "started", "progress", "completed", "failed"]

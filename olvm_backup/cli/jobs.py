@@ -7,6 +7,7 @@ import time
 import uuid
 
 from schemas import BackupEvent, BackupRequest, RestoreEvent, RestoreRequest
+from schemas.records import CommandSpec
 from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, RESTORE_EVENTS, RESTORE_REQUESTS
 
 from ..config import Settings
@@ -42,37 +43,62 @@ async def submit(settings: Settings, requests_topic, events_topic, request, key:
 
 
 def new_backup_request(vm: str, mode: str, exclude: list[str], quiesce: bool, strategy: str, *,
-                       requested_by: str) -> BackupRequest:
+                       requested_by: str, commands: list[CommandSpec] | None = None) -> BackupRequest:
     """A backup request as the CLI and the API publish it."""
     return BackupRequest(request_id=str(uuid.uuid4()), vm=vm, mode=mode, exclude_disks=exclude, quiesce=quiesce,
-                         requested_by=requested_by, requested_at=time.time(), strategy=strategy)
+                         requested_by=requested_by, requested_at=time.time(), strategy=strategy,
+                         commands=commands or [])
 
 
 def new_restore_request(restore_point: str, *, name: str | None, replace: bool, cluster: str | None,
                         storage_domain: str | None, disks: list[str], target_vm: str | None, power_on: bool,
-                        keep_failed: bool, requested_by: str) -> RestoreRequest:
+                        keep_failed: bool, requested_by: str,
+                        commands: list[CommandSpec] | None = None) -> RestoreRequest:
     """A restore request as the CLI and the API publish it."""
     return RestoreRequest(request_id=str(uuid.uuid4()), restore_point=restore_point, name=name, replace=replace,
                           cluster=cluster, storage_domain=storage_domain, disks=disks, target_vm=target_vm,
                           power_on=power_on, keep_failed=keep_failed, requested_by=requested_by,
-                          requested_at=time.time())
+                          requested_at=time.time(), commands=commands or [])
+
+
+def command_specs(texts: list[str], files: list[str], phases: tuple[str, ...], what: str) -> list[CommandSpec]:
+    """The pre/post commands of `--command` (the one-line form) and `--commands-file` (a YAML or JSON list of
+    specs, as a policy's `commands`), checked here so that a mistake is said before anything is asked."""
+    import yaml
+
+    from ..commands import parse_cli, parse_specs, spec_to_doc
+    from ..commands.spec import SpecError
+
+    specs = [parse_cli(text, f"--command {i + 1}") for i, text in enumerate(texts)]
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError) as e:
+            raise SpecError(f"cannot read it ({e})", where=path) from None
+        specs += parse_specs(doc.get("commands") if isinstance(doc, dict) else doc, path)
+    for spec in specs:
+        if spec.phase not in phases:
+            raise SpecError(f"phase {spec.phase} is not one of {what}'s ({', '.join(phases)})", where=spec.label)
+    return [CommandSpec(**spec_to_doc(s)) for s in specs]
 
 
 async def request_backup(settings: Settings, vm: str, mode: str, exclude: list[str], quiesce: bool,
-                         wait: bool, timeout: float, strategy: str = "cbt") -> tuple[int, BackupEvent | None]:
+                         wait: bool, timeout: float, strategy: str = "cbt",
+                         commands: list[CommandSpec] | None = None) -> tuple[int, BackupEvent | None]:
     """Exit code and, with `wait`, the backup's final event."""
-    request = new_backup_request(vm, mode, exclude, quiesce, strategy, requested_by="cli")
+    request = new_backup_request(vm, mode, exclude, quiesce, strategy, requested_by="cli", commands=commands)
     return await submit(settings, BACKUP_REQUESTS, BACKUP_EVENTS, request, vm, wait, timeout, _summary)
 
 
 async def request_restore(settings: Settings, restore_point: str, *, name: str | None, replace: bool,
                           cluster: str | None, storage_domain: str | None, disks: list[str],
                           target_vm: str | None, power_on: bool, keep_failed: bool, wait: bool,
-                          timeout: float) -> tuple[int, RestoreEvent | None]:
+                          timeout: float, commands: list[CommandSpec] | None = None) -> tuple[int, RestoreEvent | None]:
     """Exit code and, with `wait`, the restore's final event."""
     request = new_restore_request(restore_point, name=name, replace=replace, cluster=cluster,
                                   storage_domain=storage_domain, disks=disks, target_vm=target_vm, power_on=power_on,
-                                  keep_failed=keep_failed, requested_by="cli")
+                                  keep_failed=keep_failed, requested_by="cli", commands=commands)
     return await submit(settings, RESTORE_REQUESTS, RESTORE_EVENTS, request, restore_point, wait, timeout,
                         _restore_summary)
 

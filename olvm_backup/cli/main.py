@@ -40,11 +40,21 @@ def _config(settings, args) -> int:
 
 
 def _backup(settings, args) -> int:
-    from .jobs import request_backup
+    from ..commands import BACKUP_PHASES
+    from .jobs import command_specs, request_backup
 
+    commands = command_specs(args.command, args.commands_file, BACKUP_PHASES, "a backup")
     rc, _ = asyncio.run(request_backup(settings, args.vm, args.mode, args.exclude, not args.no_quiesce, args.wait,
-                                       args.timeout, strategy=args.strategy))
+                                       args.timeout, strategy=args.strategy, commands=commands))
     return rc
+
+
+def _command_options(parser, phases: str) -> None:
+    parser.add_argument("--command", action="append", default=[], metavar="'OPTIONS -- COMMAND'",
+                        help=f"a pre/post command (repeat), e.g. 'phase=before,where=node,timeout=30 -- /usr/bin/sync'"
+                             f"; phases: {phases} (README \"Pre/post commands\")")
+    parser.add_argument("--commands-file", action="append", default=[], metavar="FILE",
+                        help="a YAML or JSON list of pre/post commands, as a policy's `commands`")
 
 
 def _backups(settings, args) -> int:
@@ -60,12 +70,14 @@ def _history(settings, args) -> int:
 
 
 def _restore(settings, args) -> int:
-    from .jobs import request_restore
+    from ..commands import RESTORE_PHASES
+    from .jobs import command_specs, request_restore
 
+    commands = command_specs(args.command, args.commands_file, RESTORE_PHASES, "a restore")
     rc, _ = asyncio.run(request_restore(
         settings, args.restore_point, name=args.name, replace=args.replace, cluster=args.cluster,
         storage_domain=args.storage_domain, disks=args.disk, target_vm=args.target_vm, power_on=args.power_on,
-        keep_failed=args.keep_failed, wait=args.wait, timeout=args.timeout))
+        keep_failed=args.keep_failed, wait=args.wait, timeout=args.timeout, commands=commands))
     return rc
 
 
@@ -327,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "kept on the engine, its volumes downloaded (incrementals read the layers written since)")
     backup.add_argument("--no-quiesce", action="store_true",
                         help="do not require the guest's file systems frozen (the engine still freezes them if it can)")
+    _command_options(backup, "before, after, after-backup")
     backup.add_argument("--wait", action="store_true", help="follow progress until the backup ends")
     backup.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the end (with --wait)")
     backup.set_defaults(func=_backup)
@@ -349,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--disk", action="append", default=[], metavar="DISK", help="only this disk (repeat)")
     restore.add_argument("--power-on", action="store_true", help="start the VM after the restore")
     restore.add_argument("--keep-failed", action="store_true", help="keep a half-restored VM for inspection")
+    _command_options(restore, "before-restore, after-restore")
     restore.add_argument("--wait", action="store_true", help="follow progress until the restore ends")
     restore.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (with --wait)")
     restore.set_defaults(func=_restore)

@@ -26,10 +26,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 
+from olvm_backup.commands.spec import CommandSpec, SpecError, parse_run, parse_specs, spec_to_doc
 from olvm_backup.errors import BackupError
 from olvm_backup.retention import RetentionError, Rules, format_duration, parse_duration
 
-FORMAT = (1, 1)  # the document's "v": a major this build does not know is refused (1.1: `kind`)
+# The document's "v": a major this build does not know is refused (1.1: `kind`; 1.2: `commands` and `vm_commands`,
+# the pre/post commands, which replace 1.1's never-run `pre_command` and `post_command`: still read, as commands).
+FORMAT = (1, 2)
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # policies/<name> in the store, a Kafka key, a CLI argument
 NAME_RULE = "lower-case letters, digits, '-' and '_', starting with a letter or digit, at most 63"
 
@@ -113,8 +116,10 @@ class Policy:
     exclude_disks: list[str] = field(default_factory=list)  # fnmatch patterns on disk names
     quiesce: bool = True
     on_join: bool = False  # back up a VM as soon as it joins the policy
-    pre_command: str = ""  # placeholders for the pre/post commands issue: stored, not run yet
-    post_command: str = ""
+    # Pre/post commands (olvm_backup/commands, README "Pre/post commands"): the policy's for every VM, then each
+    # VM's own (by VM name or id), in the order they run within a phase.
+    commands: list[CommandSpec] = field(default_factory=list)
+    vm_commands: dict[str, list[CommandSpec]] = field(default_factory=dict)
     description: str = ""
     retention: Rules = field(default_factory=Rules)  # what prune keeps of each VM's restore points; none: everything
 
@@ -134,7 +139,7 @@ class Policy:
 
 POLICY_FIELDS = ("v", "name", "kind", "description", "selection", "assignment", "vms", "assigned", "strategy",
                  "schedules", "retention",
-                 "exclude_disks", "quiesce", "on_join", "pre_command", "post_command")
+                 "exclude_disks", "quiesce", "on_join", "commands", "vm_commands", "pre_command", "post_command")
 SELECTION_FIELDS = ("include", "exclude", "clusters")
 RETENTION_COUNTS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 RETENTION_FIELDS = tuple(f"keep-{name}" for name in RETENTION_COUNTS) + ("keep-within",)
@@ -279,6 +284,38 @@ class _Reader:
                 counts[key.removeprefix("keep-")] = count
         return Rules(**counts)
 
+    def commands(self, value: Any, where: str) -> list[CommandSpec]:
+        try:
+            return parse_specs(value, where)
+        except SpecError as e:
+            raise self.fail(e.where, e.reason) from None
+
+    def vm_commands(self, value: Any) -> dict[str, list[CommandSpec]]:
+        """`{VM name or id: [command, ...]}`: a VM's own commands, run after the policy's in each phase."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail("vm_commands", f"a mapping of VM names to lists of commands is expected, not "
+                                           f"{_kind(value)}")
+        out = {}
+        for vm, specs in value.items():
+            vm = self.text(vm, "vm_commands", empty=False)
+            out[vm] = self.commands(specs, f"vm_commands.{vm}")
+        return out
+
+    def legacy_commands(self, doc: dict) -> list[CommandSpec]:
+        """`pre_command` and `post_command` (format 1.1's one-line commands, never run before): node commands of
+        the phases before and after-backup, written back as `commands`."""
+        out = []
+        for key, phase in (("pre_command", "before"), ("post_command", "after-backup")):
+            text = self.text(doc.get(key, ""), key)
+            if text.strip():
+                try:
+                    out.append(CommandSpec(phase=phase, run=parse_run(text, key)))  # type: ignore[arg-type]
+                except SpecError as e:
+                    raise self.fail(key, e.reason) from None
+        return out
+
     def strategy(self, value: Any) -> str:
         if value not in STRATEGIES:
             later = f"; {', '.join(LATER_STRATEGIES)} are planned" if value in LATER_STRATEGIES else ""
@@ -339,8 +376,8 @@ def parse_policy(doc: Any, *, name: str | None = None) -> Policy:
         exclude_disks=r.strings(doc.get("exclude_disks"), "exclude_disks"),
         quiesce=r.flag(doc.get("quiesce", True), "quiesce"),
         on_join=r.flag(doc.get("on_join", False), "on_join"),
-        pre_command=r.text(doc.get("pre_command", ""), "pre_command"),
-        post_command=r.text(doc.get("post_command", ""), "post_command"),
+        commands=r.legacy_commands(doc) + r.commands(doc.get("commands"), "commands"),
+        vm_commands=r.vm_commands(doc.get("vm_commands")),
         retention=r.retention(doc.get("retention")),
     )
     for where, reason in snapshot_policy_problems(policy):
@@ -355,7 +392,7 @@ def snapshot_policy_problems(policy: Policy) -> list[tuple[str, str]]:
         return []
     default = Policy(name=policy.name)
     why = "not used by a hypervisor-snapshots policy (it keeps VM snapshots on the engine and backs nothing up)"
-    out = [(f, why) for f in ("strategy", "exclude_disks", "on_join", "pre_command", "post_command")
+    out = [(f, why) for f in ("strategy", "exclude_disks", "on_join", "commands", "vm_commands")
            if getattr(policy, f) != getattr(default, f)]
     out += [(f"schedules[{i}].mode", why) for i, s in enumerate(policy.schedules) if s.mode != "auto"]
     return out
@@ -386,8 +423,8 @@ def policy_to_doc(policy: Policy) -> dict[str, Any]:
         "exclude_disks": list(policy.exclude_disks),
         "quiesce": policy.quiesce,
         "on_join": policy.on_join,
-        "pre_command": policy.pre_command,
-        "post_command": policy.post_command,
+        "commands": [spec_to_doc(c) for c in policy.commands],
+        "vm_commands": {vm: [spec_to_doc(c) for c in specs] for vm, specs in policy.vm_commands.items()},
         "retention": retention_to_doc(policy.retention),
     }
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from schemas.records import BackupMode, BackupRequest
+from olvm_backup.commands.spec import BACKUP_PHASES, spec_to_doc
+from schemas.records import BackupMode, BackupRequest, CommandSpec
 
 from .model import Policy, Schedule
 from .schedule import slot_text
@@ -55,7 +56,8 @@ def requested_by(policy: Policy | str, cause: str) -> str:
 def backup_request(policy: Policy, vm: VmView, *, mode: BackupMode = "auto", cause: str, request_id: str,
                    now: float, requested_by: str | None = None) -> BackupRequest:
     """The request for one VM: its id is the caller's (`request_id(...)`), so the same cause gives the same id;
-    the policy's disk patterns and quiesce go with it; `requested_by` defaults to "policy NAME: CAUSE"."""
+    the policy's disk patterns, quiesce and pre/post commands go with it; `requested_by` defaults to
+    "policy NAME: CAUSE"."""
     return BackupRequest(
         request_id=request_id,
         vm=vm.vm_id,
@@ -66,4 +68,12 @@ def backup_request(policy: Policy, vm: VmView, *, mode: BackupMode = "auto", cau
         requested_at=now,
         policy=policy.name,
         strategy=policy.strategy,
+        commands=backup_commands(policy, vm),
     )
+
+
+def backup_commands(policy: Policy, vm: VmView) -> list[CommandSpec]:
+    """The policy's pre/post commands of a backup's phases for this VM: the policy's, then the VM's own (by name,
+    then by id)."""
+    specs = [*policy.commands, *policy.vm_commands.get(vm.name, []), *policy.vm_commands.get(vm.vm_id, [])]
+    return [CommandSpec(**spec_to_doc(s)) for s in specs if s.phase in BACKUP_PHASES]

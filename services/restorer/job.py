@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass
 from typing import AsyncIterator
 
+from olvm_backup.commands import CommandResult, CommandSpec, parse_spec, run_phase
 from olvm_backup.repository import catalog
 from olvm_backup.repository.chunkfetch import ChunkFetcher
 from olvm_backup.repository.holds import holding
@@ -93,6 +94,8 @@ class RestoreJob:
         self.original_removed = False  # replace: from here on the restored disks are all that is left of the VM
         self.bytes_total = 0
         self.bytes_done = 0
+        self.commands: list[CommandSpec] = []  # before-restore and after-restore (olvm_backup/commands)
+        self.commands_ran: list[str] = []  # the phases started: each at most once per restore
 
     async def event(self, kind: str, message: str, **fields) -> None:
         await self.bus.publish(RESTORE_EVENTS, RestoreEvent(
@@ -102,12 +105,15 @@ class RestoreJob:
     async def run(self) -> str | None:
         try:
             await self.event("accepted", f"restore of {self.request.restore_point} accepted")
+            self.commands = [parse_spec({k: v for k, v in c.model_dump().items() if v is not None},
+                                        f"request commands[{i}]") for i, c in enumerate(self.request.commands)]
             # Held in use from before the catalog is read until the end: prune keeps the restore point meanwhile.
             async with holding(self.store, self.request.restore_point, "restore", self.request.requested_by):
                 with waits_told_to(lambda text: self.event("progress", text)):
                     vm_id = await self._run()
         except asyncio.CancelledError:
             await asyncio.shield(self._undo())
+            await asyncio.shield(self._after_restore("interrupted"))
             raise
         except Exception as e:
             if isinstance(e, BackupError):
@@ -115,6 +121,7 @@ class RestoreJob:
             else:
                 log.exception("restore %s failed", self.request.request_id)
             await asyncio.shield(self._undo())
+            await asyncio.shield(self._after_restore("failed"))
             kept = self.request.keep_failed or self.original_removed
             message = str(e) if not self.original_removed else (
                 f"{e}; the original VM was already removed: the restored disks are kept "
@@ -123,6 +130,31 @@ class RestoreJob:
                 duration=self._took(), bytes_sent=self.bytes_done, error_type=type(e).__name__, kept=kept))
             return None
         return vm_id
+
+    async def _commands(self, phase: str, **env: str) -> None:
+        """The phase's pre/post commands, once per restore; a failing before-restore command fails the restore
+        before anything is created, an after-restore one is a warning."""
+        if phase in self.commands_ran or not any(c.phase == phase for c in self.commands):
+            return
+        self.commands_ran.append(phase)
+
+        async def said(result: CommandResult) -> None:
+            prefix = "" if result.status == "ok" else "warning: " if phase == "after-restore" or \
+                result.status == "warned" else "failed: "
+            await self.event("progress", prefix + result.message, detail={"command": result.detail()})
+
+        failed = await run_phase(self.commands, phase, {"OLVM_RESTORE_POINT": self.request.restore_point,
+                                                        "OLVM_REQUEST_ID": self.request.request_id,
+                                                        "OLVM_VM": self.created_vm or "", **env}, said)
+        if failed is not None and phase == "before-restore":
+            raise BackupError(failed.message)
+
+    async def _after_restore(self, result: str) -> None:
+        if "before-restore" in self.commands_ran:
+            try:
+                await self._commands("after-restore", OLVM_RESULT=result)
+            except Exception as e:  # the bus is away: the restore's end is said all the same
+                log.error("restore %s: its after-restore commands could not be said: %s", self.request.request_id, e)
 
     def _took(self) -> float:
         return round(time.monotonic() - self.started, 3)
@@ -211,6 +243,7 @@ class RestoreJob:
         req = self.request
         plan = await self._plan()
         manifest, disks = plan.manifest, plan.disks
+        await self._commands("before-restore")
         self.bytes_total = sum(d.map.data_bytes() for d in disks)
         await self.event("started", f"restoring {len(disks)} disk(s) of {manifest.vm_name} from "
                          f"{manifest.backup_id}", bytes_total=self.bytes_total, bytes_done=0)
@@ -243,6 +276,7 @@ class RestoreJob:
         if req.power_on:
             await provision.power_on(self.engine, vm_id)
         status = await provision.vm_status(self.engine, vm_id)
+        await self._commands("after-restore", OLVM_RESULT="completed", OLVM_VM=vm_id)
         await self.event("completed", f"restored {manifest.vm_name} ({manifest.backup_id}) as VM {vm_id}, "
                          f"{status}", vm_id=vm_id, bytes_total=self.bytes_total, bytes_done=self.bytes_done,
                          outcome=RestoreOutcome(duration=self._took(), bytes_sent=self.bytes_done, status=status,

@@ -38,7 +38,7 @@ from schemas.topics import BACKUP_EVENTS, READ_TASKS
 
 from . import outcome
 from .chain import DiskPlan, build_map, choose_checkpoint, plan_disk, select_disks
-from .hooks import run_hook
+from .commands import BackupCommands, request_specs
 from .journal import Journal, JournalEntry, process_name, snapshots_left
 from .plan import OpenDisk, plan_reads
 from .quiesce import Consistency, plan_consistency
@@ -77,6 +77,7 @@ class BackupJob:
         self.consistency: Consistency | None = None  # of the guest's file systems, once the engine backup is ready
         self.journal: Journal | None = None  # once saved: what the job holds open on the engine
         self.marking = marking  # the request's marker (once.py): written at the start and before the final event
+        self.commands: BackupCommands | None = None  # the request's pre/post commands (commands.py)
 
     async def event(self, kind: str, message: str, **fields) -> None:
         await self.ctx.bus.publish(BACKUP_EVENTS, BackupEvent(
@@ -88,6 +89,8 @@ class BackupJob:
         try:
             await self._mark("running")
             await self.event("accepted", f"backup of {self.request.vm} ({self.request.mode}) accepted")
+            self.commands = BackupCommands(request_specs(self.request, self.ctx.settings), steps=self.steps,
+                                           event=self.event, env=self._command_env)
             with waits_told_to(lambda text: self.event("progress", text)):
                 manifest = await self._run()
         except asyncio.CancelledError:
@@ -101,17 +104,17 @@ class BackupJob:
                 e, BackupError) else log.error("backup %s of %s failed: %s", self.backup_id, self.request.vm, e)
             step = self.steps.failed_in(e)  # which step failed: the error alone may not tell (a spent retry budget)
             left = await self._hand_over("failed")
+            await self._commands_ended("failed")
             await self._mark("failed")
             await self.event("failed", (f"{step}: {e}" if step else str(e)) + left, outcome=outcome.failed(
                 e, self.steps, time.monotonic() - self.started, self.consistency))
-            await self._post_hook("failed")
             return None
         # Sent once the transfers and the engine backup are closed too, not at the commit.
+        await self._commands_ended("completed")
         await self._mark("completed")  # before the event: a redelivery after it is never run again
         done = outcome.completed(manifest, self.steps, time.monotonic() - self.started, self.consistency)
         await self.event("completed", outcome.summary(self.backup_id, self.vm_name, done), outcome=done,
                          bytes_total=self.bytes_total, bytes_done=self.bytes_total)
-        await self._post_hook("completed")
         return manifest
 
     async def _mark(self, state) -> None:
@@ -141,18 +144,34 @@ class BackupJob:
 
     async def _interrupted(self) -> None:
         left = await self._hand_over("interrupted")
+        await self._commands_ended("interrupted")  # an application held by a `before` is let go meanwhile
         await self.event("progress", f"backup {self.backup_id} interrupted: the snapshotter is stopping{left}; the "
                          "request runs again from the start when a snapshotter takes it",
                          detail={"interrupted": self.backup_id})
 
-    async def _post_hook(self, result: str) -> None:
-        hook = self.ctx.settings.pipeline.post_backup_hook
-        if hook:
+    def _command_env(self) -> dict[str, str]:
+        """What a pre/post command is told of its backup (README "Pre/post commands")."""
+        return {"OLVM_VM": self.vm_name, "OLVM_BACKUP_ID": self.backup_id, "OLVM_REQUEST_ID": self.request.request_id,
+                "OLVM_STRATEGY": self.request.strategy}
+
+    async def _commands_before(self) -> None:
+        """The `before` commands, right before the engine is asked to freeze the guest (a backup's checkpoint, a
+        snapshot); the first failing one fails the backup, with nothing asked of the engine yet."""
+        if self.commands:
+            self.commands.journal = self.journal
+            await self.commands.before()
+
+    async def _commands_after(self) -> None:
+        """The `after` commands, as soon as the checkpoint or snapshot is taken (the engine thawed the guest)."""
+        if self.commands:
+            await self.commands.after()
+
+    async def _commands_ended(self, result: str) -> None:
+        if self.commands:
             try:
-                await run_hook(hook, {"OLVM_VM": self.vm_name, "OLVM_BACKUP_ID": self.backup_id,
-                                      "OLVM_RESULT": result})
-            except BackupError as e:
-                await self.event("progress", f"post-backup hook failed: {e}")
+                await self.commands.ended(result)
+            except Exception as e:  # the bus is away: the backup's end is said all the same
+                log.error("backup %s: its after commands could not be said: %s", self.backup_id, e)
 
     async def _run(self) -> Manifest:
         ctx, request = self.ctx, self.request
@@ -162,10 +181,6 @@ class BackupJob:
             disks, excluded = select_disks(await vm_disks(ctx.engine, vm.vm_id), request.exclude_disks)
             if not disks:
                 raise BackupError(f"VM {vm.name} has no disk to back up (all {len(excluded)} excluded)")
-        if ctx.settings.pipeline.pre_backup_hook:
-            with self.steps.step("pre-backup hook"):
-                await run_hook(ctx.settings.pipeline.pre_backup_hook, {"OLVM_VM": vm.name, "OLVM_BACKUP_ID":
-                                                                       self.backup_id})
         with self.steps.step("prepare"):
             previous = None if request.mode == "full" else await catalog.latest(ctx.store, vm.vm_id)
             engine_checkpoints = await cbt.checkpoints(ctx.engine, vm.vm_id) if previous else []
@@ -207,6 +222,7 @@ class BackupJob:
         description = f"olvm-backup {self.backup_id} (request {self.request.request_id})"
         created_at = time.time()
         consistency = plan_consistency(self.request.quiesce, vm.status, vm.guest_agent)
+        await self._commands_before()
         asked = time.monotonic()
         async with self.steps.entering("engine start", cbt.running_backup(
                 ctx.engine, vm.vm_id, [d.disk_id for d in disks], from_checkpoint, description,
@@ -227,6 +243,7 @@ class BackupJob:
                         raise
             finally:
                 self.steps.add("engine start", time.monotonic() - asked)
+            await self._commands_after()
             plans = [plan_disk(d, modes.get(d.disk_id, "full"), previous, from_checkpoint, full_reason)
                      for d in disks]
             self.consistency = consistency.outcome(

@@ -41,8 +41,9 @@ STALE_AFTER = 60.0   # a journal not refreshed for this long belongs to a snapsh
 # The journal's format: JSON of JournalEntry's fields and "v": [major, minor]. A newer minor may only add fields
 # (passed over here); journals written before it had a version have none and are 1.0.
 JOURNAL_MAJOR = 1
-# 1.1: `ended`; 1.2: the snapshot strategy's `snapshot_of`, `snapshot`, `previous_snapshot`, `committed`
-JOURNAL_MINOR = 2
+# 1.1: `ended`; 1.2: the snapshot strategy's `snapshot_of`, `snapshot`, `previous_snapshot`, `committed`; 1.3:
+# `commands`, the pre/post command phases the backup started (commands.py)
+JOURNAL_MINOR = 3
 
 
 class JournalError(BackupError):
@@ -70,6 +71,8 @@ class JournalEntry:
     snapshot: str = ""
     previous_snapshot: str = ""
     committed: bool = False
+    # 1.3: the pre/post command phases started ("before", "after"), in order: each runs once per backup.
+    commands: list[str] = field(default_factory=list)
 
 
 def encode_journal(entry: JournalEntry) -> bytes:

@@ -13,8 +13,8 @@ import time
 from typing import AsyncContextManager, AsyncIterator, Iterator, TypeVar
 
 # The steps in the order they start; `engine release` overlaps the end of `read and store`.
-ORDER = ("prepare", "pre-backup hook", "engine start", "open transfers", "read and store", "engine release",
-         "commit")
+ORDER = ("prepare", "before commands", "engine start", "after commands", "open transfers", "read and store",
+         "engine release", "commit", "after-backup commands")
 ENGINE_STEPS = ("engine start", "open transfers", "engine release")
 T = TypeVar("T")
 

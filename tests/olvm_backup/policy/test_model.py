@@ -48,8 +48,9 @@ def test_a_good_document_reads_every_field():
         Schedule("sunday", "0 2 * * 0", "Europe/Paris", "full", 60),
     ]
     assert policy.exclude_disks == ["*-swap", "scratch*"]
-    assert (policy.quiesce, policy.on_join, policy.pre_command, policy.post_command) == \
-        (False, True, "/usr/local/bin/freeze-app", "")
+    assert (policy.quiesce, policy.on_join) == (False, True)
+    # 1.1's one-line pre_command is read as a node command of phase before (and written back as `commands`)
+    assert [(c.phase, c.where, c.run) for c in policy.commands] == [("before", "node", ("/usr/local/bin/freeze-app",))]
     assert policy.assigned == [] and policy.strategy == "cbt"
     assert policy.retention == Rules(last=7, daily=14, within=2 * 86400)
     assert policy_to_doc(policy)["retention"] == GOOD["retention"]
@@ -65,7 +66,7 @@ def test_defaults_of_a_minimal_document():
 def test_round_trip_through_json():
     policy = parse_policy(copy.deepcopy(GOOD))
     doc = policy_to_doc(policy)
-    assert doc["v"] == [1, 1] and "kind" not in doc  # a backup policy's document: readable by a 1.0 reader
+    assert doc["v"] == [1, 2] and "kind" not in doc  # a backup policy's document: readable by a 1.0 reader
     assert parse_policy(json.loads(json.dumps(doc))) == policy
     assigned = Policy(name="silver", assignment="assign", assigned=["id-1", "id-2"])
     assert parse_policy(policy_to_doc(assigned)) == assigned

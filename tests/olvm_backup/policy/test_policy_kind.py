@@ -25,7 +25,7 @@ def test_a_snapshot_policy_round_trips_and_a_policy_without_kind_is_a_backup_pol
     ("kind", "snapshot", "kind"),
     ("exclude_disks", ["*-swap"], "exclude_disks"),
     ("on_join", True, "on_join"),
-    ("pre_command", "sync", "pre_command"),
+    ("commands", [{"phase": "before", "run": ["sync"]}], "commands"),
     ("schedules", [{"name": "hourly", "cron": "0 * * * *", "mode": "full"}], "schedules[0].mode"),
 ])
 def test_what_only_backups_use_is_refused_in_a_snapshot_policy_naming_the_field(field, value, where):

@@ -44,7 +44,7 @@ async def test_saved_policies_read_back_and_are_listed_by_name():
     assert await get_policy(store, "gold") == GOLD
     assert [p.name for p in await list_policies(store)] == ["gold", "silver"]
     assert await keys(store) == ["policies/gold", "policies/silver"]
-    assert json.loads(await store.get("policies/gold"))["v"] == [1, 1]
+    assert json.loads(await store.get("policies/gold"))["v"] == [1, 2]
     assert await find_policy(store, "bronze") is None
     with pytest.raises(PolicyNotFound, match="policy bronze: no such policy"):
         await get_policy(store, "bronze")
