@@ -19,6 +19,7 @@ from . import serving
 log = logging.getLogger(__name__)
 
 ASK_TIMEOUT = 5.0  # seconds one sample may wait for the broker (a deleted topic's partition may not answer)
+FIRST_LOOKS = 1.0  # seconds between samples until the consumer has partitions
 
 
 def lag_of(end: dict[TopicPartition, int], committed: dict[TopicPartition, int | None]) -> dict[TopicPartition, int]:
@@ -49,14 +50,19 @@ class LagSampler:
         self._show({})
 
     async def _run(self, interval: float) -> None:
+        shown = False
         while True:
             try:
-                self._show(await asyncio.wait_for(self.sample(), ASK_TIMEOUT))
+                lags = await asyncio.wait_for(self.sample(), ASK_TIMEOUT)
+                self._show(lags)
+                shown = shown or bool(lags)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the broker away for a moment, a topic deleted meanwhile: the next sample
                 log.debug("consumer lag of %s not sampled: %s", self._group, e)
-            await asyncio.sleep(interval)
+            # Until the group first assigns partitions (a join takes seconds), look again soon rather than after
+            # a whole interval.
+            await asyncio.sleep(interval if shown else min(interval, FIRST_LOOKS))
 
     async def sample(self) -> dict[TopicPartition, int]:
         assigned = list(self._consumer.assignment())
