@@ -42,6 +42,10 @@ class User:
     role: str
     password_hash: str
 
+    def stamp(self) -> str:
+        """Changes when the user's password or role does: what a session checks it still matches."""
+        return hashlib.sha256(f"{self.role}${self.password_hash}".encode()).hexdigest()[:32]
+
 
 def users_file(data_dir: Path) -> Path:
     return data_dir / "api" / "users.json"

@@ -40,7 +40,7 @@ def test_services_use_the_declared_settings_and_real_kafka_and_minio():
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     assert services["minio"]["image"].startswith("minio/minio")
     declared = _env_names(Settings())
-    for name in ("snapshotter", "reader", "writer", "restorer", "scheduler"):
+    for name in ("snapshotter", "reader", "writer", "restorer", "scheduler", "api"):
         service = services[name]
         assert service["command"] == [f"services.{name}"]
         unknown = set(service["environment"]) - declared

@@ -23,14 +23,20 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def opened(settings: Settings, backup_id: str) -> Iterator["RestorePointFiles"]:
+def opened(settings: Settings, backup_id: str, by: str | None = None) -> Iterator["RestorePointFiles"]:
     from ..access.extra import dissect
     from ..access.image import open_images
     from ..access.tree import RestorePointFiles
 
     dissect("volume")  # the optional extra: said before the repository is opened
-    with open_images(settings, backup_id, use="export") as images:
+    with open_images(settings, backup_id, use="export", by=by) as images:
         yield RestorePointFiles(backup_id, images)
+
+
+def listing(files: "RestorePointFiles", path: str) -> list["Item"]:
+    """What `ls PATH` shows: a directory's (or a disk's, a volume's) entries, or the one entry a file is."""
+    target = files.lookup(path, follow=True)
+    return files.children(target) if target.kind in (DIR, "volume") else [files.lookup(path)]
 
 
 def _when(mtime: float | None) -> str:
@@ -71,8 +77,7 @@ def as_json(item: "Item") -> dict:
 
 def ls(settings: Settings, backup_id: str, path: str, long: bool, as_json_: bool) -> int:
     with opened(settings, backup_id) as files:
-        target = files.lookup(path, follow=True)
-        shown = files.children(target) if target.kind in (DIR, "volume") else [files.lookup(path)]
+        shown = listing(files, path)
         if as_json_:
             print(json.dumps([as_json(i) for i in shown], indent=1))
             return 0

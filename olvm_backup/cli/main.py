@@ -398,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_files_parser(sub)
     _add_serving_parsers(sub)
     _add_snapshot_parsers(sub)
+    from .users import add_user_parser
+    add_user_parser(sub)
 
     config = sub.add_parser("config", help="show the effective settings (secrets masked)")
     config.add_argument("--markdown", action="store_true",

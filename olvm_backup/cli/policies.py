@@ -14,7 +14,7 @@ import uuid
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncContextManager, AsyncIterator, Callable
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -76,26 +76,50 @@ def read_document(path: str, name: str) -> dict:
     return {} if doc is None else doc
 
 
+BusOpener = Callable[[], AsyncContextManager[Any]]
+
+
+async def create_policy(store, open_bus_: BusOpener, name: str, doc: Any, who: str) -> Policy:
+    """Check, store and announce a new policy (the bus is opened only once the checks pass)."""
+    policy = parse_policy(doc, name=name)
+    if await find_policy(store, name) is not None:
+        raise PolicyError("exists already (`olvm-backup policy edit` changes it)", policy=name)
+    async with open_bus_() as bus:
+        await save_policy(store, bus, policy, who)
+    return policy
+
+
+async def edit_policy(store, open_bus_: BusOpener, name: str, doc: Any, who: str):
+    """Replace a policy by `doc`; the VMs its selection assigned are kept unless `doc` says `assigned`. The event
+    published, or None when nothing changed."""
+    policy = parse_policy(doc, name=name)
+    old = await get_policy(store, name)
+    if not (isinstance(doc, dict) and "assigned" in doc):
+        policy = replace(policy, assigned=old.assigned)  # the scheduler's state, not the admin's
+    async with open_bus_() as bus:
+        return await save_policy(store, bus, policy, who)
+
+
+async def delete_named(store, open_bus_: BusOpener, name: str, who: str) -> None:
+    await get_policy(store, name)
+    async with open_bus_() as bus:
+        await delete_policy(store, bus, name, who)
+
+
 async def create(settings: Settings, name: str, path: str) -> int:
-    policy = parse_policy(read_document(path, name), name=name)  # checked before anything is opened
+    doc = read_document(path, name)
+    parse_policy(doc, name=name)  # checked before anything is opened
     async with open_repository(settings) as store:
-        if await find_policy(store, name) is not None:
-            raise PolicyError("exists already (`olvm-backup policy edit` changes it)", policy=name)
-        async with open_bus(settings) as bus:
-            await save_policy(store, bus, policy, actor())
+        await create_policy(store, lambda: open_bus(settings), name, doc, actor())
     print(f"policy {name} created")
     return 0
 
 
 async def edit(settings: Settings, name: str, path: str) -> int:
     doc = read_document(path, name)
-    policy = parse_policy(doc, name=name)
+    parse_policy(doc, name=name)
     async with open_repository(settings) as store:
-        old = await get_policy(store, name)
-        if not (isinstance(doc, dict) and "assigned" in doc):
-            policy = replace(policy, assigned=old.assigned)  # the scheduler's state, not the admin's
-        async with open_bus(settings) as bus:
-            event = await save_policy(store, bus, policy, actor())
+        event = await edit_policy(store, lambda: open_bus(settings), name, doc, actor())
     if event is None:
         print(f"policy {name}: nothing changed")
     else:
@@ -105,9 +129,7 @@ async def edit(settings: Settings, name: str, path: str) -> int:
 
 async def delete(settings: Settings, name: str) -> int:
     async with open_repository(settings) as store:
-        await get_policy(store, name)
-        async with open_bus(settings) as bus:
-            await delete_policy(store, bus, name, actor())
+        await delete_named(store, lambda: open_bus(settings), name, actor())
     print(f"policy {name} deleted")
     return 0
 
@@ -139,7 +161,7 @@ async def unassign(settings: Settings, name: str, vm: str) -> int:
     return 0
 
 
-def _next_runs(policy: Policy, now: datetime) -> list[tuple[str, datetime, datetime]]:
+def next_runs(policy: Policy, now: datetime) -> list[tuple[str, datetime, datetime]]:
     """(schedule, next run in its zone, in UTC)."""
     out = []
     for schedule in policy.schedules:
@@ -160,7 +182,7 @@ async def list_all(settings: Settings) -> int:
     now = datetime.now(timezone.utc)
     print(f"{'policy':<20} {'assignment':<17} {'explicit':>8} {'assigned':>8}  {'schedules':<24} next run (UTC)")
     for p in policies:
-        runs = _next_runs(p, now)
+        runs = next_runs(p, now)
         first = min((utc for _, _, utc in runs), default=None)
         print(f"{p.name:<20} {p.assignment:<17} {len(p.vms):>8} {len(p.assigned):>8}  "
               f"{','.join(s.name for s in p.schedules) or '-':<24} "
@@ -211,11 +233,36 @@ async def show(settings: Settings, name: str) -> int:
     now = datetime.now(timezone.utc)
     if not policy.schedules:
         print("next runs: none (no schedule)")
-    for schedule_name, local, utc in _next_runs(policy, now):
+    for schedule_name, local, utc in next_runs(policy, now):
         schedule = policy.schedule(schedule_name)
         print(f"next run of {schedule_name} ({schedule.cron}, {schedule.mode}): "
               f"{local.strftime('%Y-%m-%d %H:%M %Z')} ({utc.strftime('%Y-%m-%d %H:%M')} UTC)")
     return 0
+
+
+async def holds_now(settings: Settings, store, name: str,
+                    vms: list[VmView] | None = None) -> tuple[Policy, list[VmView]]:
+    """The policy and the VMs it holds now: by the engine's inventory (`vms`, or asked for here) when an engine is
+    configured; without one, the VMs it names (explicit and assigned by id)."""
+    policies = await list_policies(store)
+    policy = await get_policy(store, name)
+    if settings.engine.url:
+        vms = vms if vms is not None else await engine_vms(settings)
+        return policy, evaluate([p for p in policies if p.name != name] + [policy], vms)[name].holds
+    return policy, [VmView(vm_id=v, name=v) for v in dict.fromkeys([*policy.vms, *policy.assigned])]
+
+
+async def request_run(bus, policy: Policy, holds: list[VmView], mode: str | None, who: str) -> list[tuple[VmView, str]]:
+    """A backup request for each VM held, as one run of the policy: (VM, request id) each."""
+    occurrence = uuid.uuid4().hex  # each run is its own cause
+    cause = run_cause(who)
+    out = []
+    for vm in holds:
+        rid = request_id(policy, "run", occurrence, vm.vm_id)
+        request = backup_request(policy, vm, mode=mode or "auto", cause=cause, request_id=rid, now=time.time())
+        await bus.publish(BACKUP_REQUESTS, request, key=vm.vm_id)
+        out.append((vm, rid))
+    return out
 
 
 async def run(settings: Settings, name: str, mode: str | None) -> int:
@@ -223,13 +270,7 @@ async def run(settings: Settings, name: str, mode: str | None) -> int:
     assigned by id) are what it holds."""
     who = actor()
     async with open_repository(settings) as store:
-        policies = await list_policies(store)
-        policy = await get_policy(store, name)
-    if settings.engine.url:
-        vms = await engine_vms(settings)
-        holds = evaluate([p for p in policies if p.name != name] + [policy], vms)[name].holds
-    else:
-        holds = [VmView(vm_id=v, name=v) for v in dict.fromkeys([*policy.vms, *policy.assigned])]
+        policy, holds = await holds_now(settings, store, name)
     if not holds:
         print(f"policy {name} holds no VM: nothing to run", file=sys.stderr)
         return 1
@@ -237,12 +278,7 @@ async def run(settings: Settings, name: str, mode: str | None) -> int:
         from .snapshots import run_snapshot_policy
 
         return await run_snapshot_policy(settings, policy, [vm.vm_id for vm in holds], who)
-    occurrence = uuid.uuid4().hex  # each run is its own cause
-    cause = run_cause(who)
     async with open_bus(settings) as bus:
-        for vm in holds:
-            rid = request_id(policy, "run", occurrence, vm.vm_id)
-            request = backup_request(policy, vm, mode=mode or "auto", cause=cause, request_id=rid, now=time.time())
-            await bus.publish(BACKUP_REQUESTS, request, key=vm.vm_id)
+        for vm, rid in await request_run(bus, policy, holds, mode, who):
             print(f"{vm.name:<24} requested: {rid}")
     return 0

@@ -24,12 +24,14 @@ from ..kafka import ensure_topics
 from ..objectstore import open_store
 from . import components
 from .processes import ManagedProcess, pid_alive, port_open, split_hostport
+from ..users import generate_first_admin
+from .certificate import with_api_certificate
 from .repokey import prepare_repository
 from .s3rver_layout import adopt_s3rver_objects
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("snapshotter", "reader", "writer", "restorer", "auditor", "scheduler")
+SERVICES = ("snapshotter", "reader", "writer", "restorer", "auditor", "scheduler", "api")
 MAX_RESTARTS = 5
 # Each service's metrics ports under `up`: (offset from OLVM_METRICS_BASE_PORT, how many), the Nth process of a
 # service on the Nth port of its block (the README's Metrics section lists them).
@@ -83,7 +85,7 @@ def _remove_multipart_leftovers(objects: Path) -> None:
 class EmbeddedStack:
     def __init__(self, settings: Settings, *, readers: int = 1, writers: int = 1) -> None:
         self.settings = settings
-        self.counts = {"snapshotter": 1, "reader": readers, "writer": writers, "restorer": 1, "auditor": 1,
+        self.counts = {"snapshotter": 1, "reader": readers, "writer": writers, "restorer": 1, "auditor": 1, "api": 1,
                        "scheduler": 1}
         self.logs = settings.data_dir / "logs"
         self.infra: list[ManagedProcess] = []
@@ -91,6 +93,7 @@ class EmbeddedStack:
         self._stop = threading.Event()
         self._owns_stack_file = False
         self.generated_password: Path | None = None  # the passphrase file `up` made for a new repository
+        self.first_admin: Path | None = None  # the API's first admin's generated password file, when made now
 
     def _refuse_second_stack(self) -> None:
         current = read_stack_file(self.settings)
@@ -114,6 +117,8 @@ class EmbeddedStack:
         self.infra.append(components.object_store(s3_host, s3_port, objects, self.logs / "object-store.log",
                                                   access_key=s.s3.access_key, secret_key=s.s3.secret_key).start())
         s, self.generated_password = asyncio.run(_prepare(s))
+        s, _ = with_api_certificate(s)  # the configured certificate, else a self-signed one made once
+        self.first_admin = generate_first_admin(s.data_dir)
         self.settings = s
         env = {**os.environ, **to_environ(s)}
         for name in SERVICES:
@@ -193,6 +198,13 @@ def run_stack(settings: Settings, *, readers: int = 1, writers: int = 1, out=sys
         for svc in stack.services:
             metrics = f"  metrics {svc.metrics}" if svc.metrics else ""
             print(f"{svc.name:<13} pid {svc.process.pid}  log {svc.process.log_file}{metrics}", file=out)
+        api = stack.settings.api
+        host = "127.0.0.1" if api.host in ("0.0.0.0", "::") else api.host
+        print(f"console, API  https://{host}:{api.port}/  (users: olvm-backup user list; OpenAPI at /api/openapi.json)",
+              file=out)
+        if stack.first_admin:
+            print(f"console user  admin; its password was generated into {stack.first_admin} (olvm-backup user passwd "
+                  "admin changes it)", file=out)
         print("stack is up; Ctrl-C stops it", file=out, flush=True)
         stack.supervise()
         print("stopping", file=out, flush=True)

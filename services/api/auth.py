@@ -40,7 +40,7 @@ async def login(request: web.Request) -> web.Response:
         log.warning("login refused for %s from %s", name, address)
         raise ApiError(401, "wrong user name or password", "password")
     ctx.limiter.succeeded(name, address)
-    token, session = ctx.sessions.open(user.name, user.role)
+    token, session = ctx.sessions.open(user.name, user.role, user.stamp())
     log.info("%s (%s) logged in from %s", user.name, user.role, address)
     response = web.json_response({"token": token, "token_type": "Bearer", "expires_at": session.expires_at,
                                   "user": user.name, "role": user.role, "csrf_token": session.csrf})

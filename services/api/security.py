@@ -80,6 +80,11 @@ def guard(route: Route):
         session = sessions.get(token)
         if session is None:
             raise _unauthenticated(route, request, "the token is unknown or has expired: log in again")
+        user = request.app[CONTEXT].users.load().get(session.user)
+        if user is None or user.stamp() != session.stamp:  # removed, or its password or role changed since
+            sessions.close(token)
+            raise _unauthenticated(route, request, f"{session.user} was removed or changed since this login: log in "
+                                                   "again")
         if route.role == ADMIN and session.role != ADMIN:
             raise ApiError(403, f"{route.method} {route.openapi_path()} needs the admin role; {session.user} is "
                                 f"{session.role}", "role")

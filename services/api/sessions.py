@@ -16,6 +16,7 @@ class Session:
     role: str
     expires_at: float
     csrf: str  # what a state-changing request made with the cookie must carry (X-CSRF-Token)
+    stamp: str = ""  # the user's entry as it was at login (users.stamp): a removed user or a new password ends it
 
 
 def _key(token: str) -> str:
@@ -28,10 +29,10 @@ class Sessions:
         self._clock = clock
         self._by_key: dict[str, Session] = {}
 
-    def open(self, user: str, role: str) -> tuple[str, Session]:
+    def open(self, user: str, role: str, stamp: str = "") -> tuple[str, Session]:
         self._expire()
         token = secrets.token_urlsafe(32)
-        session = Session(user, role, self._clock() + self._ttl, secrets.token_urlsafe(24))
+        session = Session(user, role, self._clock() + self._ttl, secrets.token_urlsafe(24), stamp)
         self._by_key[_key(token)] = session
         return token, session
 

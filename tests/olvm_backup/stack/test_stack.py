@@ -23,7 +23,7 @@ CLI = [sys.executable, "-m", "olvm_backup.cli.main"]
 
 def _env(data_dir: Path, kafka_port: int, s3_port: int) -> dict[str, str]:
     return {**os.environ, "OLVM_DATA_DIR": str(data_dir), "OLVM_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_port}",
-            "OLVM_S3_ENDPOINT": f"http://127.0.0.1:{s3_port}"}
+            "OLVM_S3_ENDPOINT": f"http://127.0.0.1:{s3_port}", "OLVM_API_PORT": str(free_port())}
 
 
 def _start_up(env: dict[str, str], log: Path) -> subprocess.Popen:

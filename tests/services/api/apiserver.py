@@ -62,6 +62,27 @@ class ApiClient:
         finally:
             conn.close()
 
+    def stream(self, path: str, *, token: str, timeout: float = 120):
+        """The server-sent events of `path`, each as (event, data as JSON), until the server ends the stream."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.tls, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"Authorization": f"Bearer {token}", "Accept": "text/event-stream"})
+            r = conn.getresponse()
+            assert r.status == 200, r.read()
+            assert r.headers["Content-Type"].startswith("text/event-stream")
+            event, data = "", []
+            while line := r.readline():
+                line = line.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[len("event: "):]
+                elif line.startswith("data: "):
+                    data.append(line[len("data: "):])
+                elif not line and data:
+                    yield event, json.loads("\n".join(data))
+                    event, data = "", []
+        finally:
+            conn.close()
+
     def login(self, user: str, password: str | None = None) -> Response:
         return self.request("POST", "/api/login", {"username": user, "password": password or PASSWORDS[user]})
 

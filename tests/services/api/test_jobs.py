@@ -1,0 +1,129 @@
+"""The API against the simulator and the pipeline: a backup asked for by an operator completes and its progress
+stream reaches the end; the restore point, the VM's protection state, the history and the restore point's disks
+are then what the API shows; bad input is a 4xx naming the field, never a 500. One simulator, one pipeline and one
+API for the module; a VM with one 4 MiB disk."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from olvm_backup.config import ApiSettings
+from olvm_backup.stack.certificate import self_signed
+from olvm_backup.stack.processes import free_port
+from tests.pipeline.conftest import (Pipeline, init_repository, module_sim, one_small_vm, pipeline_settings,
+                                     prepare_topics)
+from tests.services.api.apiserver import start_api
+
+VM = "api1"
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    yield from module_sim(tmp_path_factory, one_small_vm(VM, status="up"))
+
+
+@pytest.fixture(scope="module")
+def stack(broker, moto_endpoint, sim, tmp_path_factory):
+    """The snapshotter, a reader, a writer and the auditor, and the API, on one topic prefix and bucket."""
+    logs = tmp_path_factory.mktemp("api-pipeline")
+    settings = pipeline_settings(broker, moto_endpoint, sim, logs / "data")
+    cert, key = self_signed(settings.data_dir / "api", ["127.0.0.1"])
+    settings = dataclasses.replace(settings, api=ApiSettings(port=free_port(), tls_cert=str(cert), tls_key=str(key)))
+    prepare_topics(settings)
+    init_repository(settings)
+    pipeline = Pipeline(settings, logs)
+    for name in ("snapshotter", "reader", "writer", "auditor"):
+        pipeline.start(name, name)
+    api = start_api(settings, logs / "api.log")
+    yield api
+    api.process.stop()
+    pipeline.stop_all()
+
+
+@pytest.fixture(scope="module")
+def backed_up(stack):
+    """A full backup of the VM asked for through the API by an operator, and every event its stream sent."""
+    token = stack.client.token("oper")
+    r = stack.client.request("POST", "/api/backups", {"vm": VM, "mode": "full"}, token=token)
+    assert r.status == 202, r.body
+    asked = r.json()
+    events = list(stack.client.stream(asked["events"], token=token, timeout=180))
+    return asked["request_id"], events
+
+
+def test_a_backup_started_through_the_api_completes_and_its_stream_reaches_the_end(stack, backed_up):
+    request_id, events = backed_up
+    kinds = [data["kind"] for _, data in events]
+    assert kinds[-1] == "completed", events[-1]
+    assert "accepted" in kinds and "started" in kinds
+    assert all(data["request_id"] == request_id for _, data in events)
+    percents = [data["percent"] for _, data in events if data["kind"] == "progress" and "percent" in data]
+    assert percents and percents == sorted(percents) and percents[-1] == 100.0
+    final = events[-1][1]
+    assert final["outcome"]["bytes_read"] >= 1024 * 1024 and final["backup_id"]
+    token = stack.client.token("oper")
+    # the stream again, once the job ended: the same events, and it ends at once
+    again = list(stack.client.stream(f"/api/jobs/{request_id}/events", token=token, timeout=30))
+    assert [d for _, d in again] == [d for _, d in events]
+
+    points = stack.client.request("GET", f"/api/restore-points?vm={VM}", token=token).json()
+    assert [p["backup_id"] for p in points] == [final["backup_id"]]
+    point = points[0]
+    assert point["size"] == 4 * 1024 * 1024 and point["strategy"] == "cbt" and point["mode"] == "full"
+    assert [d["name"] for d in point["disks"]] == [f"{VM}_os"]
+    listed = stack.client.request("GET", f"/api/restore-points/{point['backup_id']}/files?path=/", token=token)
+    assert listed.status == 200, listed.body
+    assert [(e["name"], e["size"]) for e in listed.json()] == [(f"{VM}_os", 4 * 1024 * 1024)]
+
+    deadline = time.monotonic() + 30  # the auditor writes the trail in batches
+    while True:
+        vm = stack.client.request("GET", f"/api/vms/{VM}", token=token).json()
+        if vm["last_result"] is not None or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert vm["protected"] and vm["last_restore_point"]["backup_id"] == final["backup_id"]
+    assert vm["last_result"]["outcome"] == "completed" and vm["last_result"]["request_id"] == request_id
+    history = stack.client.request("GET", f"/api/history?vm={VM}", token=token).json()
+    asked = [h for h in history if h["what"] == "backup requested"]
+    assert asked and asked[0]["by"] == "api:oper" and asked[0]["outcome"] == "completed"
+
+
+def _refused(stack, method, path, body=None, raw=None, user="admin"):
+    r = stack.client.request(method, path, body, raw=raw, token=stack.client.token(user))
+    assert 400 <= r.status < 500, (method, path, r.status, r.body)
+    return r.status, r.json()
+
+
+def test_bad_input_is_a_4xx_naming_the_field(stack, backed_up):
+    backup_id = backed_up[1][-1][1]["backup_id"]
+    cases = [
+        (("POST", "/api/backups", {"vm": "no-such-vm"}), 404, "vm"),
+        (("POST", "/api/backups", None, b"{not json"), 400, "body"),
+        (("POST", "/api/backups", {"vm": VM, "mode": "sideways"}), 400, "mode"),
+        (("POST", "/api/backups", {"vm": VM, "exclude_disks": "os"}), 400, "exclude_disks"),
+        (("POST", "/api/backups", {}), 400, "vm"),
+        (("POST", "/api/restores", {"restore_point": "no-such-point"}), 404, "restore_point"),
+        (("POST", "/api/restores", {"restore_point": backup_id, "name": VM}), 409, "name"),
+        (("POST", "/api/restores", {"restore_point": backup_id, "disks": ["nope"]}), 404, "disks[0]"),
+        (("POST", "/api/restores", {"restore_point": backup_id, "power_on": "yes"}), 400, "power_on"),
+        (("GET", "/api/restore-points/no-such-point"), 404, "restore_point"),
+        (("GET", f"/api/restore-points/{backup_id}/files?path=/nope"), 404, "path"),
+        (("GET", f"/api/restore-points/{backup_id}/download"), 400, "path"),
+        (("GET", "/api/jobs/no-such-request"), 404, "request_id"),
+        (("GET", "/api/history?since=soon"), 400, "since"),
+        (("POST", "/api/policies", {"name": "Not A Name"}), 400, "name"),
+        (("POST", "/api/policies", {"name": "p1", "schedules": "daily"}), 400, "schedules"),
+        (("GET", "/api/policies/nope"), 404, "name"),
+    ]
+    for args, status, field in cases:
+        got, body = _refused(stack, *args)
+        assert (got, body.get("field")) == (status, field), (args, body)
+        assert body["error"]
+    created = stack.client.request("POST", "/api/policies", {"name": "p1", "vms": [VM]},
+                                   token=stack.client.token("admin"))
+    assert created.status == 201, created.body
+    got, body = _refused(stack, "POST", "/api/policies", {"name": "p1"})
+    assert (got, body["field"]) == (409, "name")
+    assert "Traceback" not in stack.log.read_text()
