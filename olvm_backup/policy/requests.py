@@ -10,7 +10,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from olvm_backup.commands.spec import BACKUP_PHASES, spec_to_doc
+from olvm_backup.commands.spec import BACKUP_PHASES, RESTORE_PHASES, spec_to_doc
+from olvm_backup.commands.spec import CommandSpec as Spec
 from schemas.records import BackupMode, BackupRequest, CommandSpec
 
 from .model import Policy, Schedule
@@ -75,5 +76,18 @@ def backup_request(policy: Policy, vm: VmView, *, mode: BackupMode = "auto", cau
 def backup_commands(policy: Policy, vm: VmView) -> list[CommandSpec]:
     """The policy's pre/post commands of a backup's phases for this VM: the policy's, then the VM's own (by name,
     then by id)."""
-    specs = [*policy.commands, *policy.vm_commands.get(vm.name, []), *policy.vm_commands.get(vm.vm_id, [])]
-    return [CommandSpec(**spec_to_doc(s)) for s in specs if s.phase in BACKUP_PHASES]
+    return [CommandSpec(**spec_to_doc(s)) for s in vm_commands(policy, vm.vm_id, vm.name, BACKUP_PHASES)]
+
+
+def vm_commands(policy: Policy, vm_id: str, vm_name: str, phases: tuple[str, ...]) -> list[Spec]:
+    specs = [*policy.commands, *policy.vm_commands.get(vm_name, []), *policy.vm_commands.get(vm_id, [])]
+    return [s for s in specs if s.phase in phases]
+
+
+def restore_commands(policies: list[Policy], vm_id: str, vm_name: str) -> list[Spec]:
+    """The before-restore and after-restore commands of the backup policy that holds the VM a restore point is of
+    (explicitly, by id or name, or assigned by its selection); none when no policy holds it."""
+    for policy in policies:
+        if policy.kind == "backup" and (vm_id in policy.assigned or {vm_id, vm_name} & set(policy.vms)):
+            return vm_commands(policy, vm_id, vm_name, RESTORE_PHASES)
+    return []

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 from olvm_backup.commands import CommandResult, CommandSpec, parse_spec, run_phase
+from olvm_backup.policy.requests import restore_commands
+from olvm_backup.policy.store import list_policies
 from olvm_backup.repository import catalog
 from olvm_backup.repository.chunkfetch import ChunkFetcher
 from olvm_backup.repository.holds import holding
@@ -149,6 +151,15 @@ class RestoreJob:
         if failed is not None and phase == "before-restore":
             raise BackupError(failed.message)
 
+    async def _policy_commands(self, manifest: Manifest) -> list[CommandSpec]:
+        """The restore phases' commands of the backup policy holding the restore point's VM, before the request's."""
+        problems: list = []
+        policies = await list_policies(self.store, problems)
+        if problems:
+            await self.event("progress", f"warning: {len(problems)} policy document(s) could not be read, their "
+                             f"restore commands do not run ({problems[0]})")
+        return restore_commands(policies, manifest.vm_id, manifest.vm_name)
+
     async def _after_restore(self, result: str) -> None:
         if "before-restore" in self.commands_ran:
             try:
@@ -243,6 +254,7 @@ class RestoreJob:
         req = self.request
         plan = await self._plan()
         manifest, disks = plan.manifest, plan.disks
+        self.commands = await self._policy_commands(manifest) + self.commands
         await self._commands("before-restore")
         self.bytes_total = sum(d.map.data_bytes() for d in disks)
         await self.event("started", f"restoring {len(disks)} disk(s) of {manifest.vm_name} from "

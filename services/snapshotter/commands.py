@@ -93,7 +93,7 @@ class BackupCommands:
         Never raises for a command; shielded from the cancellation that may have ended the backup."""
         self.journal = None  # handed over or closed by now: saving it again would bring it back
         if "before" in self.ran and "after" not in self.ran:
-            await asyncio.shield(self._phase("after"))
+            await asyncio.shield(self._phase("after", {"OLVM_RESULT": result}))  # how it ended before `after`
         await asyncio.shield(self._phase("after-backup", {"OLVM_RESULT": result}))
 
     async def _phase(self, phase: str, extra: dict[str, str] | None = None) -> CommandResult | None:

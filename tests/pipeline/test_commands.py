@@ -8,6 +8,7 @@ or the bucket. One simulator and one pipeline for the module, 4 MiB disks."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import asyncssh
@@ -53,7 +54,7 @@ def pipeline(broker, moto_endpoint, sim, tmp_path_factory) -> Pipeline:
     prepare_topics(settings)
     init_repository(settings)
     p = Pipeline(settings, logs)
-    for name in ("snapshotter", "reader", "writer"):
+    for name in ("snapshotter", "reader", "writer", "restorer"):
         p.start(name, name)
     yield p
     p.stop_all()
@@ -183,6 +184,24 @@ def test_the_snapshot_strategy_runs_them_around_its_snapshot(pipeline, guests, e
     at = engine_times(engine_view, backup_id)
     assert set(at) == {FREEZE, THAW}, at
     assert freeze["ended_at"] < at[FREEZE] <= at[THAW] < thaw["at"], (freeze, thaw, at)
+
+
+def test_restore_commands_of_the_policy_and_the_command_line(pipeline, engine_view, tmp_path):
+    said = tmp_path / "said"
+    policy = tmp_path / "dbs.json"
+    policy.write_text(json.dumps({"vms": ["db1"], "vm_commands": {"db1": [
+        {"phase": "before-restore", "run": ["sh", "-c", f"echo before $OLVM_RESTORE_POINT >> {said}"]},
+        {"phase": "after-restore", "run": ["sh", "-c", f"echo after $OLVM_RESULT >> {said}"]}]}}))
+    done = pipeline.cli("policy", "create", "dbs", "--file", str(policy))
+    assert done.returncode == 0, done.stderr
+    point = json.loads(pipeline.cli("backups", "db1", "--json").stdout)[0]["backup_id"]
+    # The policy's before-restore runs, then the command line's fails the restore before anything is created.
+    done = pipeline.cli("restore", point, "--name", "db1-restored", "--wait", "--timeout", "120",
+                        "--command", "phase=before-restore -- sh -c 'echo disk full >&2; exit 4'")
+    assert done.returncode == 1 and "node command 'sh' (before-restore) exited 4; stderr: disk full" in done.stderr, \
+        done.stderr
+    assert said.read_text().splitlines() == [f"before {point}", "after failed"]
+    assert engine_view.call(lambda s: s.vms_service().list(search="name=db1-restored")) == []
 
 
 def run(spec: dict):
