@@ -21,15 +21,17 @@ from types import SimpleNamespace
 from olvm_backup.concurrency import side_by_side
 from olvm_backup.engine import cbt, snapshots
 from olvm_backup.engine.vms import find_vm, vm_disks
-from olvm_backup.errors import BackupError
+from olvm_backup.errors import BackupError, ObjectNotFound
 from olvm_backup.format.manifest import Manifest
 from olvm_backup.imageio import Transfer
 from olvm_backup.planning import Extent
 from olvm_backup.repository import catalog
 
 from .chain import DiskPlan, select_disks
+from .hooks import run_hook
 from .job import BackupJob
-from .journal import Journal, JournalEntry, process_name
+from .journal import PREFIX as JOURNALS
+from .journal import Journal, JournalEntry, abandoned, decode_journal, process_name
 from .layers import STRATEGY, backup_of, choose_base, disk_layers, held_ranges, ours, snapshot_description
 from .layers import snapshot_prefix, within
 from .quiesce import Consistency, plan_consistency
@@ -55,6 +57,10 @@ class SnapshotBackupJob(BackupJob):
             disks, excluded = select_disks(await vm_disks(ctx.engine, vm.vm_id), request.exclude_disks)
             if not disks:
                 raise BackupError(f"VM {vm.name} has no disk to back up (all {len(excluded)} excluded)")
+        if ctx.settings.pipeline.pre_backup_hook:
+            with self.steps.step("pre-backup hook"):
+                await run_hook(ctx.settings.pipeline.pre_backup_hook, {"OLVM_VM": vm.name, "OLVM_BACKUP_ID":
+                                                                       self.backup_id})
         with self.steps.step("prepare"):
             latest = await catalog.latest(ctx.store, vm.vm_id)
             previous = None if request.mode == "full" else latest
@@ -85,15 +91,12 @@ class SnapshotBackupJob(BackupJob):
         ctx = self.ctx
         created_at = time.time()
         consistency = plan_consistency(self.request.quiesce, vm.status, vm.guest_agent)
-        await self._commands_before()  # the pre/post commands wrap the snapshot
         with self.steps.step("engine start"):
             snap = await snapshots.create_snapshot(ctx.engine, vm.vm_id, self.description,
                                                    correlation_id=self.backup_id, disk_ids=[d.disk_id for d in disks])
             self.snapshot_id = journal.entry.snapshot = snap.snapshot_id
             await journal.save()
             await snapshots.wait_ok(ctx.engine, vm.vm_id, snap.snapshot_id)
-        await self._commands_after()
-        with self.steps.step("engine start"):
             freeze = await cbt.freeze_outcome(ctx.engine, self.backup_id) if consistency.ask_engine else None
             if consistency.require and freeze == "failed":
                 raise BackupError(f"snapshot {snap.snapshot_id}: the engine could not freeze the guest's file "
@@ -177,6 +180,22 @@ class SnapshotBackupJob(BackupJob):
     def _manifest_fields(self) -> dict:
         return {"strategy": STRATEGY, "snapshot_id": self.snapshot_id, "snapshot_description": self.description}
 
+    async def _runs_elsewhere(self, snapshot: snapshots.SnapshotInfo) -> bool:
+        """Whether the backup that made `snapshot` still runs (the same VM asked for by another name goes to another
+        snapshotter): its snapshot is its own to keep or remove. A journal that cannot be read counts as running:
+        the janitor decides later."""
+        backup_id = backup_of(snapshot.description)
+        key = f"{JOURNALS}{backup_id}.json"
+        try:
+            entry = decode_journal(await self.ctx.store.get(key), key)
+        except ObjectNotFound:
+            return False
+        except Exception as e:
+            log.warning("backup %s: snapshot %s left alone, its backup's journal cannot be read: %s", self.backup_id,
+                        snapshot.snapshot_id, e)
+            return True
+        return not abandoned(entry, time.time())
+
     async def _remove_older(self, vm_id: str, journal: Journal) -> None:
         """Every snapshot of ours on the VM but the new one: the parent's kept one, and any a failed cleanup left.
         What cannot go now stays in the journal, ended "completed", for the janitor; the backup is done either
@@ -185,7 +204,7 @@ class SnapshotBackupJob(BackupJob):
         try:
             with self.steps.step("remove older snapshots"):
                 for s in ours(await snapshots.list_snapshots(self.ctx.engine, vm_id)):
-                    if s.snapshot_id != self.snapshot_id:
+                    if s.snapshot_id != self.snapshot_id and not await self._runs_elsewhere(s):
                         await snapshots.remove_snapshot(self.ctx.engine, vm_id, s.snapshot_id,
                                                         prefix=snapshot_prefix(backup_of(s.description) or "?"),
                                                         correlation_id=self.backup_id)
