@@ -28,7 +28,6 @@ from olvm_backup.planning import Extent
 from olvm_backup.repository import catalog
 
 from .chain import DiskPlan, select_disks
-from .hooks import run_hook
 from .job import BackupJob
 from .journal import PREFIX as JOURNALS
 from .journal import Journal, JournalEntry, abandoned, decode_journal, process_name
@@ -57,10 +56,6 @@ class SnapshotBackupJob(BackupJob):
             disks, excluded = select_disks(await vm_disks(ctx.engine, vm.vm_id), request.exclude_disks)
             if not disks:
                 raise BackupError(f"VM {vm.name} has no disk to back up (all {len(excluded)} excluded)")
-        if ctx.settings.pipeline.pre_backup_hook:
-            with self.steps.step("pre-backup hook"):
-                await run_hook(ctx.settings.pipeline.pre_backup_hook, {"OLVM_VM": vm.name, "OLVM_BACKUP_ID":
-                                                                       self.backup_id})
         with self.steps.step("prepare"):
             latest = await catalog.latest(ctx.store, vm.vm_id)
             previous = None if request.mode == "full" else latest
@@ -91,12 +86,15 @@ class SnapshotBackupJob(BackupJob):
         ctx = self.ctx
         created_at = time.time()
         consistency = plan_consistency(self.request.quiesce, vm.status, vm.guest_agent)
+        await self._commands_before()  # the pre/post commands wrap the snapshot
         with self.steps.step("engine start"):
             snap = await snapshots.create_snapshot(ctx.engine, vm.vm_id, self.description,
                                                    correlation_id=self.backup_id, disk_ids=[d.disk_id for d in disks])
             self.snapshot_id = journal.entry.snapshot = snap.snapshot_id
             await journal.save()
             await snapshots.wait_ok(ctx.engine, vm.vm_id, snap.snapshot_id)
+        await self._commands_after()
+        with self.steps.step("engine start"):
             freeze = await cbt.freeze_outcome(ctx.engine, self.backup_id) if consistency.ask_engine else None
             if consistency.require and freeze == "failed":
                 raise BackupError(f"snapshot {snap.snapshot_id}: the engine could not freeze the guest's file "
