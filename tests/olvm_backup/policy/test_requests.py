@@ -52,3 +52,10 @@ def test_causes_in_words():
     request = backup_request(POLICY, WEB1, cause=run_cause("alice@host"), request_id="r1", now=1.0,
                              requested_by="someone else")
     assert request.requested_by == "someone else" and request.mode == "auto"
+
+
+def test_the_request_carries_the_policys_strategy():
+    assert backup_request(POLICY, WEB1, cause="x", request_id="r", now=1.0).strategy == "cbt"
+    snap = parse_policy({"name": "gold", "strategy": "snapshot"})
+    request = backup_request(snap, WEB1, cause="x", request_id="r", now=1.0)
+    assert request.strategy == "snapshot" and decode(encode(request)) == request
