@@ -15,6 +15,8 @@ apt_packages=(qemu-utils nbdkit libnbd-bin libxml2-dev libcurl4-openssl-dev libs
 # Network access to restore points (olvm-backup serve, mount): nbdkit's Python plugin, qemu-nbd for writable
 # overlays, nbdfuse + tgt for iSCSI, FUSE for mounts; libiscsi's tools and qemu's iSCSI driver are the tests' clients.
 apt_packages+=(nbdkit-plugin-python tgt fuse3 libiscsi-bin qemu-block-extra)
+# The web console's browser test drives Debian's Chromium through Playwright (which downloads no browser here).
+apt_packages+=(chromium)
 command -v python3 >/dev/null || apt_packages+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
 [ -f "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)/Python.h" ] \
