@@ -8,7 +8,7 @@ import os
 import signal
 import time
 
-from .spec import CommandSpec
+from .spec import RESERVED_ENV, SECRET_NAME, CommandSpec
 from .verdict import Ran
 
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL to the group
@@ -18,7 +18,7 @@ async def run_node(spec: CommandSpec, env: dict[str, str]) -> Ran:
     started = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_exec(
-            *spec.run, env={**os.environ, **dict(spec.env), **env}, stdin=asyncio.subprocess.DEVNULL,
+            *spec.run, env={**inherited(os.environ), **dict(spec.env), **env}, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
     except OSError as e:
         return Ran(None, error=f"{spec.run[0]}: {e.strerror or e}", duration=time.monotonic() - started)
@@ -34,6 +34,13 @@ async def run_node(spec: CommandSpec, env: dict[str, str]) -> Ran:
         communicate.cancel()
         raise
     return Ran(proc.returncode, stdout, stderr, time.monotonic() - started)
+
+
+def inherited(environ) -> dict[str, str]:
+    """The service's environment a command gets: not its settings (OLVM_*: the S3 keys and passwords among them),
+    nor the AWS client's, nor anything named like a secret."""
+    return {k: v for k, v in environ.items()
+            if not k.startswith((RESERVED_ENV, "AWS_")) and not SECRET_NAME.search(k)}
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:

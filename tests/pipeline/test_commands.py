@@ -157,8 +157,11 @@ def test_a_failing_before_fails_the_backup_cleanly_and_its_after_still_runs(pipe
 
 def test_an_ignored_exit_code_warns_and_the_backup_goes_on(pipeline, guests):
     guests["admin"].ssh_behave("db1", "db-flush", exit=101, count=1)
+    # The after-backup command shows what of the snapshotter's environment a node command sees: its output's tail
+    # goes to the events, where the last test looks for the passwords.
     rc, _, request_id, final = backup(pipeline, "db1", guest_command(guests, "db1", "before", "db-flush",
-                                                                     ignore="15,101-150"))
+                                                                     ignore="15,101-150"),
+                                      "phase=after-backup -- sh -c 'env | grep -e ^OLVM_ -e ^AWS_ || true'")
     assert rc == 0, final.message
     warned = [e.message for e in pipeline.backup_events()[request_id] if e.message.startswith("warning: ")]
     assert warned == ["warning: guest command 'db-flush' (before) exited 101, an exit code it ignores"], warned

@@ -52,3 +52,13 @@ async def test_a_command_past_its_timeout_is_killed_with_its_children(tmp_path):
         await asyncio.sleep(0.1)
     else:
         raise AssertionError(f"the command's child {child} outlived its timeout")
+
+
+async def test_the_services_settings_and_secrets_are_not_passed_on(monkeypatch):
+    monkeypatch.setenv("OLVM_REPOSITORY_PASSWORD", "hunter2-repo")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter2-aws")
+    monkeypatch.setenv("DB_TOKEN", "hunter2-token")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    result = await run_command(spec(["sh", "-c", "env | grep -E '^(LANG|PATH|OLVM_|AWS_|DB_)'"]), {"OLVM_VM": "db1"})
+    assert "hunter2" not in result.stdout_tail and "OLVM_VM=db1" in result.stdout_tail
+    assert "LANG=C.UTF-8" in result.stdout_tail and "PATH=" in result.stdout_tail
