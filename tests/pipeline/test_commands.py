@@ -167,6 +167,37 @@ def test_an_ignored_exit_code_warns_and_the_backup_goes_on(pipeline, guests):
     assert warned == ["warning: guest command 'db-flush' (before) exited 101, an exit code it ignores"], warned
 
 
+def test_a_request_delivered_twice_runs_its_commands_once(pipeline, guests):
+    import time
+    import uuid
+
+    from olvm_backup.commands import parse_cli, spec_to_doc
+    from olvm_backup.kafka import Bus
+    from schemas import BackupRequest
+    from schemas.records import CommandSpec
+    from schemas.topics import BACKUP_REQUESTS
+
+    specs = [CommandSpec(**spec_to_doc(parse_cli(guest_command(guests, "db1", phase, command))))
+             for phase, command in (("before", "db-flush"), ("after", "db-resume"))]
+    request = BackupRequest(request_id=str(uuid.uuid4()), vm="db1", requested_at=time.time(), commands=specs)
+
+    async def publish_twice() -> None:
+        async with Bus(pipeline.settings.kafka, client_id="test-twice") as bus:
+            for _ in range(2):  # as a scheduler's failover or a redelivery would
+                await bus.publish(BACKUP_REQUESTS, request, key="db1")
+    asyncio.run(publish_twice())
+    deadline = time.monotonic() + 120
+    while True:  # the backup completed, and the second delivery was told it is a duplicate
+        events = pipeline.backup_events().get(request.request_id, [])
+        if any(e.kind == "completed" for e in events) and any("duplicate_of" in e.detail for e in events):
+            break
+        assert time.monotonic() < deadline, [e.message for e in events]
+        time.sleep(0.5)
+    mine = [r["command"] for r in guests["admin"].ssh_log("db1") if r["env"].get("OLVM_REQUEST_ID") ==
+            request.request_id]
+    assert mine == ["db-flush", "db-resume"], mine
+
+
 def test_a_hanging_before_is_killed_at_its_timeout_and_said(pipeline, guests, engine_view):
     guests["admin"].ssh_behave("db1", "db-flush", hang=600, count=1)
     seen = len(guests["admin"].ssh_log("db1"))
