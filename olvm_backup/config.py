@@ -359,6 +359,25 @@ class AccessSettings:
                                 "half the cache; 0 = none)", check=at_least(0))
 
 
+def parse_engine_users(text: str) -> dict[str, str]:
+    """'user@profile=role,...' to {user@profile: role}; ValueError on what does not parse."""
+    out: dict[str, str] = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        name, _, role = item.partition("=")
+        if not re.fullmatch(r"[^\s=@,]+@[^\s=@,]+", name.strip()) or role.strip() not in ("admin", "operator"):
+            raise ValueError(f"{item!r} is not USER@PROFILE=admin or USER@PROFILE=operator")
+        out[name.strip()] = role.strip()
+    return out
+
+
+def engine_user_roles(value: str) -> str | None:
+    try:
+        parse_engine_users(value)
+    except ValueError as e:
+        return f"must be USER@PROFILE=ROLE, comma separated: {e}"
+    return None
+
+
 @dataclass(frozen=True)
 class ApiSettings:
     """The REST API and web console (services/api): where it listens, its TLS certificate, its sessions and how
@@ -379,6 +398,11 @@ class ApiSettings:
     login_lockout: float = setting(300.0, "OLVM_API_LOGIN_LOCKOUT",
                                    "seconds logins stay refused after OLVM_API_LOGIN_ATTEMPTS wrong passwords",
                                    check=positive)
+    engine_users: str = setting("", "OLVM_API_ENGINE_USERS",
+                                "engine accounts that log in with their engine password (checked by the engine's "
+                                "SSO, OLVM_ENGINE_URL), each with its role: "
+                                "admin@internal=admin,ops@internal=operator; empty = local users only",
+                                check=engine_user_roles)
 
 
 @dataclass(frozen=True)

@@ -34,18 +34,38 @@ async def login(request: web.Request) -> web.Response:
     if wait > 0:
         raise ApiError(429, f"too many wrong passwords for {name} or from {address}: try again in {math.ceil(wait)}s",
                        "password", headers={"Retry-After": str(math.ceil(wait))})
-    user = await asyncio.to_thread(ctx.users.authenticate, name, password)  # scrypt: off the event loop
-    if user is None:
+    who = await _check_password(ctx, name, password)
+    if who is None:
         ctx.limiter.failed(name, address)
         log.warning("login refused for %s from %s", name, address)
         raise ApiError(401, "wrong user name or password", "password")
+    role, stamp = who
     ctx.limiter.succeeded(name, address)
-    token, session = ctx.sessions.open(user.name, user.role, user.stamp())
-    log.info("%s (%s) logged in from %s", user.name, user.role, address)
+    token, session = ctx.sessions.open(name, role, stamp)
+    log.info("%s (%s) logged in from %s", name, role, address)
     response = web.json_response({"token": token, "token_type": "Bearer", "expires_at": session.expires_at,
-                                  "user": user.name, "role": user.role, "csrf_token": session.csrf})
+                                  "user": name, "role": role, "csrf_token": session.csrf})
     set_session_cookies(response, token, session.csrf, ctx.settings.api.session_ttl)
     return response
+
+
+async def _check_password(ctx, name: str, password: str) -> tuple[str, str] | None:
+    """(role, session stamp) when the password is the user's: an engine account OLVM_API_ENGINE_USERS names is
+    checked by the engine's SSO, any other name against the local users file."""
+    from olvm_backup.config import parse_engine_users
+
+    from .sso import engine_password_ok
+
+    role = parse_engine_users(ctx.settings.api.engine_users).get(name)
+    if role is not None:
+        return (role, sso_stamp(role)) if await engine_password_ok(ctx.settings.engine, name, password) else None
+    user = await asyncio.to_thread(ctx.users.authenticate, name, password)  # scrypt: off the event loop
+    return None if user is None else (user.role, user.stamp())
+
+
+def sso_stamp(role: str) -> str:
+    """The stamp of an engine account's session: its role comes from the settings, not the users file."""
+    return f"sso:{role}"
 
 
 async def logout(request: web.Request) -> web.Response:

@@ -62,6 +62,15 @@ def _unauthenticated(route: Route, request: web.Request, why: str) -> web.HTTPEx
     return ApiError(401, why, "Authorization", headers={"WWW-Authenticate": 'Bearer realm="olvm-backup"'})
 
 
+def _still_valid(request: web.Request, session) -> bool:
+    """A local user's session ends when the user is removed or their password or role changes (the users file is
+    read again); an engine account's role is the settings', for the life of the process."""
+    if session.stamp.startswith("sso:"):
+        return True
+    user = request.app[CONTEXT].users.load().get(session.user)
+    return user is not None and user.stamp() == session.stamp
+
+
 def guard(route: Route):
     """The handler of `route` behind its checks: login, role, CSRF."""
     async def guarded(request: web.Request) -> web.StreamResponse:
@@ -80,8 +89,7 @@ def guard(route: Route):
         session = sessions.get(token)
         if session is None:
             raise _unauthenticated(route, request, "the token is unknown or has expired: log in again")
-        user = request.app[CONTEXT].users.load().get(session.user)
-        if user is None or user.stamp() != session.stamp:  # removed, or its password or role changed since
+        if not _still_valid(request, session):
             sessions.close(token)
             raise _unauthenticated(route, request, f"{session.user} was removed or changed since this login: log in "
                                                    "again")

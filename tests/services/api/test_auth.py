@@ -75,7 +75,38 @@ def test_a_forged_cross_site_request_with_the_cookie_is_refused(api):
     assert api.client.request("GET", "/api/me", headers={"Cookie": cookie}).status == 200
 
 
+def test_users_managed_with_the_cli_log_in_and_a_new_password_ends_their_sessions(api, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from olvm_backup.config import to_environ
+
+    env = {**os.environ, **to_environ(api.settings)}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "olvm_backup.cli.main", "user", *args], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text("carol-password-1\n")
+    second.write_text("carol-password-2\n")
+    added = cli("add", "carol", "--role", "operator", "--password-file", str(first))
+    assert added.returncode == 0, added.stderr
+    assert "carol" in cli("list").stdout
+    assert cli("passwd", "carol", "--password", "x").returncode != 0  # never a password as an argument
+    token = api.client.login("carol", "carol-password-1").json()["token"]
+    assert api.client.request("GET", "/api/me", token=token).status == 200
+    assert cli("passwd", "carol", "--password-file", str(second)).returncode == 0
+    assert api.client.request("GET", "/api/me", token=token).status == 401
+    token = api.client.login("carol", "carol-password-2").json()["token"]
+    assert cli("remove", "carol").returncode == 0
+    assert api.client.request("GET", "/api/me", token=token).status == 401
+    assert "carol-password" not in api.log.read_text()
+
+
 def test_a_wrong_password_is_refused_then_logins_are_locked_out(api):
+    # last in the module: it locks this address out
     r = api.client.login("admin", "wrong-password")
     assert r.status == 401 and r.json()["field"] == "password"
     api.client.login("admin", "wrong-again")

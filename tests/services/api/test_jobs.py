@@ -30,7 +30,10 @@ def stack(broker, moto_endpoint, sim, tmp_path_factory):
     logs = tmp_path_factory.mktemp("api-pipeline")
     settings = pipeline_settings(broker, moto_endpoint, sim, logs / "data")
     cert, key = self_signed(settings.data_dir / "api", ["127.0.0.1"])
-    settings = dataclasses.replace(settings, api=ApiSettings(port=free_port(), tls_cert=str(cert), tls_key=str(key)))
+    # the simulator's engine account logs in through the engine's SSO, as an operator
+    settings = dataclasses.replace(settings, api=ApiSettings(
+        port=free_port(), tls_cert=str(cert), tls_key=str(key), login_attempts=2,
+        engine_users=f"{sim.connection['username']}=operator,nobody@internal=admin"))
     prepare_topics(settings)
     init_repository(settings)
     pipeline = Pipeline(settings, logs)
@@ -127,3 +130,18 @@ def test_bad_input_is_a_4xx_naming_the_field(stack, backed_up):
     got, body = _refused(stack, "POST", "/api/policies", {"name": "p1"})
     assert (got, body["field"]) == (409, "name")
     assert "Traceback" not in stack.log.read_text()
+
+
+def test_an_engine_account_logs_in_through_the_engines_sso_with_its_configured_role(stack, sim):
+    name, password = sim.connection["username"], sim.connection["password"]
+    r = stack.client.login(name, password)
+    assert r.status == 200, r.body
+    assert r.json()["role"] == "operator"
+    token = r.json()["token"]
+    assert stack.client.request("GET", "/api/me", token=token).json()["user"] == name
+    refused = stack.client.request("DELETE", "/api/policies/p1", token=token)
+    assert refused.status == 403
+    assert stack.client.login(name, "not-the-engine-password").status == 401
+    assert stack.client.login("nobody@internal", password).status == 401  # named, but the engine refuses it
+    assert stack.client.login(name, password).status == 429  # OLVM_API_LOGIN_ATTEMPTS=2 from this address
+    assert password not in stack.log.read_text()
