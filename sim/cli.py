@@ -73,7 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     fs = sub.add_parser("filesystems", help="a seeded disk's partitions, volumes and current trees, as JSON")
     fs.add_argument("vm")
     fs.add_argument("disk")
-    for cmd in (w, c, f, pf, rf, fs):
+    sh = sub.add_parser("ssh", help="a VM's SSH endpoint (started if it was not): its address, host key and "
+                                     "known-hosts line as JSON; with --log, the commands it received")
+    sh.add_argument("vm")
+    sh.add_argument("--authorize", type=Path, metavar="PUBKEY_FILE", help="allow this public key to log in")
+    sh.add_argument("--log", action="store_true", help="print the commands it received instead")
+    sh.add_argument("--fail", type=int, metavar="CODE", help="the next command (or --match) exits CODE")
+    sh.add_argument("--hang", type=float, metavar="SECONDS", help="the next command hangs this long")
+    sh.add_argument("--stderr", help="the next command writes this to stderr")
+    sh.add_argument("--match", default="", help="with --fail/--hang/--stderr: only commands containing this")
+    for cmd in (w, c, f, pf, rf, fs, sh):
         cmd.add_argument("--data", type=Path, required=True, help="the data directory of the running simulator")
     return p
 
@@ -125,6 +134,15 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(admin.remove_file(args.vm, args.disk, args.volume, args.path)))
         elif args.command == "filesystems":
             print(json.dumps(admin.filesystems(args.vm, args.disk), indent=1))
+        elif args.command == "ssh":
+            if args.log:
+                print(json.dumps(admin.ssh_log(args.vm), indent=1))
+            else:
+                key = args.authorize.read_text().strip() if args.authorize else None
+                print(json.dumps(admin.guest_ssh(args.vm, authorize=key), indent=1))
+                if args.fail is not None or args.hang or args.stderr:
+                    admin.ssh_behave(args.vm, args.match, exit=args.fail or 0, hang=args.hang or 0.0,
+                                     stderr=args.stderr or "", count=1)
         elif args.command == "checksum":
             print(admin.checksum(args.vm, args.disk, args.snapshot))
         else:
