@@ -247,8 +247,12 @@ def test_the_restore_point_restores_as_a_new_vm_in_another_cluster_powered_on(ap
     page.click(f"{row} button.restore")
     assert page.input_value("#restore-name") == f"{VM}-restored"
     page.fill("#restore-name", RESTORED)
-    page.fill("#restore-cluster", "Other")
-    page.fill("#restore-storage-domain", "data2")
+    # the engine's clusters and data storage domains are the dialog's choices
+    page.wait_for_selector("#restore-storage-domain option[value='data2']", state="attached")
+    assert page.eval_on_selector_all("#restore-cluster option", "os => os.map(o => o.value)") == ["", "Default",
+                                                                                                   "Other"]
+    page.select_option("#restore-cluster", "Other")
+    page.select_option("#restore-storage-domain", "data2")
     page.check("#restore-power-on")
     operator.shot("08-restore-dialog")
     page.click("#restore-start")

@@ -5,6 +5,12 @@ import {api, bytes, dialog, el, failure, rows, say, when} from "/static/console.
 const main = document.querySelector("main");
 const restoreDialog = dialog("restore-dialog");
 const form = document.getElementById("restore-form");
+const nameInput = document.getElementById("restore-name");
+const replace = document.getElementById("restore-replace");
+// a replaced VM keeps its name: the name is asked only for a new VM
+for (const radio of form.querySelectorAll("input[name=as]")) {
+  radio.addEventListener("change", () => { nameInput.disabled = replace.checked; });
+}
 
 function pointRow(p) {
   const restore = el("button", {type: "button", class: "restore", "data-point": p.backup_id}, "Restore…");
@@ -21,23 +27,24 @@ function openRestore(p) {
   say("restore-error", "");
   say("restore-title", `${p.vm_name} from ${when(p.completed_at)}`);
   form.restore_point.value = p.backup_id;
-  form.name.value = `${p.vm_name}-restored`;
-  form.target.value = "new";
+  nameInput.value = `${p.vm_name}-restored`;
+  nameInput.disabled = false;
+  document.getElementById("restore-as-new").checked = true;
   restoreDialog.showModal();
 }
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const ask = {restore_point: form.restore_point.value, power_on: form.power_on.checked};
-  if (form.target.value === "replace") ask.replace = true;
-  else if (form.name.value.trim()) ask.name = form.name.value.trim();
-  if (form.cluster.value.trim()) ask.cluster = form.cluster.value.trim();
-  if (form.storage_domain.value.trim()) ask.storage_domain = form.storage_domain.value.trim();
+  if (replace.checked) ask.replace = true;
+  else if (nameInput.value.trim()) ask.name = nameInput.value.trim();
+  if (form.cluster.value) ask.cluster = form.cluster.value;
+  if (form.storage_domain.value) ask.storage_domain = form.storage_domain.value;
   try {
     const asked = await api("POST", "/api/restores", ask);
     location.assign("/jobs/" + encodeURIComponent(asked.request_id));
   } catch (e) {
-    say("restore-error", (e.field ? `${e.field}: ` : "") + failure(e));
+    say("restore-error", failure(e));
   }
 });
 
@@ -47,13 +54,20 @@ async function load() {
   rows(document.getElementById("points"), points, pointRow, vm ? `no restore point of ${vm}` : "no restore point");
 }
 
-async function choices() {
-  // the clusters and VM names the engine has, offered in the inputs (any other may be typed)
+async function targets() {
+  // the engine's clusters and data storage domains, offered in the dialog after "the original's"
+  const found = await api("GET", "/api/restore-targets");
+  document.getElementById("restore-cluster").append(...found.clusters.map((c) => el("option", {value: c.name},
+                                                                                      c.name)));
+  document.getElementById("restore-storage-domain").append(...found.storage_domains.map((d) => el(
+    "option", {value: d.name}, d.available === null ? d.name : `${d.name} (${bytes(d.available)} free)`)));
+}
+
+async function vmNames() {
   const vms = await api("GET", "/api/vms");
-  const clusters = [...new Set(vms.map((v) => v.cluster).filter(Boolean))].sort();
-  document.getElementById("clusters").replaceChildren(...clusters.map((c) => el("option", {value: c})));
   document.getElementById("vm-names").replaceChildren(...vms.map((v) => el("option", {value: v.name})));
 }
 
 load().catch((e) => say("points-error", failure(e)));
-choices().catch(() => {});
+targets().catch((e) => say("points-error", `no cluster or storage domain choices from the engine: ${failure(e)}`));
+vmNames().catch(() => {});

@@ -109,7 +109,7 @@ if (create) {
       document.getElementById("new-policy").open = false;
       load();
     } catch (e) {
-      say("new-policy-error", (e.field ? `${e.field}: ` : "") + failure(e));
+      say("new-policy-error", failure(e));
     }
   });
 }
