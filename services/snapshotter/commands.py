@@ -37,6 +37,15 @@ log = logging.getLogger(__name__)
 STEP = {"before": "before commands", "after": "after commands", "after-backup": "after-backup commands"}
 
 
+def held_note(phases: list[str]) -> str:
+    """What a killed snapshotter's interrupted backup adds to its event when its `before` commands ran and its
+    `after` did not: nobody let the guest's application go (the next run's `after` will)."""
+    if "before" in phases and "after" not in phases:
+        return ("; its before commands ran and its after commands did not: the guest's application may be held "
+                "until the request's next run reaches its after commands")
+    return ""
+
+
 class CommandFailed(BackupError):
     template = "{reason}"
 
@@ -102,9 +111,10 @@ class BackupCommands:
         if phase in self.ran:
             return None
         self.ran.append(phase)
+        if phase == "after" or for_phase(self.specs, phase):
+            await self._journal(phase)  # `after` even without commands: the janitor then knows nothing is held
         if not for_phase(self.specs, phase):
             return None
-        await self._journal(phase)
 
         async def said(result: CommandResult) -> None:
             self.results.append(result)

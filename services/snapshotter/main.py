@@ -27,6 +27,7 @@ from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS, PACKS, READ_RESULTS, 
 
 from .gate import run_once
 from .job import Context
+from .commands import held_note
 from .journal import JournalEntry, clean_leftovers, running_backups
 from .tracker import Tracker
 from .waves import sweep
@@ -70,7 +71,8 @@ async def recover(settings: Settings, store, engine: Engine, bus: Bus) -> None:
         await bus.publish(BACKUP_EVENTS, BackupEvent(
             request_id=entry.request_id, backup_id=entry.backup_id, vm=entry.vm_id, kind="progress",
             message=f"backup {entry.backup_id} was interrupted (its snapshotter stopped); what it held open on the "
-                    "engine is being closed, and the request runs again from the start when a snapshotter takes it",
+                    "engine is being closed, and the request runs again from the start when a snapshotter takes it"
+                    + held_note(entry.commands),
             at=time.time(), detail={"interrupted": entry.backup_id}), key=entry.request_id)
 
     await clean_leftovers(store, engine, interrupted)

@@ -77,3 +77,23 @@ def test_the_global_hooks_are_node_commands_before_the_requests_own():
     assert [(s.phase, s.where, s.run) for s in specs] == [
         ("before", "node", ("/usr/local/bin/flush", "--all")), ("after-backup", "node", ("/usr/local/bin/notify",)),
         ("after", "node", ("resume",))]
+
+
+def test_a_killed_backups_event_says_when_its_before_ran_without_its_after():
+    from services.snapshotter.commands import held_note
+    assert "may be held" in held_note(["before"])
+    assert held_note(["before", "after"]) == held_note([]) == ""
+
+
+async def test_the_journal_names_the_phases_started(tmp_path):
+    from olvm_backup.objectstore.memory import MemoryStore
+    from services.snapshotter.journal import Journal, JournalEntry, decode_journal
+
+    store = MemoryStore()
+    journal = Journal(store, JournalEntry("b1", "vm1", "r1"))
+    c, _ = commands(tmp_path, {"phase": "before", "sh": "true"})
+    c.journal = journal
+    await c.before()
+    assert decode_journal(await store.get(journal.key), journal.key).commands == ["before"]
+    await c.after()  # no after command: journaled all the same, so a janitor knows nothing is held
+    assert decode_journal(await store.get(journal.key), journal.key).commands == ["before", "after"]
