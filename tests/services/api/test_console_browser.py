@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from playwright import sync_api as playwright_api
 
 from olvm_backup.config import ApiSettings
 from olvm_backup.stack.certificate import self_signed
@@ -23,8 +24,6 @@ from olvm_backup.stack.processes import free_port
 from tests.pipeline.conftest import EngineView, Pipeline, init_repository, module_sim, pipeline_settings, \
     prepare_topics
 from tests.services.api.apiserver import PASSWORDS, start_api
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright's own browsers cannot be downloaded here
 # Without the background-networking flags Chromium reaches out to Google's services, which this network refuses.
