@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from urllib.parse import quote
 
 from aiohttp import web
@@ -17,6 +18,8 @@ from .context import CONTEXT
 from .errors import bad_input
 from .routing import Param, Route
 from .security import SESSION
+
+log = logging.getLogger(__name__)
 
 PIECE = 1 << 20
 ENTRY = {"type": "object", "properties": {
@@ -80,12 +83,19 @@ async def download(request: web.Request) -> web.StreamResponse:
     worker = asyncio.ensure_future(asyncio.to_thread(send))
     try:
         await worker
-    except BaseException:
+    except Exception as e:
         if not started.is_set():
             raise  # nothing sent yet: the error is the answer (json_errors)
-        with contextlib.suppress(BaseException):
+        # Half sent (a damaged chunk, the client gone): cut the connection, so the client sees a short body against
+        # its Content-Length, never a file that looks whole.
+        log.warning("download of %s from restore point %s broke off: %s", path, backup_id, e)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):  # the thread ends at its next write to the closed connection
             await worker
-        raise ConnectionResetError(f"download of {path} from {backup_id} broke off") from None
+        raise
     await response.write_eof()
     return response
 

@@ -5,6 +5,7 @@ API for the module; a VM with one 4 MiB disk."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 
 import pytest
@@ -12,16 +13,32 @@ import pytest
 from olvm_backup.config import ApiSettings
 from olvm_backup.stack.certificate import self_signed
 from olvm_backup.stack.processes import free_port
-from tests.pipeline.conftest import (Pipeline, init_repository, module_sim, one_small_vm, pipeline_settings,
-                                     prepare_topics)
+from tests.pipeline.conftest import Pipeline, init_repository, module_sim, pipeline_settings, prepare_topics
 from tests.services.api.apiserver import start_api
 
-VM = "api1"
+VM, DISK = "api1", "api1_os"
+
+
+INVENTORY = f"""
+clusters: [{{name: Default}}]
+storage_domains: [{{name: data1}}]
+vms:
+  - name: {VM}
+    status: up
+    disks:
+      - name: {DISK}
+        size: 8MiB
+        bootable: true
+        filesystems:
+          table: gpt
+          volumes: [{{name: root, fs: ext4, size: 6MiB,
+                      files: [{{path: srv/report.bin, pattern: random, seed: 3, size: 300KiB, mode: "0640"}}]}}]
+"""
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    yield from module_sim(tmp_path_factory, one_small_vm(VM, status="up"))
+    yield from module_sim(tmp_path_factory, INVENTORY)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +82,7 @@ def test_a_backup_started_through_the_api_completes_and_its_stream_reaches_the_e
     percents = [data["percent"] for _, data in events if data["kind"] == "progress" and "percent" in data]
     assert percents and percents == sorted(percents) and percents[-1] == 100.0
     final = events[-1][1]
-    assert final["outcome"]["bytes_read"] >= 1024 * 1024 and final["backup_id"]
+    assert final["outcome"]["bytes_read"] >= 300 * 1024 and final["backup_id"]  # the file, at least
     token = stack.client.token("oper")
     # the stream again, once the job ended: the same events, and it ends at once
     again = list(stack.client.stream(f"/api/jobs/{request_id}/events", token=token, timeout=30))
@@ -74,11 +91,8 @@ def test_a_backup_started_through_the_api_completes_and_its_stream_reaches_the_e
     points = stack.client.request("GET", f"/api/restore-points?vm={VM}", token=token).json()
     assert [p["backup_id"] for p in points] == [final["backup_id"]]
     point = points[0]
-    assert point["size"] == 4 * 1024 * 1024 and point["strategy"] == "cbt" and point["mode"] == "full"
-    assert [d["name"] for d in point["disks"]] == [f"{VM}_os"]
-    listed = stack.client.request("GET", f"/api/restore-points/{point['backup_id']}/files?path=/", token=token)
-    assert listed.status == 200, listed.body
-    assert [(e["name"], e["size"]) for e in listed.json()] == [(f"{VM}_os", 4 * 1024 * 1024)]
+    assert point["size"] == 8 * 1024 * 1024 and point["strategy"] == "cbt" and point["mode"] == "full"
+    assert [d["name"] for d in point["disks"]] == [DISK]
 
     deadline = time.monotonic() + 30  # the auditor writes the trail in batches
     while True:
@@ -91,6 +105,27 @@ def test_a_backup_started_through_the_api_completes_and_its_stream_reaches_the_e
     history = stack.client.request("GET", f"/api/history?vm={VM}", token=token).json()
     asked = [h for h in history if h["what"] == "backup requested"]
     assert asked and asked[0]["by"] == "api:oper" and asked[0]["outcome"] == "completed"
+
+
+def test_the_files_of_a_restore_point_are_listed_and_downloaded_as_the_guest_has_them(stack, sim, backed_up):
+    from sim.client import SimAdmin
+
+    backup_id = backed_up[1][-1][1]["backup_id"]
+    seeded = {f["path"]: f for f in SimAdmin(sim.data).filesystems(VM, DISK)["volumes"][0]["files"]}["srv/report.bin"]
+    token = stack.client.token("oper")
+    base = f"/api/restore-points/{backup_id}"
+    disks = stack.client.request("GET", f"{base}/files?path=/", token=token).json()
+    assert [(e["name"], e["type"], e["size"]) for e in disks] == [(DISK, "dir", 8 * 1024 * 1024)]
+    listed = stack.client.request("GET", f"{base}/files?path=/{DISK}/p1/srv", token=token)
+    assert listed.status == 200, listed.body
+    (entry,) = [e for e in listed.json() if e["name"] == "report.bin"]
+    assert (entry["type"], entry["size"], entry["mode"]) == ("file", 300 * 1024, "0640")
+    got = stack.client.request("GET", f"{base}/download?path=/{DISK}/p1/srv/report.bin", token=token)
+    assert got.status == 200
+    assert got.headers["Content-Disposition"] == "attachment; filename*=UTF-8''report.bin"
+    assert hashlib.sha256(got.body).hexdigest() == seeded["sha256"]
+    refused = stack.client.request("GET", f"{base}/download?path=/{DISK}/p1/srv", token=token)
+    assert (refused.status, refused.json()["field"]) == (404, "path")
 
 
 def _refused(stack, method, path, body=None, raw=None, user="admin"):
