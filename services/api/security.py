@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import hmac
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
@@ -58,7 +58,8 @@ async def _check_csrf(request: web.Request, expected: str) -> None:
 
 def _unauthenticated(route: Route, request: web.Request, why: str) -> web.HTTPException:
     if route.kind == "page":
-        return web.HTTPFound(f"{LOGIN_PAGE}?next={request.rel_url.path}")
+        # back to the same page after the login, its query (a directory, a VM) included
+        return web.HTTPFound(f"{LOGIN_PAGE}?next={quote(request.rel_url.raw_path_qs, safe='/')}")
     return ApiError(401, why, "Authorization", headers={"WWW-Authenticate": 'Bearer realm="olvm-backup"'})
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -49,6 +50,12 @@ async def test_a_page_without_a_login_sends_to_the_login_page(client):
         r = await client.get(path, allow_redirects=False)
         assert r.status == 302, path
         assert r.headers["Location"] == f"/login?next={path}"
+    r = await client.get("/restore-points/rp-1/files?path=/disk/p1/etc", allow_redirects=False)
+    location = urlsplit(r.headers["Location"])
+    assert location.path == "/login"
+    assert parse_qs(location.query) == {"next": ["/restore-points/rp-1/files?path=/disk/p1/etc"]}
+    page = await (await client.get(r.headers["Location"])).text()
+    assert 'data-next="/restore-points/rp-1/files?path=/disk/p1/etc"' in page
     r = await client.get("/login?next=/jobs")
     assert r.status == 200
     page = await r.text()
