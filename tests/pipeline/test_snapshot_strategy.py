@@ -151,10 +151,26 @@ def engine(sim) -> Snapshots:
     return Snapshots(sim)
 
 
+def points(pipeline, vm: str) -> list[dict]:
+    """The VM's restore points as `olvm-backup backups --json` prints them (listing.py), read in this process: a
+    CLI process per look would cost the module a second each time."""
+    import asyncio
+
+    from olvm_backup.cli.listing import point_doc
+    from olvm_backup.repository import catalog
+    from olvm_backup.repository.sealedstore import open_sealed
+
+    async def read():
+        async with open_sealed(pipeline.settings) as (store, _):
+            return await catalog.list_manifests(store)
+    return sorted((point_doc(m) for m in asyncio.run(read()) if vm in (m.vm_id, m.vm_name)),
+                  key=lambda p: p["completed_at"])
+
+
 def snap_backup(pipeline, vm: str, *args: str) -> dict:
     r = pipeline.cli("backup", vm, "--strategy", "snapshot", "--wait", *args)
     assert r.returncode == 0, f"backup failed:\n{r.stdout}\n{r.stderr}"
-    return restore_points(pipeline, vm)[-1]
+    return points(pipeline, vm)[-1]
 
 
 def check_exports(pipeline, admin, tmp_path, point: dict, vm: str) -> dict[str, str]:
@@ -168,6 +184,7 @@ def check_exports(pipeline, admin, tmp_path, point: dict, vm: str) -> dict[str, 
 
 def test_full_then_incrementals_read_only_what_the_guest_wrote(pipeline, admin, engine, tmp_path):
     full = snap_backup(pipeline, "snap1")
+    assert restore_points(pipeline, "snap1") == [full]  # what `olvm-backup backups --json` lists
     assert full["strategy"] == "snapshot" and full["mode"] == "full" and full["snapshot_id"]
     assert engine.ours("snap1") == [full["snapshot_id"]]
     full_sums = check_exports(pipeline, admin, tmp_path, full, "snap1")
@@ -212,7 +229,7 @@ def test_full_then_incrementals_read_only_what_the_guest_wrote(pipeline, admin, 
     admin.write("cbtraw", "cbtraw_raw", 8 * MIB, MIB, seed=8 * MIB)
     r = pipeline.cli("backup", "cbtraw", "--wait")
     assert r.returncode == 0, r.stderr
-    cbt_read = sum(d["bytes_read"] for d in restore_points(pipeline, "cbtraw")[-1]["disks"])
+    cbt_read = sum(d["bytes_read"] for d in points(pipeline, "cbtraw")[-1]["disks"])
     print(f"\nRAW disk incremental after a 1 MiB write: snapshot strategy read {raw_read} bytes, CBT read "
           f"{cbt_read} bytes")
     assert raw_read <= MIB + 2 * MIB < cbt_read, (raw_read, cbt_read)
@@ -266,7 +283,7 @@ def test_failures_leave_at_most_the_snapshot_the_last_restore_point_needs(pipeli
         assert engine.ours("faulty") == [kept], (fault, engine.snapshots("faulty"))
         engine.clean("faulty", users)
     assert pipeline.journals() == []
-    assert restore_points(pipeline, "faulty")[-1]["snapshot_id"] == kept
+    assert points(pipeline, "faulty")[-1]["snapshot_id"] == kept
 
     # The engine fails to remove the older snapshot: the restore point stands, and the backup says what it left.
     admin.fault("snapshot-remove-fail")
@@ -285,7 +302,7 @@ def test_failures_leave_at_most_the_snapshot_the_last_restore_point_needs(pipeli
     assert r.returncode == 0, r.stderr
     assert re.search(r"create a snapshot of VM \S+ failed \(attempt 1/\d+\), retrying in .*409",
                      (pipeline.logs / "snapshotter.log").read_text()), "the locked VM was not retried"
-    latest = restore_points(pipeline, "faulty")[-1]
+    latest = points(pipeline, "faulty")[-1]
     assert engine.ours("faulty") == [latest["snapshot_id"]]
     engine.clean("faulty", users)
     assert pipeline.cli("verify", latest["backup_id"]).returncode == 0
@@ -304,7 +321,7 @@ def test_failures_leave_at_most_the_snapshot_the_last_restore_point_needs(pipeli
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "was interrupted (its snapshotter stopped)" in err, err
-    last = restore_points(pipeline, "faulty")[-1]
+    last = points(pipeline, "faulty")[-1]
     check_exports(pipeline, admin, tmp_path, last, "faulty")
     engine.clean("faulty", users, settle=SWEEP_EVERY + 30)
     assert engine.ours("faulty") == [last["snapshot_id"]]
