@@ -62,21 +62,28 @@ def pick(snaps: list[SnapshotInfo], wanted: str, vm: VmInfo) -> SnapshotInfo:
                         vm=vm.name)
 
 
+async def snapshot_rows(engine: Engine, store, vm_name: str) -> tuple[VmInfo, list[dict[str, Any]]]:
+    """The VM and each of its snapshots, oldest first: id, date, description, status, whether ours, its owner and
+    the names of the disks it holds (what `snapshots list --json` prints, and the API answers)."""
+    vm = await find_vm(engine, vm_name)
+    snaps, known = await ours_and_others(engine, store, vm.vm_id)
+    names = {d.disk_id: d.name for d in await vm_disks(engine, vm.vm_id)}
+    rows: list[dict[str, Any]] = []
+    for s in snaps:
+        try:
+            volumes = await snapshot_volumes(engine, vm.vm_id, s.snapshot_id)
+        except EngineNotFound:  # removed while listed
+            continue
+        owner = owner_of(s.description, known)
+        rows.append({"snapshot_id": s.snapshot_id, "date": s.date, "description": s.description,
+                     "status": s.status, "ours": bool(owner) and owner != "backup", "owner": owner or "not ours",
+                     "disks": sorted(names.get(d, d) for d in volumes)})
+    return vm, rows
+
+
 async def list_snapshots(settings: Settings, vm_name: str, as_json: bool = False) -> int:
     async with Engine(settings.engine) as engine, open_sealed(settings) as (store, _):
-        vm = await find_vm(engine, vm_name)
-        snaps, known = await ours_and_others(engine, store, vm.vm_id)
-        names = {d.disk_id: d.name for d in await vm_disks(engine, vm.vm_id)}
-        rows: list[dict[str, Any]] = []
-        for s in snaps:
-            try:
-                volumes = await snapshot_volumes(engine, vm.vm_id, s.snapshot_id)
-            except EngineNotFound:  # removed while listed
-                continue
-            owner = owner_of(s.description, known)
-            rows.append({"snapshot_id": s.snapshot_id, "date": s.date, "description": s.description,
-                         "status": s.status, "ours": bool(owner) and owner != "backup", "owner": owner or "not ours",
-                         "disks": sorted(names.get(d, d) for d in volumes)})
+        vm, rows = await snapshot_rows(engine, store, vm_name)
     if as_json:
         print(json.dumps({"vm": vm.name, "vm_id": vm.vm_id, "snapshots": rows}, indent=1))
         return 0
@@ -93,37 +100,51 @@ async def list_snapshots(settings: Settings, vm_name: str, as_json: bool = False
     return 0
 
 
+async def take_snapshot(engine: Engine, store, vm_name: str, description: str, quiesce: bool, who: str,
+                        say=_say):
+    """Take one of our snapshots of the VM (recorded in the repository): (the VM, what `take` answers)."""
+    vm = await find_vm(engine, vm_name)
+    purpose = f"by {who}" + (f": {description}" if description else "")
+    with naming(vm, "the snapshot was not taken"):
+        taken = await take(engine, store, vm, purpose=purpose, by=who, quiesce=quiesce, say=say)
+    return vm, taken
+
+
 async def create(settings: Settings, vm_name: str, description: str, quiesce: bool) -> int:
-    who = actor()
     async with Engine(settings.engine) as engine, open_sealed(settings) as (store, _):
-        vm = await find_vm(engine, vm_name)
-        purpose = f"by {who}" + (f": {description}" if description else "")
-        with naming(vm, "the snapshot was not taken"):
-            taken = await take(engine, store, vm, purpose=purpose, by=who, quiesce=quiesce, say=_say)
+        vm, taken = await take_snapshot(engine, store, vm_name, description, quiesce, actor())
     s = taken.snapshot
     print(f"VM {vm.name}: snapshot {s.snapshot_id} created ({s.description!r}, {taken.consistency})")
     return 0
 
 
+async def remove_snapshot(engine: Engine, store, vm_name: str, wanted: str, force: bool,
+                          say=_say) -> tuple[VmInfo, SnapshotInfo]:
+    """Remove a snapshot (by id or exact description) and wait until its layer is merged: only ours, unless
+    `force`. The VM and the snapshot removed."""
+    vm = await find_vm(engine, vm_name)
+    snaps, known = await ours_and_others(engine, store, vm.vm_id)
+    snap = pick(snaps, wanted, vm)
+    record = record_of(snap, known)
+    if record is None and not force:
+        why = owner_of(snap.description, known)
+        what = ("it is the snapshot a snapshot backup keeps for the VM's next incremental" if why == "backup"
+                else "it was not made by olvm-backup")
+        raise SnapshotError(f"snapshot {snap.snapshot_id} ({snap.description!r}) is not removed: {what}. "
+                            "Add --force to remove it anyway", vm=vm.name)
+    if record is None:
+        await say(f"VM {vm.name}: snapshot {snap.snapshot_id} ({snap.description!r}) was not made by olvm-backup; "
+                  "removing it as asked (--force)")
+    await say(f"VM {vm.name}: removing snapshot {snap.snapshot_id}; the engine merges its layer, this can take a "
+              "while")
+    with naming(vm, f"snapshot {snap.snapshot_id} was not removed"):
+        await drop(engine, store, vm.vm_id, snap, record, force=force)
+    return vm, snap
+
+
 async def remove(settings: Settings, vm_name: str, wanted: str, force: bool) -> int:
     async with Engine(settings.engine) as engine, open_sealed(settings) as (store, _):
-        vm = await find_vm(engine, vm_name)
-        snaps, known = await ours_and_others(engine, store, vm.vm_id)
-        snap = pick(snaps, wanted, vm)
-        record = record_of(snap, known)
-        if record is None and not force:
-            why = owner_of(snap.description, known)
-            what = ("it is the snapshot a snapshot backup keeps for the VM's next incremental" if why == "backup"
-                    else "it was not made by olvm-backup")
-            raise SnapshotError(f"snapshot {snap.snapshot_id} ({snap.description!r}) is not removed: {what}. "
-                                "Add --force to remove it anyway", vm=vm.name)
-        if record is None:
-            print(f"VM {vm.name}: snapshot {snap.snapshot_id} ({snap.description!r}) was not made by olvm-backup; "
-                  "removing it as asked (--force)")
-        print(f"VM {vm.name}: removing snapshot {snap.snapshot_id}; the engine merges its layer, this can take a while",
-              flush=True)
-        with naming(vm, f"snapshot {snap.snapshot_id} was not removed"):
-            await drop(engine, store, vm.vm_id, snap, record, force=force)
+        vm, snap = await remove_snapshot(engine, store, vm_name, wanted, force)
     print(f"VM {vm.name}: snapshot {snap.snapshot_id} removed")
     return 0
 

@@ -28,11 +28,12 @@ def api_routes() -> list[Route]:
     from .jobs import ROUTES_JOBS
     from .points import ROUTES_POINTS
     from .policies import ROUTES_POLICIES
+    from .snapshots import ROUTES_SNAPSHOTS
     from .targets import ROUTES_TARGETS
     from .vms import ROUTES_VMS
 
     return [*ROUTES_AUTH, *ROUTES_VMS, *ROUTES_POINTS, *ROUTES_JOBS, *ROUTES_POLICIES, *ROUTES_FILES,
-            *ROUTES_HISTORY, *ROUTES_TARGETS]
+            *ROUTES_HISTORY, *ROUTES_TARGETS, *ROUTES_SNAPSHOTS]
 
 
 def add_pages(app: web.Application) -> None:

@@ -13,7 +13,7 @@ import pytest
 from olvm_backup.config import ApiSettings
 from olvm_backup.stack.certificate import self_signed
 from olvm_backup.stack.processes import free_port
-from tests.pipeline.conftest import Pipeline, init_repository, module_sim, pipeline_settings, prepare_topics
+from tests.pipeline.conftest import EngineView, Pipeline, init_repository, module_sim, pipeline_settings, prepare_topics
 from tests.services.api.apiserver import start_api
 
 VM, DISK = "api1", "api1_os"
@@ -39,6 +39,11 @@ vms:
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     yield from module_sim(tmp_path_factory, INVENTORY)
+
+
+@pytest.fixture(scope="module")
+def engine_view(sim) -> EngineView:
+    return EngineView(sim)
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +170,31 @@ def test_bad_input_is_a_4xx_naming_the_field(stack, backed_up):
     got, body = _refused(stack, "POST", "/api/policies", {"name": "p1"})
     assert (got, body["field"]) == (409, "name")
     assert "Traceback" not in stack.log.read_text()
+
+
+def test_an_operator_takes_lists_and_removes_a_snapshot(stack, engine_view):
+    token = stack.client.token("oper")
+    base = f"/api/vms/{VM}/snapshots"
+    taken = stack.client.request("POST", base, {"description": "before the upgrade"}, token=token)
+    assert taken.status == 201, taken.body
+    snapshot_id = taken.json()["snapshot_id"]
+    listed = stack.client.request("GET", base, token=token).json()["snapshots"]
+    mine = [s for s in listed if s["snapshot_id"] == snapshot_id]
+    assert mine and mine[0]["ours"] and "before the upgrade" in mine[0]["description"]
+    assert mine[0]["disks"] == [DISK]
+    assert snapshot_id in engine_view.call(lambda system: [  # the engine's own list, through the SDK
+        s.id for s in system.vms_service().vm_service(_vm_id(system)).snapshots_service().list()])
+    forced = stack.client.request("DELETE", f"{base}/{snapshot_id}?force=true", token=token)
+    assert (forced.status, forced.json()["field"]) == (403, "force")
+    removed = stack.client.request("DELETE", f"{base}/{snapshot_id}", token=token)
+    assert removed.status == 200, removed.body
+    assert snapshot_id not in [s["snapshot_id"] for s in stack.client.request("GET", base, token=token).json()[
+        "snapshots"]]
+    assert (stack.client.request("GET", "/api/vms/no-such-vm/snapshots", token=token).json()["field"]) == "vm"
+
+
+def _vm_id(system) -> str:
+    return next(vm.id for vm in system.vms_service().list() if vm.name == VM)
 
 
 def test_an_engine_account_logs_in_through_the_engines_sso_with_its_configured_role(stack, sim):
