@@ -61,7 +61,7 @@ async def start_backup(request: web.Request) -> web.Response:
     quiesce = field(doc, "quiesce", bool, True)
     view = await find_vm(request.app[CONTEXT], vm)
     record = new_backup_request(vm, mode, exclude, quiesce, strategy, requested_by=who(request))
-    return await _publish(request, "backup", BACKUP_REQUESTS, record, view.name)
+    return await _publish(request, "backup", BACKUP_REQUESTS, record, view.vm_id)  # keyed by id, as a policy's are
 
 
 async def start_restore(request: web.Request) -> web.Response:

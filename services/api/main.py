@@ -17,6 +17,8 @@ from .app import make_app
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_TIMEOUT = 3.0  # seconds the requests under way get when the service stops
+
 
 def tls_context(settings: Settings) -> ssl.SSLContext:
     api = settings.api
@@ -34,7 +36,8 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
 
 async def main(settings: Settings) -> None:
     context = tls_context(settings)
-    runner = web.AppRunner(make_app(settings), access_log=log)
+    # Open progress streams would hold a stop for aiohttp's default minute: a few seconds, then they are cut.
+    runner = web.AppRunner(make_app(settings), access_log=log, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.api.host, settings.api.port, ssl_context=context)
