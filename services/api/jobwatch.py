@@ -2,7 +2,8 @@
 replays and then follows. Both event topics are followed from startup (kafka/follow.py: every record, no group),
 so a job started through the API, the CLI or a schedule after that can be streamed from its first event.
 
-Bounded: the newest MAX_JOBS requests are kept; the audit trail (`GET /api/history`) holds the rest."""
+Bounded: the newest MAX_JOBS requests are kept, each with at most about MAX_EVENTS events; the audit trail
+(`GET /api/history`) holds the rest."""
 from __future__ import annotations
 
 import asyncio
@@ -17,6 +18,7 @@ from olvm_backup.config import KafkaSettings
 
 FINAL = frozenset({"completed", "failed", "cancelled"})  # as the CLI's jobs.py ends following
 MAX_JOBS = 500
+MAX_EVENTS = 1000  # per job; past it, a progress event replaces the progress event before it
 
 
 def event_doc(kind: str, event: Any) -> dict[str, Any]:
@@ -82,7 +84,11 @@ class JobWatch:
 
     async def _seen(self, kind: str, event: Any) -> None:
         job = self._get(event.request_id, kind)
-        job.events.append(event_doc(kind, event))
+        doc = event_doc(kind, event)
+        if len(job.events) >= MAX_EVENTS and doc["kind"] == "progress" and job.events[-1]["kind"] == "progress":
+            job.events[-1] = doc  # a long job's progress: the newest stands for those it replaces
+        else:
+            job.events.append(doc)
         async with job.changed:
             job.changed.notify_all()
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from olvm_backup.config import Settings
 from olvm_backup.errors import ConfigError
+from olvm_backup.users import Users, users_file
 
 from .app import make_app
 
@@ -43,6 +44,8 @@ async def main(settings: Settings) -> None:
         site = web.TCPSite(runner, settings.api.host, settings.api.port, ssl_context=context)
         await site.start()
         log.info("API listening on https://%s:%d/", settings.api.host, settings.api.port)
+        if not Users(users_file(settings.data_dir)).load() and not settings.api.engine_users:
+            log.warning("no user can log in: add one with `olvm-backup user add NAME --role admin`")
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
