@@ -43,6 +43,30 @@ def _ctrl_c(proc: subprocess.Popen) -> None:
     assert proc.wait(60) == 0
 
 
+def _console_login(env: dict[str, str], data: Path, log: Path) -> None:
+    """The console `up` started: HTTPS with the certificate it generated, and the first admin it made, whose
+    password it wrote 0600 where it says."""
+    import http.client
+    import ssl
+    import stat
+
+    password_file = data / "api" / "admin.password"
+    assert f"its password was generated into {password_file}" in log.read_text()
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    port = int(env["OLVM_API_PORT"])
+    deadline = time.monotonic() + 30
+    while not port_open("127.0.0.1", port):
+        assert time.monotonic() < deadline, "the API did not listen"
+        time.sleep(0.5)
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=30,
+                                       context=ssl.create_default_context(cafile=str(data / "api" / "tls.pem")))
+    body = json.dumps({"username": "admin", "password": password_file.read_text().strip()})
+    conn.request("POST", "/api/login", body=body, headers={"Content-Type": "application/json"})
+    answer = conn.getresponse()
+    assert answer.status == 200 and json.loads(answer.read())["role"] == "admin"
+    conn.close()
+
+
 def test_up_status_ctrl_c_leaves_nothing_and_keeps_objects(tmp_path):
     kafka_port, s3_port = free_port(), free_port()
     env = _env(tmp_path / "data", kafka_port, s3_port)
@@ -57,6 +81,7 @@ def test_up_status_ctrl_c_leaves_nothing_and_keeps_objects(tmp_path):
         for part in ("broker", "object store", "snapshotter-1", "reader-1", "writer-1", "restorer-1"):
             assert part in status.stdout
         pids = [p["pid"] for p in json.loads((tmp_path / "data/run/stack.json").read_text())["processes"].values()]
+        _console_login(env, tmp_path / "data", tmp_path / "up1.log")
 
         async def store_marker():
             async with open_store(settings.s3) as store:
