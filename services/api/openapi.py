@@ -2,6 +2,7 @@
 body, answers and the role it needs. Pure: the table in, the document out."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .routing import PUBLIC, Route
@@ -15,8 +16,14 @@ STATUS_WORDS = {400: "bad input (the field is named)", 401: "no login, or it exp
                 502: "the engine, the repository or the broker failed", 503: "not configured (no engine)"}
 
 
+def operation_id(route: Route) -> str:
+    """Unique by construction: the method and the path's words (`get_restore_points_backup_id_files`)."""
+    words = re.findall(r"[a-z0-9]+", route.openapi_path().removeprefix("/api").lower())
+    return "_".join([route.method.lower(), *words])
+
+
 def _operation(route: Route) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": route.summary, "operationId": f"{route.method.lower()}_{route.handler.__name__}"}
+    op: dict[str, Any] = {"summary": route.summary, "operationId": operation_id(route)}
     if route.tag:
         op["tags"] = [route.tag]
     params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from openapi_spec_validator import validate
+
 from olvm_backup.config import Settings
 from services.api.app import make_app
 from services.api.openapi import document
@@ -33,6 +35,7 @@ def test_the_document_matches_the_router():
     routed, documented = _routed(app), _documented(doc)
     assert routed == documented, (f"routed, not documented: {sorted(routed - documented)}; "
                                   f"documented, not routed: {sorted(documented - routed)}")
+    validate(doc)  # a valid OpenAPI 3 document (unique operation ids, schemas, parameters), as tools read it
     assert len(routed) >= 20
     for path, ops in doc["paths"].items():
         names = re.findall(r"{([^}]+)}", path)
