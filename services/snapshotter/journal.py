@@ -31,6 +31,7 @@ from olvm_backup.engine import snapshots
 from olvm_backup.engine.cbt import cancel_transfer, finalize_backup
 from olvm_backup.errors import BackupError
 from olvm_backup.objectstore import ObjectStore
+from olvm_backup.retry import ENGINE_TIDY
 from olvm_backup.repository.catalog import manifest_key
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 PREFIX = "jobs/"
 HEARTBEAT = 10.0     # seconds between refreshes of a running backup's journal
 STALE_AFTER = 60.0   # a journal not refreshed for this long belongs to a snapshotter that is gone
+# Seconds the janitor (and a failed job's own cleanup) waits for a snapshot's removal to finish: housekeeping does not
+# hold the snapshotter up for a long merge or a lasting lock; the next sweep looks again.
+SNAPSHOT_WAIT = 120.0
 # The journal's format: JSON of JournalEntry's fields and "v": [major, minor]. A newer minor may only add fields
 # (passed over here); journals written before it had a version have none and are 1.0.
 JOURNAL_MAJOR = 1
@@ -200,22 +204,25 @@ async def _remove_snapshots(engine: Engine, entry: JournalEntry) -> None:
     try:
         if entry.committed:
             if entry.previous_snapshot:
-                found = {s.snapshot_id: s for s in await snapshots.list_snapshots(engine, entry.vm_id)}
+                found = {s.snapshot_id: s for s in await snapshots.list_snapshots(engine, entry.vm_id,
+                                                                                  policy=ENGINE_TIDY)}
                 old = found.get(entry.previous_snapshot)
                 owner = backup_of(old.description) if old is not None else None
                 if old is not None and owner:
                     await snapshots.remove_snapshot(engine, entry.vm_id, old.snapshot_id,
-                                                    prefix=snapshot_prefix(owner), correlation_id=entry.backup_id)
+                                                    prefix=snapshot_prefix(owner), correlation_id=entry.backup_id,
+                                                    policy=ENGINE_TIDY, deadline=SNAPSHOT_WAIT)
                 entry.previous_snapshot = ""
             return
         if not (entry.snapshot or entry.snapshot_of):
             return
         prefix = snapshot_prefix(entry.backup_id)
-        mine = [s.snapshot_id for s in await snapshots.list_snapshots(engine, entry.vm_id)
+        mine = [s.snapshot_id for s in await snapshots.list_snapshots(engine, entry.vm_id, policy=ENGINE_TIDY)
                 if s.snapshot_id == entry.snapshot or (entry.snapshot_of and s.description == entry.snapshot_of)]
         for snapshot_id in mine:
             await snapshots.remove_snapshot(engine, entry.vm_id, snapshot_id, prefix=prefix,
-                                            correlation_id=entry.backup_id)
+                                            correlation_id=entry.backup_id, policy=ENGINE_TIDY,
+                                            deadline=SNAPSHOT_WAIT)
         entry.snapshot = entry.snapshot_of = ""
     except Exception as e:  # the engine is away, or the snapshot stays locked: kept, tried again
         log.error("backup %s: could not remove its snapshot of VM %s: %s", entry.backup_id, entry.vm_id, e)
