@@ -131,8 +131,10 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             await response.write(f"id: {i}\nevent: {event['kind']}\ndata: {json.dumps(event)}\n\n".encode())
             i += 1
             if event["kind"] in FINAL:
-                await response.write_eof()
-                return response
+                break
+        if j.ended:  # also a client resuming (Last-Event-ID) after the end: nothing more will come
+            await response.write_eof()
+            return response
         if not await watch.wait(j, i, KEEPALIVE):
             await response.write(b": still running\n\n")
 

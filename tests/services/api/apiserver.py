@@ -62,11 +62,14 @@ class ApiClient:
         finally:
             conn.close()
 
-    def stream(self, path: str, *, token: str, timeout: float = 120):
+    def stream(self, path: str, *, token: str, timeout: float = 120, last_event_id: int | None = None):
         """The server-sent events of `path`, each as (event, data as JSON), until the server ends the stream."""
         conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.tls, timeout=timeout)
+        headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
         try:
-            conn.request("GET", path, headers={"Authorization": f"Bearer {token}", "Accept": "text/event-stream"})
+            conn.request("GET", path, headers=headers)
             r = conn.getresponse()
             assert r.status == 200, r.read()
             assert r.headers["Content-Type"].startswith("text/event-stream")

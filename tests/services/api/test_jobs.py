@@ -92,6 +92,11 @@ def test_a_backup_started_through_the_api_completes_and_its_stream_reaches_the_e
     # the stream again, once the job ended: the same events, and it ends at once
     again = list(stack.client.stream(f"/api/jobs/{request_id}/events", token=token, timeout=30))
     assert [d for _, d in again] == [d for _, d in events]
+    resumed = list(stack.client.stream(f"/api/jobs/{request_id}/events", token=token, timeout=30,
+                                       last_event_id=len(events) - 2))  # a browser reconnecting: the rest only
+    assert [d for _, d in resumed] == [events[-1][1]]
+    assert list(stack.client.stream(f"/api/jobs/{request_id}/events", token=token, timeout=30,
+                                    last_event_id=len(events) - 1)) == []
 
     points = stack.client.request("GET", f"/api/restore-points?vm={VM}", token=token).json()
     assert [p["backup_id"] for p in points] == [final["backup_id"]]
