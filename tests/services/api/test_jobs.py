@@ -1,7 +1,8 @@
 """The API against the simulator and the pipeline: a backup asked for by an operator completes and its progress
-stream reaches the end; the restore point, the VM's protection state, the history and the restore point's disks
-are then what the API shows; bad input is a 4xx naming the field, never a 500. One simulator, one pipeline and one
-API for the module; a VM with one 4 MiB disk."""
+stream reaches the end; the restore point, the VM's protection state, the history, the restore point's files and a
+download are then what the API shows; a restore makes a new VM and powers it on; snapshots are taken and removed;
+an engine account logs in through the engine's SSO; bad input is a 4xx naming the field, never a 500. One
+simulator, one pipeline and one API for the module; a VM with one 8 MiB disk holding ext4."""
 from __future__ import annotations
 
 import dataclasses
@@ -48,7 +49,7 @@ def engine_view(sim) -> EngineView:
 
 @pytest.fixture(scope="module")
 def stack(broker, moto_endpoint, sim, tmp_path_factory):
-    """The snapshotter, a reader, a writer and the auditor, and the API, on one topic prefix and bucket."""
+    """The snapshotter, a reader, a writer, the restorer and the auditor, and the API, on one prefix and bucket."""
     logs = tmp_path_factory.mktemp("api-pipeline")
     settings = pipeline_settings(broker, moto_endpoint, sim, logs / "data")
     cert, key = self_signed(settings.data_dir / "api", ["127.0.0.1"])
@@ -59,7 +60,7 @@ def stack(broker, moto_endpoint, sim, tmp_path_factory):
     prepare_topics(settings)
     init_repository(settings)
     pipeline = Pipeline(settings, logs)
-    for name in ("snapshotter", "reader", "writer", "auditor"):
+    for name in ("snapshotter", "reader", "writer", "restorer", "auditor"):
         pipeline.start(name, name)
     api = start_api(settings, logs / "api.log")
     yield api
@@ -175,6 +176,23 @@ def test_bad_input_is_a_4xx_naming_the_field(stack, backed_up):
     got, body = _refused(stack, "POST", "/api/policies", {"name": "p1"})
     assert (got, body["field"]) == (409, "name")
     assert "Traceback" not in stack.log.read_text()
+
+
+def test_a_restore_asked_for_through_the_api_makes_the_new_vm_and_powers_it_on(stack, backed_up, engine_view):
+    backup_id = backed_up[1][-1][1]["backup_id"]
+    token = stack.client.token("oper")
+    r = stack.client.request("POST", "/api/restores", {"restore_point": backup_id, "name": f"{VM}-copy",
+                                                        "disks": [DISK], "power_on": True}, token=token)
+    assert r.status == 202, r.body
+    events = [d for _, d in stack.client.stream(r.json()["events"], token=token, timeout=180)]
+    assert events[-1]["kind"] == "completed", events[-1]
+    assert events[-1]["job"] == "restore" and events[-1]["outcome"]["disks"] == [DISK]
+    status = engine_view.call(lambda system: [vm.status.value for vm in system.vms_service().list()
+                                              if vm.name == f"{VM}-copy"])
+    assert status == ["up"]
+    again = stack.client.request("POST", "/api/restores", {"restore_point": backup_id, "name": f"{VM}-copy"},
+                                 token=token)
+    assert (again.status, again.json()["field"]) == (409, "name")  # the name is taken now
 
 
 def test_an_operator_takes_lists_and_removes_a_snapshot(stack, engine_view):
