@@ -327,6 +327,10 @@ def port_or_off(value: int) -> str | None:
     return None if 0 <= value <= 65535 else f"must be a TCP port (1 to 65535, or 0: none), not {value}"
 
 
+def tcp_port(value: int) -> str | None:
+    return None if 1 <= value <= 65535 else f"must be a TCP port (1 to 65535), not {value}"
+
+
 @dataclass(frozen=True)
 class MetricsSettings:
     """Prometheus metrics (olvm_backup/metrics): each service process serves its own at http://HOST:PORT/metrics."""
@@ -386,7 +390,7 @@ class ApiSettings:
     host: str = setting("127.0.0.1", "OLVM_API_HOST", "address the API and console listen on (0.0.0.0: every one)",
                         check=matches(r"[A-Za-z0-9_.:-]+", "a host name or an IP address"))
     port: int = setting(8443, "OLVM_API_PORT", "HTTPS port of the API and console (`olvm-backup up` serves them "
-                        "there)", check=at_least(1))
+                        "there)", check=tcp_port)
     tls_cert: str = setting("", "OLVM_API_TLS_CERT", "the API's certificate chain (PEM); `olvm-backup up` generates "
                             "a self-signed one into the data dir when none is set", check=pem_file)
     tls_key: str = setting("", "OLVM_API_TLS_KEY", "the private key of OLVM_API_TLS_CERT (PEM)", check=readable_file)

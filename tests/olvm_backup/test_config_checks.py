@@ -42,9 +42,18 @@ BAD = [
     ("OLVM_METRICS_HOST", "0.0.0.0/0", "host name or an IP address"),
     ("OLVM_METRICS_BASE_PORT", "-1", "TCP port"),
     ("OLVM_METRICS_LAG_INTERVAL", "0", "more than 0"),
+    ("OLVM_ACCESS_CACHE_MB", "2", "at least 4"),
+    ("OLVM_ACCESS_READAHEAD_MB", "-1", "at least 0"),
+    ("OLVM_API_HOST", "0.0.0.0/0", "host name or an IP address"),
+    ("OLVM_API_PORT", "70000", "TCP port"),
+    ("OLVM_API_SESSION_TTL", "30", "at least 60"),
+    ("OLVM_API_LOGIN_ATTEMPTS", "0", "more than 0"),
+    ("OLVM_API_LOGIN_LOCKOUT", "-5", "more than 0"),
+    ("OLVM_API_ENGINE_USERS", "admin=root", "USER@PROFILE=ROLE"),
 ]
 # Checked when a service or `up` starts (check_files), not at load.
-ON_START = {"OLVM_ENGINE_CA_FILE", "OLVM_REPOSITORY_PASSWORD_FILE", "OLVM_REPOSITORY_KEY_FILE"}
+ON_START = {"OLVM_ENGINE_CA_FILE", "OLVM_REPOSITORY_PASSWORD_FILE", "OLVM_REPOSITORY_KEY_FILE", "OLVM_API_TLS_CERT",
+            "OLVM_API_TLS_KEY"}
 
 
 def _checks() -> dict[str, object]:
