@@ -122,13 +122,13 @@ class SnapshotBackupJob(BackupJob):
     async def _plan(self, vm_id: str, disks, previous: Manifest | None, kept, full_reason: str,
                     snapshot_id: str) -> list[DiskPlan]:
         """Per disk: the new snapshot's volume, and for an incremental the layers since the kept snapshot and the
-        ranges they hold (each layer's `shallow` transfer asked once, one after another, before the disk's own
-        transfer opens)."""
+        ranges they hold (a disk's layers' `shallow` transfers one after another, the disks side by side, all before
+        the disks' own transfers open)."""
         engine = self.ctx.engine
         new_volumes = await snapshots.snapshot_volumes(engine, vm_id, snapshot_id)
         kept_volumes = await snapshots.snapshot_volumes(engine, vm_id, kept.snapshot_id) if kept else {}
-        plans = []
-        for d in disks:
+
+        async def one(d) -> DiskPlan:
             if d.disk_id not in new_volumes:
                 raise BackupError(f"snapshot {snapshot_id} of VM {self.vm_name} holds no volume of disk {d.name}")
             parent = next((r for r in previous.disks if r.disk_id == d.disk_id), None) if previous else None
@@ -137,9 +137,10 @@ class SnapshotBackupJob(BackupJob):
                                parent is not None, kept, full_reason)
             if plan.incremental:
                 self._held[d.disk_id] = held_ranges([await self._layer_ranges(d.disk_id, v) for v in plan.layers])
-            plans.append(DiskPlan(d, plan.incremental, plan.reason, parent if plan.incremental else None,
-                                  volume=plan.volume, layers=plan.layers))
-        return plans
+            return DiskPlan(d, plan.incremental, plan.reason, parent if plan.incremental else None,
+                            volume=plan.volume, layers=plan.layers)
+
+        return await side_by_side(*(one(d) for d in disks))
 
     async def _layer_ranges(self, disk_id: str, volume: str) -> list[tuple[int, int]]:
         """The ranges one volume layer holds, from a `shallow` transfer of it, journaled while open."""
