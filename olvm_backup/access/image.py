@@ -15,6 +15,7 @@ import io
 import threading
 from typing import Iterator
 
+from ..actors import actor
 from ..config import Settings
 from ..crypto.sealing import Sealer
 from ..errors import BackupError
@@ -271,7 +272,6 @@ def opened_point(runner: LoopThread, settings: Settings, backup_id: str, use: st
     """The repository opened on `runner`'s loop, restore point `backup_id` found and held in use for the block:
     (store, sealer, manifest). One task on the loop owns the store and the hold from start to end, so they are
     entered and left in the same task."""
-    from ..cli.policies import actor
     from ..repository import catalog
     from ..repository.holds import holding
     from ..repository.sealedstore import open_sealed

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..repository import catalog
+from ..actors import actor
 from ..config import Settings
 from ..errors import BackupError, ObjectLocked
 from ..format.manifest import Manifest
@@ -19,7 +20,6 @@ from .progress import human
 
 
 async def verify_restore_point(settings: Settings, backup_id: str) -> int:
-    from .policies import actor
 
     async with open_sealed(settings, ensure_bucket=False) as (store, sealer), \
             holding(store, backup_id, "verify", actor()):
@@ -51,7 +51,6 @@ async def restore_point_lock(store: ObjectStore, manifest: Manifest) -> str:
 
 
 async def export_restore_point_disk(settings: Settings, backup_id: str, disk: str, output: str) -> int:
-    from .policies import actor
 
     async with open_sealed(settings, ensure_bucket=False) as (store, sealer), \
             holding(store, backup_id, "export", actor()):
@@ -66,7 +65,6 @@ async def export_restore_point_disk(settings: Settings, backup_id: str, disk: st
 async def forget_restore_point(settings: Settings, backup_id: str, dry_run: bool) -> int:
     from ..repository import events
     from . import pruning
-    from .policies import actor
 
     async with open_sealed(settings, ensure_bucket=False) as (store, _):
         manifest = await catalog.find(store, backup_id)

@@ -6,8 +6,6 @@ it (`user@host`). `show` asks the engine which VMs the policy selects now, when 
 from __future__ import annotations
 
 import contextlib
-import getpass
-import socket
 import sys
 import time
 import uuid
@@ -21,6 +19,7 @@ import yaml
 
 from schemas.topics import BACKUP_REQUESTS
 
+from ..actors import actor
 from ..config import Settings
 from ..policy.model import Policy, PolicyError, parse_policy, policy_to_doc
 from ..policy.requests import backup_request, request_id, run_cause
@@ -28,15 +27,6 @@ from ..policy.schedule import next_slot
 from ..policy.selection import Evaluation, VmView, evaluate
 from ..policy.store import delete_policy, find_policy, get_policy, list_policies, save_policy
 from ..repository.sealedstore import open_sealed
-
-
-def actor() -> str:
-    """Who makes a change from the CLI: user@host."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 @contextlib.asynccontextmanager

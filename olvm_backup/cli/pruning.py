@@ -15,7 +15,7 @@ from ..errors import BackupError
 from ..repository import catalog, events, gc, holds, prune
 from ..repository.sealedstore import open_sealed
 from ..retention import Rules, format_duration, parse_duration
-from .policies import actor
+from ..actors import actor
 from .progress import human
 
 GC_WAITING = 3  # exit status: gc could not sweep yet, backups running since its mark have not ended

@@ -28,7 +28,7 @@ from ..repository.sealedstore import open_sealed
 from ..snapshots.ownership import new_correlation_id, owner_of
 from ..policy.model import Policy
 from ..snapshots.steps import SnapshotError, drop, forget_gone, keep_policy_snapshots, ours_and_others, record_of, take
-from .policies import actor
+from ..actors import actor
 
 
 def _when(ts: float) -> str:

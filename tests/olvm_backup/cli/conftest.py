@@ -5,7 +5,7 @@ import contextlib
 
 import pytest
 
-from olvm_backup.cli import policies, pruning
+from olvm_backup.cli import checks, policies, pruning
 from tests.cli_env import root_logging_kept
 from tests.twins import MemoryBus
 
@@ -26,6 +26,6 @@ def bus(monkeypatch) -> MemoryBus:
         yield bus
 
     monkeypatch.setattr(pruning, "open_events", open_events)
-    monkeypatch.setattr(pruning, "actor", lambda: "alice@host")
-    monkeypatch.setattr(policies, "actor", lambda: "alice@host")
+    for module in (pruning, policies, checks):
+        monkeypatch.setattr(module, "actor", lambda: "alice@host")
     return bus
