@@ -75,11 +75,20 @@ class SnapshotBackupJob(BackupJob):
         heartbeat = asyncio.create_task(journal.keep_alive(), name=f"journal {self.backup_id}")
         try:
             manifest = await self._with_snapshot(vm, disks, excluded, previous, kept, full_reason, journal)
+            # Under the heartbeat: a removal behind a lock can take minutes, and a journal left unrefreshed that long
+            # would look abandoned to the other snapshotters' janitors.
+            removed = await self._remove_older(vm.vm_id)
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             self.ctx.tracker.forget(self.backup_id)
-        await self._remove_older(vm.vm_id, journal)
+        if removed:
+            journal.entry.previous_snapshot = ""
+            await journal.close()
+        else:  # the janitor removes what is left (journal.py); the restore point stands either way
+            journal.entry.ended = "completed"
+            with contextlib.suppress(Exception):  # the store is away: the journal as last saved names it too
+                await journal.save()
         return manifest
 
     async def _with_snapshot(self, vm, disks, excluded, previous, kept, full_reason, journal: Journal) -> Manifest:
@@ -195,10 +204,9 @@ class SnapshotBackupJob(BackupJob):
             return True
         return not abandoned(entry, time.time())
 
-    async def _remove_older(self, vm_id: str, journal: Journal) -> None:
+    async def _remove_older(self, vm_id: str) -> bool:
         """Every snapshot of ours on the VM but the new one: the parent's kept one, and any a failed cleanup left.
-        What cannot go now stays in the journal, ended "completed", for the janitor; the backup is done either
-        way (its restore point is committed)."""
+        False when some could not go now: the journal keeps naming the parent's for the janitor."""
         removed: list[str] = []
         try:
             with self.steps.step("remove older snapshots"):
@@ -212,15 +220,11 @@ class SnapshotBackupJob(BackupJob):
             log.warning("backup %s: could not remove the older snapshots of VM %s: %s", self.backup_id, vm_id, e)
             await self.event("progress", f"could not remove the older snapshot(s) of ours from the engine ({e}); "
                              "the snapshotter tries again later")
-            journal.entry.ended = "completed"
-            with contextlib.suppress(Exception):  # the store is away: the journal as last saved names it too
-                await journal.save()
-            return
-        journal.entry.previous_snapshot = ""
+            return False
         if removed:
             await self.event("progress", f"removed {len(removed)} older snapshot(s) of ours from VM {self.vm_name}: "
                              f"{', '.join(removed)}; snapshot {self.snapshot_id} stays for the next incremental")
-        await journal.close()
+        return True
 
 
 def _of_snapshot(consistency: Consistency) -> Consistency:
