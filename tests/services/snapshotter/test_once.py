@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 
 import pytest
 
@@ -18,8 +19,8 @@ from services.snapshotter.once import (
 NOW = 1_000_000.0
 
 
-def _marker(state="completed", at=NOW - 5, owner="other-host:7") -> RequestMarker:
-    return RequestMarker("policy:gold/vm:app1/slot:2024-05-01T02:00Z", "b1", state, at, owner)
+def _marker(state="completed", at=NOW - 5, owner="other-host:7", backup_id="b1") -> RequestMarker:
+    return RequestMarker("policy:gold/vm:app1/slot:2024-05-01T02:00Z", backup_id, state, at, owner)
 
 
 def _request() -> BackupRequest:
@@ -88,8 +89,10 @@ def test_a_running_marker_of_a_dead_process_on_this_host_runs_again_at_once():
 
 
 def test_a_running_marker_of_this_process_without_a_job_runs_again():
-    """This process takes one request at a time: its own marker still running is of a job that is over."""
-    assert verdict(_marker("running", at=time.time(), owner=process_name()), None, time.time()) is None
+    """This process takes one request at a time: its own marker still running is of a job that is over. (A backup id
+    of its own: other tests in this process may have left a job of theirs open, which would count as running.)"""
+    marker = _marker("running", at=time.time(), owner=process_name(), backup_id=f"b-{uuid.uuid4()}")
+    assert verdict(marker, None, time.time()) is None
 
 
 @pytest.mark.parametrize("state, says", [("completed", "which completed"), ("failed", "which failed"),
