@@ -62,7 +62,17 @@ class FileSystem:
 
 
 class _InodeFileSystem(FileSystem):
-    """ext, XFS and Btrfs: POSIX inodes, `listdir()` by name, `open()`."""
+    """ext, XFS and Btrfs: POSIX inodes, `listdir()` by name, `open()`; each says only its parser and where its
+    inodes keep the mode and owner."""
+
+    parser: tuple[str, str] = ("", "")  # the dissect module and its file system class
+
+    def __init__(self, fh: BinaryIO) -> None:
+        module, name = self.parser
+        self.fs = getattr(dissect(module), name)(fh)
+
+    def _owner(self, inode: Any) -> tuple[int, int, int]:
+        raise NotImplementedError
 
     def _node(self, name: str, inode: Any) -> Node:
         mode, uid, gid = self._owner(inode)
@@ -84,9 +94,7 @@ class _InodeFileSystem(FileSystem):
 
 class ExtFileSystem(_InodeFileSystem):
     kind = "ext"
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self.fs = dissect("extfs").ExtFS(fh)
+    parser = ("extfs", "ExtFS")
 
     def _owner(self, inode: Any) -> tuple[int, int, int]:
         raw = inode.inode
@@ -97,9 +105,7 @@ class ExtFileSystem(_InodeFileSystem):
 
 class XfsFileSystem(_InodeFileSystem):
     kind = "xfs"
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self.fs = dissect("xfs").XFS(fh)
+    parser = ("xfs", "XFS")
 
     def _owner(self, inode: Any) -> tuple[int, int, int]:
         raw = inode.inode
@@ -108,9 +114,7 @@ class XfsFileSystem(_InodeFileSystem):
 
 class BtrfsFileSystem(_InodeFileSystem):
     kind = "btrfs"
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self.fs = dissect("btrfs").Btrfs(fh)
+    parser = ("btrfs", "Btrfs")
 
     def _owner(self, inode: Any) -> tuple[int, int, int]:
         return inode.mode, inode.uid, inode.gid
