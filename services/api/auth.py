@@ -8,12 +8,14 @@ import math
 from aiohttp import web
 
 from .context import CONTEXT
-from .errors import ApiError
+from .errors import ApiError, bad_input
 from .inputs import field, json_body, unknown_fields
 from .routing import PUBLIC, ROUTES, Route
-from .security import SESSION, clear_session_cookies, set_session_cookies
+from .security import LOGIN_TOKEN, SESSION, clear_session_cookies, set_session_cookies
 
 log = logging.getLogger(__name__)
+
+MAX_NAME = 320  # a local name is at most 64 characters, an engine account's user@profile longer
 
 TOKEN = {"type": "object", "properties": {
     "token": {"type": "string", "description": "send as Authorization: Bearer TOKEN (also set as the session "
@@ -29,15 +31,17 @@ async def login(request: web.Request) -> web.Response:
     unknown_fields(doc, {"username", "password"})
     name = field(doc, "username", str)
     password = field(doc, "password", str)
+    if len(name) > MAX_NAME:
+        raise bad_input("username", f"longer than {MAX_NAME} characters")
     address = request.remote or "?"
-    wait = ctx.limiter.retry_after(name, address)
+    # counted as wrong until the password is found right: logins sent at once cannot outrun the limit
+    wait = ctx.limiter.begin(name, address)
     if wait > 0:
         raise ApiError(429, f"too many wrong passwords for {name} or from {address}: try again in {math.ceil(wait)}s",
                        "password", headers={"Retry-After": str(math.ceil(wait))})
     who = await _check_password(ctx, name, password)
     if who is None:
-        ctx.limiter.failed(name, address)
-        log.warning("login refused for %s from %s", name, address)
+        log.warning("login refused for %r from %s", name, address)  # %r: a name is the caller's, newlines included
         raise ApiError(401, "wrong user name or password", "password")
     role, stamp = who
     ctx.limiter.succeeded(name, address)
@@ -70,9 +74,7 @@ def sso_stamp(role: str) -> str:
 
 async def logout(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    header = request.headers.get("Authorization", "")
-    token = header.partition(" ")[2].strip() or request.cookies.get("olvm_session", "")
-    ctx.sessions.close(token)
+    ctx.sessions.close(request[LOGIN_TOKEN])  # the login the guard accepted, whether by bearer token or by cookie
     response = web.json_response({"logged_out": request[SESSION].user})
     clear_session_cookies(response)
     return response

@@ -3,6 +3,7 @@ and its progress as a stream of the events the CLI follows (jobwatch.py)."""
 from __future__ import annotations
 
 import json
+import time
 
 from aiohttp import web
 
@@ -16,7 +17,7 @@ from .errors import bad_input, conflict, not_found
 from .jobwatch import FINAL
 from .inputs import field, json_body, strings, unknown_fields
 from .routing import Route
-from .security import SESSION
+from .security import SESSION, still_logged_in
 from .vms import engine_vms, find_vm
 
 KEEPALIVE = 15.0  # seconds between two comments on a quiet stream (proxies close idle connections)
@@ -132,10 +133,14 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             i += 1
             if event["kind"] in FINAL:
                 break
-        if j.ended:  # also a client resuming (Last-Event-ID) after the end: nothing more will come
+        # Also a client resuming (Last-Event-ID) after the end: nothing more will come. A login that expired, was
+        # logged out or whose user changed meanwhile ends the stream too (the guard looked only at its start; a
+        # job may run for hours): the client's next request is then a 401.
+        if j.ended or not still_logged_in(request):
             await response.write_eof()
             return response
-        if not await watch.wait(j, i, KEEPALIVE):
+        left = request[SESSION].expires_at - time.time()  # woken at the expiry, not a keep-alive after it
+        if not await watch.wait(j, i, max(0.0, min(KEEPALIVE, left))) and left > KEEPALIVE:
             await response.write(b": still running\n\n")
 
 

@@ -23,6 +23,7 @@ CSRF_COOKIE = "olvm_csrf"   # readable by the pages' scripts, which send it back
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 SESSION = web.RequestKey("session", object)
+LOGIN_TOKEN = web.RequestKey("login_token", str)  # the login's token (bearer or cookie), for logout and long streams
 LOGIN_PAGE = "/login"
 
 
@@ -72,6 +73,13 @@ def _still_valid(request: web.Request, session) -> bool:
     return user is not None and user.stamp() == session.stamp
 
 
+def still_logged_in(request: web.Request) -> bool:
+    """Whether the login a guarded request came with still holds: for what outlasts the guard's one check (a
+    progress stream), which must end when the login expires, is logged out, or its user is removed or changed."""
+    session = request.app[CONTEXT].sessions.get(request[LOGIN_TOKEN])
+    return session is not None and _still_valid(request, session)
+
+
 def guard(route: Route):
     """The handler of `route` behind its checks: login, role, CSRF."""
     async def guarded(request: web.Request) -> web.StreamResponse:
@@ -100,6 +108,7 @@ def guard(route: Route):
         if by_cookie and request.method not in SAFE_METHODS:
             await _check_csrf(request, session.csrf)
         request[SESSION] = session
+        request[LOGIN_TOKEN] = token
         return await route.handler(request)
 
     guarded.__name__ = getattr(route.handler, "__name__", "handler")

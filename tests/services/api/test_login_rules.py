@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from olvm_backup.users import UserError, Users, check_password, hash_password
-from services.api.ratelimit import LoginLimiter
+from services.api.ratelimit import NAME_FACTOR, LoginLimiter
 from services.api.sessions import Sessions
 
 
@@ -64,16 +64,16 @@ def test_sessions_expire_and_end():
     assert sessions.get(other) is None
 
 
-def test_wrong_passwords_lock_a_name_and_an_address_out_for_a_while():
+def test_wrong_passwords_lock_a_name_at_an_address_and_the_address_out_for_a_while():
     clock = Clock()
     limiter = LoginLimiter(attempts=3, lockout=30, clock=clock)
     for _ in range(2):
         limiter.failed("alice", "10.0.0.1")
     assert limiter.retry_after("alice", "10.0.0.2") == 0
-    limiter.failed("alice", "10.0.0.1")
-    assert limiter.retry_after("alice", "10.0.0.9") == 30  # the name, from anywhere
+    limiter.failed("ALICE", "10.0.0.1")  # the same name, whatever its case
+    assert limiter.retry_after("Alice", "10.0.0.1") == 30
     assert limiter.retry_after("bob", "10.0.0.1") == 30    # the address, for any name
-    assert limiter.retry_after("bob", "10.0.0.2") == 0
+    assert limiter.retry_after("alice", "10.0.0.9") == 0   # a stranger's guesses do not lock alice out elsewhere
     clock.now += 31
     assert limiter.retry_after("alice", "10.0.0.1") == 0
     limiter.failed("alice", "10.0.0.1")
@@ -81,3 +81,29 @@ def test_wrong_passwords_lock_a_name_and_an_address_out_for_a_while():
     limiter.failed("alice", "10.0.0.1")
     limiter.failed("alice", "10.0.0.1")
     assert limiter.retry_after("alice", "10.0.0.1") == 0
+
+
+def test_a_name_guessed_from_many_addresses_is_locked_out_everywhere():
+    clock = Clock()
+    limiter = LoginLimiter(attempts=3, lockout=30, clock=clock)
+    for i in range(NAME_FACTOR * 3 - 1):  # two wrong passwords from each address: none of them locked out
+        limiter.failed("admin", f"10.0.{i // 2}.1")
+    assert limiter.retry_after("admin", "10.9.9.9") == 0
+    limiter.failed("Admin", "10.9.9.8")
+    assert limiter.retry_after("admin", "10.9.9.9") == 30
+    clock.now += 31
+    assert limiter.retry_after("admin", "10.9.9.9") == 0
+    for i in range(NAME_FACTOR * 3 - 1):  # as many, spread wider than the lockout: no lock
+        clock.now += 2
+        limiter.failed("admin", f"10.1.{i}.1")
+    assert limiter.retry_after("admin", "10.9.9.9") == 0
+
+
+def test_a_login_counts_as_wrong_from_its_start():
+    clock = Clock()
+    limiter = LoginLimiter(attempts=3, lockout=30, clock=clock)
+    assert [limiter.begin("admin", "10.0.0.1") for _ in range(4)] == [0, 0, 0, 30]  # three at once, the fourth waits
+    clock.now += 31
+    assert limiter.begin("admin", "10.0.0.1") == 0
+    limiter.succeeded("admin", "10.0.0.1")  # the password was right: not counted
+    assert [limiter.begin("admin", "10.0.0.1") for _ in range(3)] == [0, 0, 0]
