@@ -11,8 +11,11 @@ from .render import Markup, fill, page
 
 
 def local_path(target: str | None) -> str:
-    """Where to go after logging in: a path of this server only (no //host, no scheme), else the dashboard."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Where to go after logging in: a path of this server only (no //host, no scheme), else the dashboard. A
+    browser drops tabs and newlines from a URL and reads a backslash as a slash, so `/<TAB>/evil.example` would
+    be `//evil.example`: no control character or backslash passes."""
+    if (not target or not target.startswith("/") or target.startswith("//")
+            or any(c < " " or c == "\x7f" or c == "\\" for c in target)):
         return "/"
     return target
 

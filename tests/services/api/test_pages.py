@@ -63,10 +63,12 @@ async def test_a_page_without_a_login_sends_to_the_login_page(client):
     assert "default-src 'self'" in r.headers["Content-Security-Policy"]
 
 
-@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "", "jobs"])
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "", "jobs",
+                                    "/\t/evil.example", "/\n/evil.example", "/\r/evil.example", " //evil.example"])
 def test_the_login_page_goes_on_to_a_path_of_this_server_only(target):
     assert local_path(target) == "/"
     assert local_path("/restore-points?vm=a") == "/restore-points?vm=a"
+    assert local_path("/restore-points?vm=my vm") == "/restore-points?vm=my vm"
 
 
 async def test_pages_carry_the_csrf_token_never_the_session_and_nothing_inline(client):
