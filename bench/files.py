@@ -31,9 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import ovirtsdk4.types as types
 
-from site_setup import GIB, MIB, REPO, Site, _wait, human, peak_rss, say, settle
+from site_setup import GIB, MIB, REPO, Site, human, peak_rss, plain_upload_into, run_measured, say, settle
 
 from olvm_backup.config import to_environ
 
@@ -88,46 +87,24 @@ def make_image(tree: Path, image: Path) -> None:
 
 
 def upload(site: Site, image: Path) -> None:
-    """The image into the VM's disk with ovirt_imageio.client.upload (the VM is down)."""
-    from ovirt_imageio import client
+    """The image into the VM's disk (the VM is down)."""
     conn = site.connect()
     try:
-        system = conn.system_service()
-        [disk] = system.disks_service().list(search=f"name={DISK}")
-        transfers = system.image_transfers_service()
-        transfer = transfers.add(types.ImageTransfer(disk=types.Disk(id=disk.id),
-                                                     direction=types.ImageTransferDirection.UPLOAD,
-                                                     format=types.DiskFormat.RAW, inactivity_timeout=300))
-        ts = transfers.image_transfer_service(transfer.id)
-        transfer = _wait(ts.get, lambda t: t.phase == types.ImageTransferPhase.TRANSFERRING, "upload transfer")
-        client.upload(str(image), transfer.transfer_url, site.connection["ca_file"])
-        ts.finalize()
-        _wait(ts.get, lambda t: t.phase in (types.ImageTransferPhase.FINISHED_SUCCESS,
-                                            types.ImageTransferPhase.FINISHED_FAILURE), "upload end")
+        [disk] = conn.system_service().disks_service().list(search=f"name={DISK}")
     finally:
         conn.close()
+    plain_upload_into(site, disk.id, image)
 
 
 def cli_measured(site: Site, *args: str) -> tuple[float, int, str]:
-    """Wall time, the command's own peak RSS and its stdout. The peak is VmHWM read while it runs: the rusage
-    of a child (wait4) carries the parent's RSS at the fork over the exec, so it would count this script's too."""
-    env = {**os.environ, **to_environ(site.settings)}
+    """Wall time, the command's own peak RSS and its stdout."""
     settle()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "olvm_backup.cli.main", *args], env=env, cwd=REPO,
-                                stdout=out, stderr=err)
-        peak = 0
-        while proc.poll() is None:
-            peak = max(peak, peak_rss(proc.pid))
-            time.sleep(0.05)
-        elapsed = time.monotonic() - start
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode != 0:
-            raise SystemExit(f"olvm-backup {' '.join(args)} failed:\n{out.read().decode()}\n"
-                             f"{err.read().decode()[-3000:]}")
-        return elapsed, peak, out.read().decode()
+    seconds, peak, done = run_measured([sys.executable, "-m", "olvm_backup.cli.main", *args],
+                                       env={**os.environ, **to_environ(site.settings)}, cwd=REPO)
+    if done.returncode != 0:
+        raise SystemExit(f"olvm-backup {' '.join(args)} failed:\n{done.stdout.decode()}\n"
+                         f"{done.stderr.decode()[-3000:]}")
+    return seconds, peak, done.stdout.decode()
 
 
 def nbd_read(socket: Path) -> float:

@@ -13,12 +13,11 @@ import argparse
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import ovirtsdk4.types as types
 
-from site_setup import DISK, DISK_SIZE, VM, Site, _wait, human, plain_download, say, settle
+from site_setup import DISK, DISK_SIZE, VM, Site, _wait, human, plain_download, plain_upload_into, say
 
 TARGET = 1.5
 
@@ -26,7 +25,6 @@ TARGET = 1.5
 def plain_upload(site: Site, image: Path, name: str = "bench1_upload") -> tuple[float, str]:
     """Create a 4 GiB qcow2 disk and upload the raw image into it with ovirt_imageio.client.upload; returns the
     upload's seconds (disk creation and transfer setup not counted) and the new disk's name."""
-    from ovirt_imageio import client
     conn = site.connect()
     try:
         system = conn.system_service()
@@ -35,22 +33,9 @@ def plain_upload(site: Site, image: Path, name: str = "bench1_upload") -> tuple[
         disk = disks.add(types.Disk(name=name, provisioned_size=DISK_SIZE, format=types.DiskFormat.COW,
                                     sparse=True, storage_domains=[types.StorageDomain(id=sd.id)]))
         _wait(disks.disk_service(disk.id).get, lambda d: d.status == types.DiskStatus.OK, "new disk ok")
-        transfers = system.image_transfers_service()
-        transfer = transfers.add(types.ImageTransfer(disk=types.Disk(id=disk.id),
-                                                     direction=types.ImageTransferDirection.UPLOAD,
-                                                     format=types.DiskFormat.RAW, inactivity_timeout=300))
-        ts = transfers.image_transfer_service(transfer.id)
-        transfer = _wait(ts.get, lambda t: t.phase == types.ImageTransferPhase.TRANSFERRING, "upload transfer")
-        settle()
-        start = time.monotonic()
-        client.upload(str(image), transfer.transfer_url, site.connection["ca_file"])
-        elapsed = time.monotonic() - start
-        ts.finalize()
-        _wait(ts.get, lambda t: t.phase in (types.ImageTransferPhase.FINISHED_SUCCESS,
-                                            types.ImageTransferPhase.FINISHED_FAILURE), "upload end")
-        return elapsed, name
     finally:
         conn.close()
+    return plain_upload_into(site, disk.id, image), name
 
 
 def _each(seconds: list[float]) -> str:

@@ -263,6 +263,30 @@ def _wait(probe, done, what: str, timeout: float = 600):
         time.sleep(0.25)
 
 
+def plain_upload_into(site: Site, disk_id: str, image: Path) -> float:
+    """The raw `image` into disk `disk_id` with an upload transfer and ovirt_imageio.client.upload, as an admin
+    imports an image; returns the seconds the upload itself took (the engine calls around it are not counted)."""
+    from ovirt_imageio import client
+    conn = site.connect()
+    try:
+        transfers = conn.system_service().image_transfers_service()
+        transfer = transfers.add(types.ImageTransfer(disk=types.Disk(id=disk_id),
+                                                     direction=types.ImageTransferDirection.UPLOAD,
+                                                     format=types.DiskFormat.RAW, inactivity_timeout=300))
+        ts = transfers.image_transfer_service(transfer.id)
+        transfer = _wait(ts.get, lambda t: t.phase == types.ImageTransferPhase.TRANSFERRING, "upload transfer")
+        settle()
+        start = time.monotonic()
+        client.upload(str(image), transfer.transfer_url, site.connection["ca_file"])
+        elapsed = time.monotonic() - start
+        ts.finalize()
+        _wait(ts.get, lambda t: t.phase in (types.ImageTransferPhase.FINISHED_SUCCESS,
+                                            types.ImageTransferPhase.FINISHED_FAILURE), "upload end")
+        return elapsed
+    finally:
+        conn.close()
+
+
 def plain_download(site: Site, dest: Path) -> float:
     """A full backup of the big disk through the backup API, downloaded as raw with ovirt_imageio.client.download;
     returns the seconds the download itself took (the engine calls around it are not counted)."""
