@@ -24,3 +24,16 @@ async def test_requests_are_counted_by_route_and_status():
     assert requests("unmatched", "404") == unknown + 1
     assert (REGISTRY.get_sample_value("olvm_api_request_duration_seconds_count", {"route": "/api/vms/{vm}"})
             or 0) >= 2
+
+
+async def test_unusual_methods_share_one_label():
+    def series() -> int:
+        return sum(len(m.samples) for m in REGISTRY.collect() if m.name == "olvm_api_requests")
+
+    async with TestClient(TestServer(make_app(Settings(), connected=False))) as client:
+        await client.request("SEARCH", "/api/vms")
+        before = series()
+        for method in ("PROPFIND", "MKCOL", "LOCK", "UNLOCK", "PURGE"):
+            assert (await client.request(method, "/api/vms")).status == 405
+    assert series() == before
+    assert requests("unmatched", "405", "other") >= 6
