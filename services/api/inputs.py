@@ -15,7 +15,10 @@ _MISSING = object()
 async def json_body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise bad_input("body", f"larger than {MAX_BODY} bytes")
-    text = await request.text()
+    try:  # JSON is UTF-8 (RFC 8259), whatever charset the Content-Type names
+        text = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise bad_input("body", f"not UTF-8 ({e.reason} at byte {e.start})") from None
     if not text.strip():
         return {}
     try:

@@ -105,6 +105,18 @@ def test_users_managed_with_the_cli_log_in_and_a_new_password_ends_their_session
     assert "carol-password" not in api.log.read_text()
 
 
+def test_a_body_that_is_not_utf8_is_a_400_naming_the_body(api):
+    token = api.client.token("oper")
+    for raw, kind in ((b'{"vm": "\xff"}', "application/json"), (b'{"vm": "a"}', "application/json; charset=nope")):
+        r = api.client.request("POST", "/api/backups", raw=raw, token=token, headers={"Content-Type": kind})
+        if kind.endswith("nope"):
+            assert r.status != 500, r.body  # the charset named is not what JSON is read as
+            continue
+        assert r.status == 400, r.body
+        assert r.json()["field"] == "body" and "UTF-8" in r.json()["error"]
+    assert "Traceback" not in api.log.read_text()
+
+
 def test_a_wrong_password_is_refused_then_logins_are_locked_out(api):
     # last in the module: it locks this address out
     r = api.client.login("admin", "wrong-password")
