@@ -41,10 +41,10 @@ def run(settings: Settings, args) -> int:
         print(f"user {args.name} added ({args.role})")
     elif command == "remove":
         users.remove(args.name)
-        print(f"user {args.name} removed (a session already open lasts until it expires or the API restarts)")
+        print(f"user {args.name} removed (their open console and API sessions end with it)")
     else:
         users.set_password(args.name, _password(args.name, args.password_file), args.role)
-        print(f"user {args.name}: password changed")
+        print(f"user {args.name}: password changed (their open console and API sessions end)")
     return 0
 
 

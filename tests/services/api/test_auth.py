@@ -97,10 +97,12 @@ def test_users_managed_with_the_cli_log_in_and_a_new_password_ends_their_session
     assert cli("passwd", "carol", "--password", "x").returncode != 0  # never a password as an argument
     token = api.client.login("carol", "carol-password-1").json()["token"]
     assert api.client.request("GET", "/api/me", token=token).status == 200
-    assert cli("passwd", "carol", "--password-file", str(second)).returncode == 0
+    changed = cli("passwd", "carol", "--password-file", str(second))
+    assert changed.returncode == 0 and "sessions end" in changed.stdout
     assert api.client.request("GET", "/api/me", token=token).status == 401
     token = api.client.login("carol", "carol-password-2").json()["token"]
-    assert cli("remove", "carol").returncode == 0
+    removed = cli("remove", "carol")
+    assert removed.returncode == 0 and "sessions end" in removed.stdout  # as they do, not "until it expires"
     assert api.client.request("GET", "/api/me", token=token).status == 401
     assert "carol-password" not in api.log.read_text()
 
