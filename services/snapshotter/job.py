@@ -23,8 +23,9 @@ from olvm_backup.config import Settings
 from olvm_backup.engine import Engine, EngineError, EngineGaveUp
 from olvm_backup.engine import cbt
 from olvm_backup.engine.connection import waits_told_to
-from olvm_backup.engine.vms import find_vm, vm_disks, vm_ovf
-from olvm_backup.errors import BackupError
+from olvm_backup.engine.snapshots import SnapshotInfo, list_snapshots, remove_snapshot
+from olvm_backup.engine.vms import DiskInfo, VmInfo, find_vm, vm_disks, vm_ovf
+from olvm_backup.errors import BackupError, ObjectNotFound
 from olvm_backup.format.chunks import CHUNK_HASH
 from olvm_backup.format.manifest import DiskRecord, Location, Manifest
 from olvm_backup.imageio import Transfer
@@ -39,7 +40,9 @@ from schemas.topics import BACKUP_EVENTS, READ_TASKS
 from . import outcome
 from .chain import DiskPlan, build_map, choose_checkpoint, plan_disk, select_disks
 from .commands import BackupCommands, request_specs
-from .journal import Journal, JournalEntry, process_name, snapshots_left
+from .journal import PREFIX as JOURNALS
+from .journal import Journal, JournalEntry, abandoned, decode_journal, process_name, snapshots_left
+from .layers import backup_of, ours, snapshot_prefix
 from .plan import OpenDisk, plan_reads
 from .quiesce import Consistency, plan_consistency
 from .reopen import Reopener
@@ -175,12 +178,7 @@ class BackupJob:
 
     async def _run(self) -> Manifest:
         ctx, request = self.ctx, self.request
-        with self.steps.step("prepare"):
-            vm = await find_vm(ctx.engine, request.vm)
-            self.vm_name = vm.name
-            disks, excluded = select_disks(await vm_disks(ctx.engine, vm.vm_id), request.exclude_disks)
-            if not disks:
-                raise BackupError(f"VM {vm.name} has no disk to back up (all {len(excluded)} excluded)")
+        vm, disks, excluded = await self._vm_and_disks()
         with self.steps.step("prepare"):
             previous = None if request.mode == "full" else await catalog.latest(ctx.store, vm.vm_id)
             engine_checkpoints = await cbt.checkpoints(ctx.engine, vm.vm_id) if previous else []
@@ -204,7 +202,63 @@ class BackupJob:
         await journal.close()
         # Before "completed": a next backup asked for on completion would find the VM locked by the removals.
         await tidy_checkpoints(ctx.engine, vm.vm_id, manifest.to_checkpoint, lambda text: self.event("progress", text))
+        # A VM switched from the snapshot strategy: the snapshot its last such restore point kept goes too.
+        await self._remove_our_snapshots(vm.vm_id)
         return manifest
+
+    async def _vm_and_disks(self) -> tuple[VmInfo, list[DiskInfo], list[DiskInfo]]:
+        """The VM asked for, its disks to back up and those excluded; BackupError when none is left."""
+        with self.steps.step("prepare"):
+            vm = await find_vm(self.ctx.engine, self.request.vm)
+            self.vm_name = vm.name
+            disks, excluded = select_disks(await vm_disks(self.ctx.engine, vm.vm_id), self.request.exclude_disks)
+            if not disks:
+                raise BackupError(f"VM {vm.name} has no disk to back up (all {len(excluded)} excluded)")
+        return vm, disks, excluded
+
+    async def _runs_elsewhere(self, snapshot: SnapshotInfo) -> bool:
+        """Whether another backup that made `snapshot` still runs (the same VM asked for by another name goes to
+        another snapshotter): its snapshot is its own to keep or remove. A journal that cannot be read counts as
+        running: the janitor decides later. This backup's own (a twin of its snapshot) is never another's."""
+        backup_id = backup_of(snapshot.description)
+        if backup_id == self.backup_id:
+            return False
+        key = f"{JOURNALS}{backup_id}.json"
+        try:
+            entry = decode_journal(await self.ctx.store.get(key), key)
+        except ObjectNotFound:
+            return False
+        except Exception as e:
+            log.warning("backup %s: snapshot %s left alone, its backup's journal cannot be read: %s", self.backup_id,
+                        snapshot.snapshot_id, e)
+            return True
+        return not abandoned(entry, time.time())
+
+    async def _remove_our_snapshots(self, vm_id: str, keep: str | None = None) -> bool:
+        """Once this backup's restore point is committed: every snapshot the snapshot strategy made on the VM but
+        `keep` (this backup's own, when it made one). That is the parent's kept one and any a failed cleanup left;
+        after a CBT backup, the snapshot a restore point of the snapshot strategy kept, which no incremental starts
+        from any more. False when some could not go now (the snapshot strategy's journal keeps naming the parent's
+        for the janitor; the next backup of the VM tries again)."""
+        removed: list[str] = []
+        try:
+            with self.steps.step("remove older snapshots"):
+                for s in ours(await list_snapshots(self.ctx.engine, vm_id)):
+                    if s.snapshot_id != keep and not await self._runs_elsewhere(s):
+                        await remove_snapshot(self.ctx.engine, vm_id, s.snapshot_id,
+                                              prefix=snapshot_prefix(backup_of(s.description) or "?"),
+                                              correlation_id=self.backup_id)
+                        removed.append(s.snapshot_id)
+        except Exception as e:
+            log.warning("backup %s: could not remove the older snapshots of VM %s: %s", self.backup_id, vm_id, e)
+            await self.event("progress", f"could not remove the older snapshot(s) of ours from the engine ({e}); "
+                             "the snapshotter tries again later")
+            return False
+        if removed:
+            stays = f"; snapshot {keep} stays for the next incremental" if keep else ""
+            await self.event("progress", f"removed {len(removed)} older snapshot(s) of ours from VM {self.vm_name}: "
+                             f"{', '.join(removed)}{stays}")
+        return True
 
     async def _exclude_condemned(self) -> None:
         """After the journal is visible (garbage collection waits for the backups it lists): packs a collection

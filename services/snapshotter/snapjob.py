@@ -20,19 +20,16 @@ from types import SimpleNamespace
 
 from olvm_backup.concurrency import side_by_side
 from olvm_backup.engine import cbt, snapshots
-from olvm_backup.engine.vms import find_vm, vm_disks
-from olvm_backup.errors import BackupError, ObjectNotFound
+from olvm_backup.errors import BackupError
 from olvm_backup.format.manifest import Manifest
 from olvm_backup.imageio import Transfer
 from olvm_backup.planning import Extent
 from olvm_backup.repository import catalog
 
-from .chain import DiskPlan, select_disks
+from .chain import DiskPlan
 from .job import BackupJob
-from .journal import PREFIX as JOURNALS
-from .journal import Journal, JournalEntry, abandoned, decode_journal, process_name
-from .layers import STRATEGY, backup_of, choose_base, disk_layers, held_ranges, ours, snapshot_description
-from .layers import snapshot_prefix, within
+from .journal import Journal, JournalEntry, process_name
+from .layers import STRATEGY, choose_base, disk_layers, held_ranges, snapshot_description, within
 from .quiesce import Consistency, plan_consistency
 
 log = logging.getLogger(__name__)
@@ -50,12 +47,7 @@ class SnapshotBackupJob(BackupJob):
     async def _run(self) -> Manifest:
         ctx, request = self.ctx, self.request
         self._held = {}
-        with self.steps.step("prepare"):
-            vm = await find_vm(ctx.engine, request.vm)
-            self.vm_name = vm.name
-            disks, excluded = select_disks(await vm_disks(ctx.engine, vm.vm_id), request.exclude_disks)
-            if not disks:
-                raise BackupError(f"VM {vm.name} has no disk to back up (all {len(excluded)} excluded)")
+        vm, disks, excluded = await self._vm_and_disks()
         with self.steps.step("prepare"):
             latest = await catalog.latest(ctx.store, vm.vm_id)
             previous = None if request.mode == "full" else latest
@@ -77,7 +69,7 @@ class SnapshotBackupJob(BackupJob):
             manifest = await self._with_snapshot(vm, disks, excluded, previous, kept, full_reason, journal)
             # Under the heartbeat: a removal behind a lock can take minutes, and a journal left unrefreshed that long
             # would look abandoned to the other snapshotters' janitors.
-            removed = await self._remove_older(vm.vm_id)
+            removed = await self._remove_our_snapshots(vm.vm_id, keep=self.snapshot_id)
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
@@ -187,44 +179,6 @@ class SnapshotBackupJob(BackupJob):
 
     def _manifest_fields(self) -> dict:
         return {"strategy": STRATEGY, "snapshot_id": self.snapshot_id, "snapshot_description": self.description}
-
-    async def _runs_elsewhere(self, snapshot: snapshots.SnapshotInfo) -> bool:
-        """Whether the backup that made `snapshot` still runs (the same VM asked for by another name goes to another
-        snapshotter): its snapshot is its own to keep or remove. A journal that cannot be read counts as running:
-        the janitor decides later."""
-        backup_id = backup_of(snapshot.description)
-        key = f"{JOURNALS}{backup_id}.json"
-        try:
-            entry = decode_journal(await self.ctx.store.get(key), key)
-        except ObjectNotFound:
-            return False
-        except Exception as e:
-            log.warning("backup %s: snapshot %s left alone, its backup's journal cannot be read: %s", self.backup_id,
-                        snapshot.snapshot_id, e)
-            return True
-        return not abandoned(entry, time.time())
-
-    async def _remove_older(self, vm_id: str) -> bool:
-        """Every snapshot of ours on the VM but the new one: the parent's kept one, and any a failed cleanup left.
-        False when some could not go now: the journal keeps naming the parent's for the janitor."""
-        removed: list[str] = []
-        try:
-            with self.steps.step("remove older snapshots"):
-                for s in ours(await snapshots.list_snapshots(self.ctx.engine, vm_id)):
-                    if s.snapshot_id != self.snapshot_id and not await self._runs_elsewhere(s):
-                        await snapshots.remove_snapshot(self.ctx.engine, vm_id, s.snapshot_id,
-                                                        prefix=snapshot_prefix(backup_of(s.description) or "?"),
-                                                        correlation_id=self.backup_id)
-                        removed.append(s.snapshot_id)
-        except Exception as e:
-            log.warning("backup %s: could not remove the older snapshots of VM %s: %s", self.backup_id, vm_id, e)
-            await self.event("progress", f"could not remove the older snapshot(s) of ours from the engine ({e}); "
-                             "the snapshotter tries again later")
-            return False
-        if removed:
-            await self.event("progress", f"removed {len(removed)} older snapshot(s) of ours from VM {self.vm_name}: "
-                             f"{', '.join(removed)}; snapshot {self.snapshot_id} stays for the next incremental")
-        return True
 
 
 def _of_snapshot(consistency: Consistency) -> Consistency:
