@@ -16,7 +16,7 @@ PREFIX = "/sim-admin"
 FAULTS = {"transfer-fail": "transfer_fail", "backup-stall": "backup_stall", "engine-500": "engine_500",
           "engine-drop": "engine_drop", "backup-finalize-fail": "backup_finalize_fail", "freeze-fail": "freeze_fail",
           "checkpoint-remove-fail": "checkpoint_remove_fail", "host-unreachable": "host_unreachable",
-          "snapshot-remove-fail": "snapshot_remove_fail"}
+          "snapshot-remove-fail": "snapshot_remove_fail", "answer-lost": "answer_lost"}
 
 
 class Admin:

@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fault", help="arm a fault: transfer-fail, ticket-expire, backup-stall, engine-500, "
                                      "engine-drop, backup-finalize-fail, freeze-fail, checkpoint-remove-fail, "
                                      "host-unreachable, drop-bitmaps (with --vm), snapshot-remove-fail, "
-                                     "snapshot-hold (with --seconds)")
+                                     "snapshot-hold (with --seconds), answer-lost (a POST done, its answer lost)")
     f.add_argument("kind")
     f.add_argument("--count", type=int, default=1)
     f.add_argument("--vm")

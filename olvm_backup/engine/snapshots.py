@@ -99,8 +99,20 @@ async def get_snapshot(engine: Engine, vm_id: str, snapshot_id: str) -> Snapshot
 async def create_snapshot(engine: Engine, vm_id: str, description: str, *, correlation_id: str | None = None,
                           disk_ids: list[str] | None = None, persist_memorystate: bool = False) -> SnapshotInfo:
     """Ask for a snapshot of the VM (of `disk_ids` only, when given), without its memory: the engine answers at
-    once, the snapshot `locked`; `wait_ok` waits for it. A VM locked by other snapshot work is retried."""
+    once, the snapshot `locked`; `wait_ok` waits for it. A VM locked by other snapshot work is retried.
+
+    `description` must name this call alone (ours carry a backup or correlation id): a retry first looks for a
+    snapshot so described, as an attempt whose answer was lost (a 5xx, a timeout) may have made it, and a second
+    call would make a twin."""
+    asked = False
+
     def add() -> types.Snapshot:
+        nonlocal asked
+        if asked:
+            made = [s for s in _snapshots(engine, vm_id).list() if s.description == description]
+            if made:
+                return made[0]
+        asked = True
         return _snapshots(engine, vm_id).add(types.Snapshot(
             description=description, persist_memorystate=persist_memorystate,
             disk_attachments=[types.DiskAttachment(disk=types.Disk(id=d)) for d in disk_ids] if disk_ids else None),

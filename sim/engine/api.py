@@ -185,6 +185,10 @@ class Api:
                 return _xml(render.fault("Bad Request", f"Version {version} is not supported"), 400)
         try:
             response = await handler(request)
+            if request.method == "POST" and path.startswith(API) and self.engine.faults.take("answer_lost"):
+                if request.transport is not None:  # done, as a client whose answer timed out cannot know
+                    request.transport.close()
+                raise asyncio.CancelledError()
         except ApiError as e:
             return _xml(render.fault(e.reason, e.detail), e.status)
         except web.HTTPException as e:  # aiohttp's own: no route (404), no such method (405), body too large...

@@ -45,6 +45,7 @@ class Faults:
     checkpoint_remove_fail: int = 0  # the next checkpoint removals fail on the host: the checkpoint stays
     engine_500: int = 0
     engine_drop: int = 0
+    answer_lost: int = 0  # the next API POSTs are carried out, their answers lost (the connection dropped)
     host_unreachable: int = 0  # the next transfers' host URL cannot be reached from the client: only the proxy serves
     stalled_backups: set = field(default_factory=set)
 
