@@ -135,6 +135,18 @@ class Snapshots(EngineView):
                 time.sleep(0.2)
         self.call(remove)
 
+    def grow(self, disk: str, size: int) -> None:
+        """An admin extends a disk, waiting until it is no longer locked."""
+        def extend(system):
+            svc = system.disks_service()
+            disk_id = svc.list(search=f"name={disk}")[0].id
+            svc.disk_service(disk_id).update(types.Disk(provisioned_size=size))
+            deadline = time.monotonic() + 60
+            while svc.disk_service(disk_id).get().status != types.DiskStatus.OK:
+                assert time.monotonic() < deadline, f"disk {disk} stayed locked"
+                time.sleep(0.2)
+        self.call(extend)
+
     def clean(self, vm: str, users: dict[str, str], settle: float = 15.0) -> None:
         """What every backup, failed or not, must leave: one snapshot of ours at most, user snapshots as they were,
         no open transfer, no locked disk."""
@@ -241,6 +253,7 @@ def test_user_snapshots_between_backups(pipeline, admin, engine, tmp_path):
     upgrade = engine.take("users", "before the upgrade")
     admin.write("users", "users_os", 8 * MIB, MIB, seed=12)
     admin.write("users", "users_os", MIB + 4096, 4096, seed=13)  # the same range again, in the next layer
+    admin.write("users", "users_os", MIB + 512 * 1024, 256 * 1024, zero=True)  # zeros over the first layer's data
     users = {upgrade: "before the upgrade"}
     two = snap_backup(pipeline, "users")
     [disk] = two["disks"]
@@ -248,13 +261,15 @@ def test_user_snapshots_between_backups(pipeline, admin, engine, tmp_path):
     check_exports(pipeline, admin, tmp_path, two, "users")
     engine.clean("users", users)
 
-    # A user's snapshot taken and deleted (merged) before the next backup.
+    # The disk grown, and a user's snapshot taken and deleted (merged) before the next backup.
+    engine.grow("users_os", 24 * MIB)
     admin.write("users", "users_os", 2 * MIB, 512 * 1024, seed=14)
+    admin.write("users", "users_os", 20 * MIB, 512 * 1024, seed=17)  # beyond the size the parent had
     passing = engine.take("users", "a passing snapshot")
     admin.write("users", "users_os", 12 * MIB, 512 * 1024, seed=15)
     engine.delete("users", passing)
     three = snap_backup(pipeline, "users")
-    assert three["disks"][0]["mode"] == "incremental", three["disks"]
+    assert three["disks"][0]["mode"] == "incremental" and three["disks"][0]["size"] == 24 * MIB, three["disks"]
     check_exports(pipeline, admin, tmp_path, three, "users")
     engine.clean("users", users)
 
@@ -267,6 +282,13 @@ def test_user_snapshots_between_backups(pipeline, admin, engine, tmp_path):
     check_exports(pipeline, admin, tmp_path, four, "users")
     engine.clean("users", users)
     assert first["backup_id"] != four["backup_id"]
+
+    # The VM switched to CBT: once its restore point is committed, no incremental starts from our kept snapshot any
+    # more, and it goes; the user's stays.
+    r = pipeline.cli("backup", "users", "--wait")
+    assert r.returncode == 0, r.stderr
+    assert points(pipeline, "users")[-1]["strategy"] == "cbt"
+    assert engine.ours("users") == [] and engine.theirs("users") == users, engine.snapshots("users")
 
 
 def test_failures_leave_at_most_the_snapshot_the_last_restore_point_needs(pipeline, admin, engine, tmp_path):
@@ -306,6 +328,15 @@ def test_failures_leave_at_most_the_snapshot_the_last_restore_point_needs(pipeli
     assert engine.ours("faulty") == [latest["snapshot_id"]]
     engine.clean("faulty", users)
     assert pipeline.cli("verify", latest["backup_id"]).returncode == 0
+
+    # The engine made our snapshot but its answer was lost: the retry finds it instead of asking for a twin.
+    admin.fault("answer-lost")
+    latest = snap_backup(pipeline, "faulty")
+    asked = engine.call(lambda s: [e.description for e in s.events_service().list(max=10000)
+                                   if e.code == 45 and latest["backup_id"] in (e.description or "")])
+    assert len(asked) == 1, asked  # "Snapshot '...' creation for VM ... was initiated"
+    assert engine.ours("faulty") == [latest["snapshot_id"]]
+    engine.clean("faulty", users)
 
     # The snapshotter killed (SIGKILL) while its snapshot exists: the next one removes it and runs the request again.
     admin.write("faulty", "faulty_os", 0, MIB, seed=21)
