@@ -397,8 +397,10 @@ class ApiSettings:
     session_ttl: float = setting(8 * 3600.0, "OLVM_API_SESSION_TTL",
                                  "seconds a login (bearer token or console session) lasts", check=at_least(60))
     login_attempts: int = setting(5, "OLVM_API_LOGIN_ATTEMPTS",
-                                  "wrong passwords in a row (per user, and per client address) before logins are "
-                                  "refused for OLVM_API_LOGIN_LOCKOUT seconds", check=positive)
+                                  "wrong passwords in a row for a user at one client address, or from an address "
+                                  "whatever the users, before logins from there are refused for "
+                                  "OLVM_API_LOGIN_LOCKOUT seconds (ten times as many within that time, from "
+                                  "anywhere, lock the user out everywhere)", check=positive)
     login_lockout: float = setting(300.0, "OLVM_API_LOGIN_LOCKOUT",
                                    "seconds logins stay refused after OLVM_API_LOGIN_ATTEMPTS wrong passwords",
                                    check=positive)
