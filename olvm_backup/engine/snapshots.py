@@ -20,7 +20,9 @@ import ovirtsdk4.types as types
 
 from ..errors import BackupError
 from ..retry import ENGINE, ENGINE_SNAPSHOT, RetryPolicy
+from .chains import linked_order
 from .connection import Engine, EngineError, EngineNotFound
+from .vms import ovf_of
 
 CREATE_DEADLINE = 900.0   # seconds a snapshot may take to become `ok` (a freeze, then a volume per disk)
 REMOVE_DEADLINE = 1800.0  # seconds a removal may take to finish: a merge copies the snapshot's layer
@@ -170,8 +172,7 @@ async def snapshot_ovf(engine: Engine, vm_id: str, snapshot_id: str) -> str:
     s = await engine.call(lambda: _snapshots(engine, vm_id).snapshot_service(snapshot_id).get(
         query={"all_content": "true"}),
                           what=f"read the OVF of snapshot {snapshot_id} of VM {vm_id}")
-    init = s.initialization
-    data = init.configuration.data if init is not None and init.configuration is not None else None
+    data = ovf_of(s)
     if not data:
         raise EngineError(f"the engine returned no OVF for snapshot {snapshot_id} of VM {vm_id}")
     return data
@@ -199,23 +200,6 @@ async def disk_chain(engine: Engine, disk_id: str) -> list[VolumeInfo]:
     return chain_order([_volume_info(v, disk_id) for v in items])
 
 
-async def domain_volumes(engine: Engine, storage_domain_id: str, include_active: bool = True) -> list[VolumeInfo]:
-    """Every disk volume of a storage domain (snapshot volumes, and the active ones with `include_active`)."""
-    items = await engine.call(lambda: engine.system.storage_domains_service().storage_domain_service(
-        storage_domain_id).disk_snapshots_service().list(include_active=include_active),
-        what=f"list the disk snapshots of storage domain {storage_domain_id}")
-    return [_volume_info(v) for v in items]
-
-
 def chain_order(volumes: Iterable[VolumeInfo]) -> list[VolumeInfo]:
     """Base first, each volume followed by its child."""
-    volumes = list(volumes)
-    ids = {v.volume_id for v in volumes}
-    children = {v.parent_id: v for v in volumes if v.parent_id in ids}
-    ordered: list[VolumeInfo] = []
-    for root in (v for v in volumes if v.parent_id not in ids):
-        node: VolumeInfo | None = root
-        while node is not None and node not in ordered:
-            ordered.append(node)
-            node = children.get(node.volume_id)
-    return ordered + [v for v in volumes if v not in ordered]
+    return linked_order(volumes, lambda v: v.volume_id, lambda v: v.parent_id)

@@ -66,11 +66,16 @@ async def find_vm(engine: Engine, name_or_id: str) -> VmInfo:
                   guest_agent=vm.guest_operating_system is not None)
 
 
+def ovf_of(entity) -> str | None:
+    """The OVF a VM or a snapshot read with all_content carries (its initialization's configuration), if any."""
+    init = entity.initialization
+    return init.configuration.data if init is not None and init.configuration is not None else None
+
+
 async def vm_ovf(engine: Engine, vm_id: str) -> str:
     vm = await engine.call(lambda: engine.system.vms_service().vm_service(vm_id).get(all_content=True),
                            what=f"read the OVF of VM {vm_id}")
-    init = vm.initialization
-    data = init.configuration.data if init is not None and init.configuration is not None else None
+    data = ovf_of(vm)
     if not data:
         raise EngineError(f"the engine returned no OVF for VM {vm.name} ({vm_id})")
     return data

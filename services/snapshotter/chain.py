@@ -6,6 +6,7 @@ from fnmatch import fnmatchcase
 from typing import Iterable
 
 from olvm_backup.engine.cbt import CheckpointInfo
+from olvm_backup.engine.chains import linked_order
 from olvm_backup.engine.vms import DiskInfo
 from olvm_backup.format.chunks import CHUNK_HASH
 from olvm_backup.format.diskmap import DiskMap, Segment
@@ -59,16 +60,8 @@ def choose_checkpoint(mode: str, previous: Manifest | None, engine_checkpoints: 
 def in_chain_order(engine_checkpoints: Iterable[CheckpointInfo]) -> list[CheckpointInfo]:
     """Oldest first, by the parent links (a checkpoint whose parent is not listed starts the chain); what the links
     leave out follows by creation date."""
-    by_date = sorted(engine_checkpoints, key=lambda c: c.created)
-    ids = {c.checkpoint_id for c in by_date}
-    children = {c.parent_id: c for c in by_date if c.parent_id in ids}
-    ordered = []
-    for root in (c for c in by_date if c.parent_id not in ids):
-        node: CheckpointInfo | None = root
-        while node is not None and node not in ordered:
-            ordered.append(node)
-            node = children.get(node.checkpoint_id)
-    return ordered + [c for c in by_date if c not in ordered]
+    return linked_order(sorted(engine_checkpoints, key=lambda c: c.created), lambda c: c.checkpoint_id,
+                        lambda c: c.parent_id)
 
 
 def stale_checkpoints(engine_checkpoints: Iterable[CheckpointInfo], keep: str | None) -> list[CheckpointInfo]:
