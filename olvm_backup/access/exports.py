@@ -180,8 +180,8 @@ class Export:
         if listen is not None and listen.unix is not None:
             _claim_socket(listen.unix, self.export_id)
             self._stack.callback(listen.unix.unlink, missing_ok=True)  # runs after the process has stopped
-        process = ManagedProcess(name, argv, log_file=self.logs / f"{name}.log", env=env, ready=ready,
-                                 ready_timeout=60)
+        process = ManagedProcess(name, argv, log_file=self.logs / f"{name}.log", env=env,
+                                 ready=_first_calling(self._write_state, ready), ready_timeout=60)
         self._stack.callback(process.stop)
         self.processes.append(process)
         process.start()
@@ -234,13 +234,14 @@ class Export:
                     lambda: (mountpoint / filename).exists())
         portal = self.spec.iscsi
         target = iscsi.Target(iscsi.target_name(self.spec.backup_id, disk_name), mountpoint / filename,
-                              portal.host, portal.port, list(self.spec.allow), self.logs / "tgtd.log")
+                              portal.host, portal.port, list(self.spec.allow), self.logs / "tgtd.log",
+                              spawned=self._write_state)
         self._stack.callback(target.stop)
         self.processes.append(target.process)
-        target.start()
         self.state["iscsi"] = target.url
         self.state["iscsi_target"] = target.name
         self.state["tgtd_control_port"] = target.control_port
+        target.start()
 
     def _write_state(self) -> None:
         self.state["children"] = [{"name": p.name, "pid": p.pid} for p in self.processes if p.pid]
@@ -263,6 +264,19 @@ class Export:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _first_calling(first: Callable[[], None], ready: Callable[[], bool]) -> Callable[[], bool]:
+    """`ready`, calling `first` once before its first check (ManagedProcess checks just after the process started):
+    the state then records the child's pid before it is ready, so a supervisor killed while a child starts up (which
+    can take a minute) leaves it for `--stop` to find."""
+    pending = [first]
+
+    def check() -> bool:
+        while pending:
+            pending.pop()()
+        return ready()
+    return check
 
 
 def serve(settings: Settings, spec: ExportSpec, export_id: str, on_ready: Callable[[dict], None]) -> int:

@@ -15,6 +15,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..errors import BackupError
 from ..stack.processes import ManagedProcess, port_open
@@ -85,6 +86,7 @@ class Target:
     allow: list[str]
     log_file: Path
     control_port: int = 0  # tgtd's management channel; 0: one no tgtd holds
+    spawned: Callable[[], None] = lambda: None  # called once tgtd runs, before it is ready (its pid is known)
 
     def __post_init__(self) -> None:
         if not self.allow:
@@ -93,7 +95,13 @@ class Target:
         self.control_port = self.control_port or free_control_port()
         self.process = ManagedProcess(
             "tgtd", ["tgtd", "--foreground", "-C", str(self.control_port), "--iscsi",
-                     f"portal={self.host}:{self.port}"], log_file=self.log_file, ready=self._answers, ready_timeout=15)
+                     f"portal={self.host}:{self.port}"], log_file=self.log_file, ready=self._spawned_then_answers,
+            ready_timeout=15)
+
+    def _spawned_then_answers(self) -> bool:
+        spawned, self.spawned = self.spawned, lambda: None
+        spawned()
+        return self._answers()
 
     def _tgtadm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run(["tgtadm", "-C", str(self.control_port), "--lld", "iscsi", *args], capture_output=True,

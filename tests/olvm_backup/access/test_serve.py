@@ -312,3 +312,36 @@ def test_mount_with_files_shows_the_file_systems_files(point, tmp_path):
         assert (root / "home/hosts-link").read_bytes() == (tree / "etc/hosts").read_bytes()
         with pytest.raises(OSError):
             (root / "etc/hosts").write_bytes(b"changed")
+
+
+def test_a_child_still_starting_is_recorded_for_stop(point, tmp_path):
+    """The supervisor killed while a child starts up (nbdkit opening the repository, tgtd coming up) stopped
+    nothing: the state already names the child, so --stop ends it. Here the supervisor is this process (its state
+    as start() begins it), the child a `sleep` that never gets ready."""
+    import threading
+
+    from olvm_backup.access import exports
+    from olvm_backup.stack.processes import ProcessStartError
+
+    settings, backup_id, _ = point
+    export = exports.Export(settings, exports.ExportSpec(backup_id, "root"))
+    export.dir.mkdir(parents=True)
+    export.state = {"id": export.export_id, "pid": os.getpid(), "listen": f"unix:{export.run_dir / 'nbd.sock'}"}
+
+    def start() -> None:
+        with contextlib.suppress(ProcessStartError):  # not ready in time, or killed by --stop
+            export._start("sleep", ["sleep", "120"], lambda: False)
+
+    starting = threading.Thread(target=start, daemon=True)
+    starting.start()
+    try:
+        wait_for(lambda: export.processes and export.processes[0].pid, "the child to start")
+        wait_for(lambda: (export.dir / "state.json").exists(), "the state to name it", timeout=5)
+        child = export_state(settings, export.export_id)["children"]
+        assert [c["name"] for c in child] == ["sleep"] and pid_alive(child[0]["pid"])
+        exports.stop(settings, export.export_id)
+        starting.join(10)
+        assert not pid_alive(child[0]["pid"]) and not export.dir.exists()
+    finally:
+        for process in export.processes:
+            process.stop(timeout=1)
