@@ -17,6 +17,7 @@ from olvm_backup.stack.certificate import self_signed
 from olvm_backup.stack.processes import ManagedProcess, free_port, port_open
 from olvm_backup.users import Users, users_file
 from tests.conftest import plain_repository
+from tests.pipeline.conftest import Pipeline, init_repository, pipeline_settings, prepare_topics
 
 PASSWORDS = {"admin": "admin-password-1", "oper": "operator-password-1"}
 
@@ -133,3 +134,24 @@ def start_api(settings: Settings, log: Path) -> ApiServer:
     return ApiServer(settings, process, ApiClient(settings.api.port, Path(settings.api.tls_cert)), log)
 
 
+def pipeline_with_api(broker: str, moto_endpoint: str, sim, logs: Path, *, api: dict | None = None, **pipeline):
+    """The snapshotter, a reader, a writer, the restorer and the auditor against `sim`, and the API (`api`: its
+    settings besides port and certificate), on one prefix and bucket: yields the ApiServer, stops them all after.
+    `pipeline`: pipeline_settings' own (task_size...)."""
+    settings = pipeline_settings(broker, moto_endpoint, sim, logs / "data", **pipeline)
+    cert, key = self_signed(settings.data_dir / "api", ["127.0.0.1"])
+    settings = dataclasses.replace(settings, api=ApiSettings(port=free_port(), tls_cert=str(cert), tls_key=str(key),
+                                                             **(api or {})))
+    prepare_topics(settings)
+    init_repository(settings)
+    services = Pipeline(settings, logs)
+    server = None
+    try:
+        for name in ("snapshotter", "reader", "writer", "restorer", "auditor"):
+            services.start(name, name)
+        server = start_api(settings, logs / "api.log")
+        yield server
+    finally:
+        if server is not None:
+            server.process.stop()
+        services.stop_all()

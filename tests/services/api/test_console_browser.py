@@ -8,7 +8,6 @@ The tests build on each other and run in file order, on one simulator, pipeline,
 Screenshots of every page go to test-artifacts/console/ (git-ignored) for a human to look at."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
 import shutil
@@ -18,12 +17,8 @@ import pytest
 import yaml
 from playwright import sync_api as playwright_api
 
-from olvm_backup.config import ApiSettings
-from olvm_backup.stack.certificate import self_signed
-from olvm_backup.stack.processes import free_port
-from tests.pipeline.conftest import EngineView, Pipeline, init_repository, module_sim, pipeline_settings, \
-    prepare_topics
-from tests.services.api.apiserver import PASSWORDS, start_api
+from tests.pipeline.conftest import EngineView, module_sim
+from tests.services.api.apiserver import PASSWORDS, pipeline_with_api
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright's own browsers cannot be downloaded here
 # Without the background-networking flags Chromium reaches out to Google's services, which this network refuses.
@@ -62,21 +57,9 @@ def sim(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api(broker, moto_endpoint, sim, tmp_path_factory):
-    """The snapshotter, a reader, a writer, the restorer and the auditor, and the API, on one prefix and bucket."""
-    logs = tmp_path_factory.mktemp("console")
-    # small read tasks: the 16 MiB disk is several, so the job page shows its progress in steps
-    settings = pipeline_settings(broker, moto_endpoint, sim, logs / "data", task_size=4 << 20)
-    cert, key = self_signed(settings.data_dir / "api", ["127.0.0.1"])
-    settings = dataclasses.replace(settings, api=ApiSettings(port=free_port(), tls_cert=str(cert), tls_key=str(key)))
-    prepare_topics(settings)
-    init_repository(settings)
-    pipeline = Pipeline(settings, logs)
-    for name in ("snapshotter", "reader", "writer", "restorer", "auditor"):
-        pipeline.start(name, name)
-    server = start_api(settings, logs / "api.log")
-    yield server
-    server.process.stop()
-    pipeline.stop_all()
+    """The snapshotter, a reader, a writer, the restorer and the auditor, and the API, on one prefix and bucket;
+    small read tasks: the 16 MiB disk is several, so the job page shows its progress in steps."""
+    yield from pipeline_with_api(broker, moto_endpoint, sim, tmp_path_factory.mktemp("console"), task_size=4 << 20)
 
 
 @pytest.fixture(scope="module")

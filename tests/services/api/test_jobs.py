@@ -5,17 +5,13 @@ an engine account logs in through the engine's SSO; bad input is a 4xx naming th
 simulator, one pipeline and one API for the module; a VM with one 8 MiB disk holding ext4."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 
 import pytest
 
-from olvm_backup.config import ApiSettings
-from olvm_backup.stack.certificate import self_signed
-from olvm_backup.stack.processes import free_port
-from tests.pipeline.conftest import EngineView, Pipeline, init_repository, module_sim, pipeline_settings, prepare_topics
-from tests.services.api.apiserver import start_api
+from tests.pipeline.conftest import EngineView, module_sim
+from tests.services.api.apiserver import pipeline_with_api
 
 VM, DISK = "api1", "api1_os"
 
@@ -49,23 +45,10 @@ def engine_view(sim) -> EngineView:
 
 @pytest.fixture(scope="module")
 def stack(broker, moto_endpoint, sim, tmp_path_factory):
-    """The snapshotter, a reader, a writer, the restorer and the auditor, and the API, on one prefix and bucket."""
-    logs = tmp_path_factory.mktemp("api-pipeline")
-    settings = pipeline_settings(broker, moto_endpoint, sim, logs / "data")
-    cert, key = self_signed(settings.data_dir / "api", ["127.0.0.1"])
-    # the simulator's engine account logs in through the engine's SSO, as an operator
-    settings = dataclasses.replace(settings, api=ApiSettings(
-        port=free_port(), tls_cert=str(cert), tls_key=str(key), login_attempts=2,
-        engine_users=f"{sim.connection['username']}=operator,nobody@internal=admin"))
-    prepare_topics(settings)
-    init_repository(settings)
-    pipeline = Pipeline(settings, logs)
-    for name in ("snapshotter", "reader", "writer", "restorer", "auditor"):
-        pipeline.start(name, name)
-    api = start_api(settings, logs / "api.log")
-    yield api
-    api.process.stop()
-    pipeline.stop_all()
+    """The snapshotter, a reader, a writer, the restorer and the auditor, and the API, on one prefix and bucket;
+    the simulator's engine account logs in through the engine's SSO, as an operator."""
+    yield from pipeline_with_api(broker, moto_endpoint, sim, tmp_path_factory.mktemp("api-pipeline"), api=dict(
+        login_attempts=2, engine_users=f"{sim.connection['username']}=operator,nobody@internal=admin"))
 
 
 @pytest.fixture(scope="module")
