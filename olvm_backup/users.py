@@ -167,6 +167,7 @@ def generate_first_admin(data_dir: Path, name: str = "admin") -> Path | None:
     path = data_dir / "api" / f"{name}.password"
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file left there keeps its mode through O_CREAT: made private before it is written
     with os.fdopen(fd, "w") as f:
         f.write(password + "\n")
     users.add(name, "admin", password)

@@ -17,6 +17,7 @@ DIRECTORY = "api"
 
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file there already keeps its mode through O_CREAT: made private before it is written
     with os.fdopen(fd, "wb") as f:
         f.write(data)
 

@@ -6,7 +6,8 @@ import stat
 
 import pytest
 
-from olvm_backup.users import UserError, Users, check_password, hash_password
+from olvm_backup.stack.certificate import self_signed
+from olvm_backup.users import UserError, Users, check_password, generate_first_admin, hash_password, users_file
 from services.api.ratelimit import NAME_FACTOR, LoginLimiter
 from services.api.sessions import Sessions
 
@@ -107,3 +108,15 @@ def test_a_login_counts_as_wrong_from_its_start():
     assert limiter.begin("admin", "10.0.0.1") == 0
     limiter.succeeded("admin", "10.0.0.1")  # the password was right: not counted
     assert [limiter.begin("admin", "10.0.0.1") for _ in range(3)] == [0, 0, 0]
+
+
+def test_the_generated_secrets_are_private_even_over_an_old_file(tmp_path):
+    (tmp_path / "api").mkdir()
+    for name in ("admin.password", "tls.key"):  # left there readable by all (a copy, a restored backup)
+        (tmp_path / "api" / name).write_text("old\n")
+        (tmp_path / "api" / name).chmod(0o644)
+    password = generate_first_admin(tmp_path)
+    _, key = self_signed(tmp_path / "api", ["127.0.0.1"])
+    for path in (password, key, users_file(tmp_path)):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert path.read_text() != "old\n"
