@@ -257,6 +257,29 @@ def vm_by_name(connection, name: str) -> types.Vm:
     return found[0]
 
 
+def user_snapshot(sim, vm_name: str, description: str) -> str:
+    """A snapshot an administrator takes in the engine through the SDK (not ours), waited for until ok."""
+    conn = sim.connect()
+    try:
+        svc = conn.system_service().vms_service().vm_service(vm_by_name(conn, vm_name).id).snapshots_service()
+        snap = svc.add(types.Snapshot(description=description, persist_memorystate=False))
+        wait_for(lambda: svc.snapshot_service(snap.id).get().snapshot_status, lambda s: s == types.SnapshotStatus.OK,
+                 what=f"snapshot {description}")
+        return snap.id
+    finally:
+        conn.close()
+
+
+def engine_snapshots(sim, vm_name: str) -> dict[str, str]:
+    """id -> description of the VM's snapshots on the engine, the active one left out."""
+    conn = sim.connect()
+    try:
+        svc = conn.system_service().vms_service().vm_service(vm_by_name(conn, vm_name).id).snapshots_service()
+        return {s.id: s.description for s in svc.list() if s.snapshot_type != types.SnapshotType.ACTIVE}
+    finally:
+        conn.close()
+
+
 def vm_disks(connection, vm: types.Vm) -> dict[str, types.Disk]:
     """name -> Disk of a VM's attached disks."""
     system = connection.system_service()

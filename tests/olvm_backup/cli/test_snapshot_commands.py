@@ -20,7 +20,7 @@ from olvm_backup.repository.sealedstore import open_sealed
 from olvm_backup.retention import Rules
 from tests.cli_env import olvm_environ
 from tests.conftest import plain_repository
-from tests.sim.conftest import module_sim, vm_by_name, vm_disks, wait_for, wait_gone
+from tests.sim.conftest import engine_snapshots, module_sim, user_snapshot, vm_by_name, vm_disks, wait_gone
 from tests.sim_engine import engine_settings
 from tests.twins import MemoryBus
 
@@ -56,29 +56,6 @@ def save_policy_in(settings: Settings, policy: Policy) -> None:
         async with open_sealed(settings) as (store, _):
             await save_policy(store, MemoryBus(), policy, "alice@host")
     asyncio.run(save())
-
-
-def user_snapshot(sim, vm_name: str, description: str) -> str:
-    """A snapshot an administrator takes in the engine, through the SDK: not ours."""
-    conn = sim.connect()
-    try:
-        snaps = conn.system_service().vms_service().vm_service(vm_by_name(conn, vm_name).id).snapshots_service()
-        snap = snaps.add(types.Snapshot(description=description, persist_memorystate=False))
-        wait_for(lambda: snaps.snapshot_service(snap.id).get().snapshot_status, lambda s: s == types.SnapshotStatus.OK,
-                 what=f"snapshot {description}")
-        return snap.id
-    finally:
-        conn.close()
-
-
-def engine_snapshots(sim, vm_name: str) -> dict[str, str]:
-    conn = sim.connect()
-    try:
-        vm = vm_by_name(conn, vm_name)
-        return {s.id: s.description for s in conn.system_service().vms_service().vm_service(vm.id)
-                .snapshots_service().list() if s.snapshot_type != types.SnapshotType.ACTIVE}
-    finally:
-        conn.close()
 
 
 def listed(olvm, vm_name: str) -> list[dict]:

@@ -10,7 +10,6 @@ import logging
 import time
 from datetime import datetime, timedelta, timezone
 
-import ovirtsdk4.types as types
 import pytest
 
 from olvm_backup.config import load_settings
@@ -25,7 +24,7 @@ from schemas import decode
 from schemas.topics import BACKUP_EVENTS, BACKUP_REQUESTS
 from services.scheduler.clock import Clock
 from services.scheduler.main import Leader
-from tests.sim.conftest import module_sim, vm_by_name, wait_for
+from tests.sim.conftest import engine_snapshots, module_sim, user_snapshot, vm_by_name
 from tests.sim_engine import engine_settings
 from tests.twins import MemoryBus
 
@@ -36,27 +35,6 @@ DAILY = Schedule(name="daily", cron="0 3 * * *")
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     yield from module_sim(tmp_path_factory)
-
-
-def engine_snapshots(sim, vm_name: str) -> dict[str, str]:
-    conn = sim.connect()
-    try:
-        svc = conn.system_service().vms_service().vm_service(vm_by_name(conn, vm_name).id).snapshots_service()
-        return {s.id: s.description for s in svc.list() if s.snapshot_type != types.SnapshotType.ACTIVE}
-    finally:
-        conn.close()
-
-
-def user_snapshot(sim, vm_name: str, description: str) -> str:
-    conn = sim.connect()
-    try:
-        svc = conn.system_service().vms_service().vm_service(vm_by_name(conn, vm_name).id).snapshots_service()
-        snap = svc.add(types.Snapshot(description=description, persist_memorystate=False))
-        wait_for(lambda: svc.snapshot_service(snap.id).get().snapshot_status, lambda s: s == types.SnapshotStatus.OK,
-                 what=f"snapshot {description}")
-        return snap.id
-    finally:
-        conn.close()
 
 
 def published(bus: MemoryBus, topic) -> list:
