@@ -33,7 +33,8 @@ def read_tasks(size: int, extents: list[Extent], task_size: int, tasks_at_once: 
     task_size). A task is cheap to redo because it reads little, whatever its span; an incremental's few dirty
     megabytes, or a sparse disk's holes, then make a few tasks for the readers to share, not one per range, each
     paying a round of Kafka and imageio requests for a megabyte or nothing."""
-    spans = [(o, n, data_bytes(extents, o, o + n)) for o, n in task_ranges(size, task_size)]
+    spans = [(o, n, d) for (o, n), d in zip(task_ranges(size, task_size), range_data(size, extents, task_size),
+                                            strict=True)]
     share = max(1, min(task_size, -(-sum(d for _, _, d in spans) // max(1, tasks_at_once))))
     tasks: list[tuple[int, int, int]] = []
     for offset, length, data in spans:
@@ -43,6 +44,20 @@ def read_tasks(size: int, extents: list[Extent], task_size: int, tasks_at_once: 
         else:
             tasks.append((offset, length, data))
     return tasks
+
+
+def range_data(size: int, extents: Iterable[Extent], task_size: int) -> list[int]:
+    """Bytes holding data in each task_size range of [0, size), in one pass over the extents: clipping every extent
+    list to every range cost ranges x extents, a minute for an 8 TiB thin disk with a few hundred pieces of data."""
+    found = [0] * -(-size // task_size)
+    for e in extents:
+        start, end = max(0, e.start), min(size, e.end)
+        while e.data and start < end:
+            i = start // task_size
+            stop = min(end, (i + 1) * task_size)
+            found[i] += stop - start
+            start = stop
+    return found
 
 
 def connection_share(max_readers: int, tasks_at_once: int) -> int:
