@@ -5,6 +5,7 @@ manifest is committed through the catalog. No pipeline: a restore point in milli
 
     manifest = await store_restore_point(store, {"root": Path("disk.raw")}, backup_id="rp1")
     manifest = make_restore_point(settings, {"root": path})   # sync: opens the store settings name (moto)
+    with corrupt_chunk_at(settings, "rp1", "root", offset) as (start, end): ...  # a damaged chunk, then mended
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import concurrent.futures
 import contextlib
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from olvm_backup.config import Settings
 from olvm_backup.crypto.sealing import PLAIN, Sealer
@@ -90,3 +91,32 @@ def make_restore_point(settings: Settings, disks: Mapping[str, Path | bytes], **
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, make()).result()
+
+
+@contextlib.contextmanager
+def corrupt_chunk_at(settings: Settings, backup_id: str, disk: str, offset: int) -> Iterator[tuple[int, int]]:
+    """Flip one byte, in its pack, of the chunk restore point `backup_id` holds at `offset` of `disk`, for the block;
+    yields the disk range (start, end) that chunk covers, which a read error must name an offset in. The byte is put
+    back after, so that other tests reading the repository (and its shared chunks) never depend on this one."""
+    from olvm_backup.objectstore import open_store
+    from olvm_backup.repository.sealedstore import open_sealed
+
+    async def flip(offset: int) -> tuple[int, int]:
+        async with open_sealed(settings, ensure_bucket=False) as (store, _), open_store(settings.s3) as plain:
+            manifest = await catalog.find(store, backup_id)
+            seg = next(s for s in manifest.disk(disk).map if s.offset <= offset < s.end)
+            loc = manifest.chunks[seg.digest]
+            pack = bytearray(await plain.get(loc.pack_key))
+            pack[loc.offset + loc.length // 2] ^= 0x01
+            await plain.put(loc.pack_key, bytes(pack))
+            return seg.offset, seg.end
+
+    def run(offset: int) -> tuple[int, int]:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, flip(offset)).result()
+
+    damaged = run(offset)
+    try:
+        yield damaged
+    finally:
+        run(offset)

@@ -3,10 +3,10 @@ on LVM, backed up through the pipeline; `olvm-backup files` lists, reads and cop
 inventory seeded, a file the guest replaced between a full and an incremental reads old in one and new in the other,
 and a damaged chunk under a file is said with the restore point, disk and offset.
 
-The tests build on each other (full → incremental → corrupt) and run in file order, on one simulator and pipeline."""
+One simulator and pipeline for the module; the full and the incremental backup are module fixtures, so each test
+runs alone or in any order (the damaged chunk is mended after its test)."""
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import hashlib
 import json
@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests import guest_fs
+from tests.restore_points import corrupt_chunk_at
 
 from .conftest import Pipeline, init_repository, module_sim, pipeline_settings, prepare_topics
 
@@ -51,8 +52,24 @@ def pipeline(broker, moto_endpoint, sim, tmp_path_factory) -> Pipeline:
 
 
 @pytest.fixture(scope="module")
-def state():
-    return {}
+def full(pipeline, admin) -> dict:
+    """A full backup of the VM as seeded: its restore point id and the seeded volumes (seeded())."""
+    volumes = seeded(admin)
+    return {"rp": backup(pipeline, "--mode", "full")["backup_id"], "seeded": volumes}
+
+
+@pytest.fixture(scope="module")
+def incremental(pipeline, admin, full) -> dict:
+    """An incremental after the guest replaced docs/readme.txt in every volume: its restore point id and the new
+    content of each volume's readme (by volume path)."""
+    new = {}
+    for path, vol in full["seeded"].items():
+        new[path] = f"replaced in {path} between the backups\n".encode()
+        admin.put_file(VM, path.split("/")[1], vol["name"], "docs/readme.txt", text=new[path].decode(),
+                       mtime=1700001000)
+    point = backup(pipeline)
+    assert point["mode"] == "incremental", point
+    return {"rp": point["backup_id"], "new": new}
 
 
 def cli(pipeline, *args: str) -> str:
@@ -101,16 +118,12 @@ def check_entry(where: str, fs: str, want: dict, *, type_: str, mode: int | None
         f"{where}: mtime {mtime}, seeded {want['mtime']}"
 
 
-def test_full_backup_files_are_the_seeded_trees(pipeline, admin, state, tmp_path_factory):
-    out = tmp_path_factory.mktemp("full-files")
-    volumes = seeded(admin)
-    point = backup(pipeline, "--mode", "full")
-    rp = state["full"] = point["backup_id"]
-    state["seeded"] = volumes
+def test_full_backup_files_are_the_seeded_trees(pipeline, full, tmp_path):
+    rp, volumes = full["rp"], full["seeded"]
 
     # The CLI runs side by side (each run opens the restore point afresh): ls of the disks, of their volumes and of
     # each volume's /etc, find of every path, get into a directory and into a tar.
-    dirs, tar_file = out / "dir", out / "all.tar"
+    dirs, tar_file = tmp_path / "dir", tmp_path / "all.tar"
     calls = {("ls", "/"): ("ls", "/", "--json"), ("find",): ("find", "*"),
              ("get",): ("get", *[f"/{d}" for d in DISKS], "--output", str(dirs)),
              ("tar",): ("get", *[f"/{d}" for d in DISKS], "--tar", str(tar_file)),
@@ -150,7 +163,6 @@ def test_full_backup_files_are_the_seeded_trees(pipeline, admin, state, tmp_path
                 assert got == want["sha256"], f"{path}/{rel}"
 
     # get --tar: the same files with their modes, times and symlinks, as far as each file system keeps them.
-    state["full_dir"], state["full_tar"] = dirs, tar_file
     with tarfile.open(tar_file) as tar:
         members = {m.name.strip("/"): m for m in tar.getmembers()}
         for path, vol in volumes.items():
@@ -164,24 +176,13 @@ def test_full_backup_files_are_the_seeded_trees(pipeline, admin, state, tmp_path
                     assert hashlib.sha256(tar.extractfile(m).read()).hexdigest() == want["sha256"], rel
 
 
-def test_a_replaced_file_is_old_in_the_full_and_new_in_the_incremental(pipeline, admin, state, tmp_path_factory):
-    if "full" not in state:
-        pytest.skip("needs the full backup")
-    out = tmp_path_factory.mktemp("incr-files")
-    before = state["seeded"]
-    new = {}
-    for path, vol in before.items():
-        disk = path.split("/")[1]
-        new[path] = f"replaced in {path} between the backups\n".encode()
-        admin.put_file(VM, disk, vol["name"], "docs/readme.txt", text=new[path].decode(), mtime=1700001000)
-    point = backup(pipeline)
-    assert point["mode"] == "incremental", point
-    inc = state["incremental"] = point["backup_id"]
-
+def test_a_replaced_file_is_old_in_the_full_and_new_in_the_incremental(pipeline, full, incremental, tmp_path):
+    before, inc, new = full["seeded"], incremental["rp"], incremental["new"]
     wanted = [f"{path}/docs/readme.txt" for path in before]
     # The full's copy still holds every file as seeded; the incremental's the new readme.txt and all else unchanged.
-    cli(pipeline, "files", inc, "get", *[f"/{d}" for d in DISKS], "--tar", str(out / "incr.tar"))
-    with tarfile.open(state["full_tar"]) as full_tar, tarfile.open(out / "incr.tar") as inc_tar:
+    for rp, tar in ((full["rp"], "full.tar"), (inc, "incr.tar")):
+        cli(pipeline, "files", rp, "get", *[f"/{d}" for d in DISKS], "--tar", str(tmp_path / tar))
+    with tarfile.open(tmp_path / "full.tar") as full_tar, tarfile.open(tmp_path / "incr.tar") as inc_tar:
         for path, vol in before.items():
             for rel, want in expected_tree(vol).items():
                 if want["type"] != "file":
@@ -197,45 +198,28 @@ def test_a_replaced_file_is_old_in_the_full_and_new_in_the_incremental(pipeline,
                     assert now == old, f"{path}/{rel} changed in the incremental"
 
     # diff: exactly those files changed, nothing else.
-    r = pipeline.cli("files", state["full"], "diff", inc, "/", "--content")
+    r = pipeline.cli("files", full["rp"], "diff", inc, "/", "--content")
     assert r.returncode == 0, r.stderr
     changes = {line.split()[1] for line in r.stdout.splitlines() if line[:2] in ("+ ", "- ", "M ")}
     assert changes == set(wanted), r.stdout
 
 
-def test_a_corrupt_chunk_under_a_file_names_restore_point_disk_and_offset(pipeline, admin, state, tmp_path):
-    if "full" not in state:
-        pytest.skip("needs the full backup")
-    from olvm_backup.objectstore import open_store
-    from olvm_backup.repository import catalog
-    from olvm_backup.repository.sealedstore import open_sealed
-
-    rp, disk = state["full"], "fs_gpt"
-    path, vol = next((p, v) for p, v in state["seeded"].items() if p.startswith(f"/{disk}/") and kind(v) == "ext4")
-    content = (state["full_dir"] / path.lstrip("/") / "data/blob.bin").read_bytes()
+def test_a_corrupt_chunk_under_a_file_names_restore_point_disk_and_offset(pipeline, full, tmp_path):
+    rp, disk = full["rp"], "fs_gpt"
+    path, vol = next((p, v) for p, v in full["seeded"].items() if p.startswith(f"/{disk}/") and kind(v) == "ext4")
+    cli(pipeline, "files", rp, "get", f"{path}/data/blob.bin", "--output", str(tmp_path / "got"))
+    content = next((tmp_path / "got").rglob("blob.bin")).read_bytes()
     raw = tmp_path / "disk.raw"
     cli(pipeline, "export", rp, "--disk", disk, "--output", str(raw))
     where = raw.read_bytes().find(content[128 << 10:(128 << 10) + 4096])  # a block inside the file
     assert where >= vol["fs_offset"], "the file's data is not on the exported disk"
 
-    async def corrupt() -> tuple[int, int]:
-        settings = pipeline.settings
-        async with open_sealed(settings, ensure_bucket=False) as (store, _), open_store(settings.s3) as plain:
-            m = await catalog.find(store, rp)
-            seg = next(s for s in m.disk(disk).map if s.offset <= where < s.end)
-            loc = m.chunks[seg.digest]
-            pack = bytearray(await plain.get(loc.pack_key))
-            pack[loc.offset + loc.length // 2] ^= 0x01
-            await plain.put(loc.pack_key, bytes(pack))
-            return seg.offset, seg.end
-    start, end = asyncio.run(corrupt())
-
-    r = pipeline.cli("files", rp, "cat", f"{path}/data/blob.bin")
-    assert r.returncode != 0
-    assert f"restore point {rp} disk {disk} at offset" in r.stderr, r.stderr
-    offset = int(r.stderr.split("at offset ")[1].split(":")[0])
-    assert start <= offset < end, (offset, start, end)
-    # Elsewhere the restore point still reads.
-    other = next(p for p, v in state["seeded"].items() if p.startswith("/fs_mbr/") and kind(v) == "ext4")
-    assert pipeline.cli("files", rp, "cat", f"{other}/etc/hostname").stdout == "fs_mbr-ext4\n"
-
+    with corrupt_chunk_at(pipeline.settings, rp, disk, where) as (start, end):
+        r = pipeline.cli("files", rp, "cat", f"{path}/data/blob.bin")
+        assert r.returncode != 0
+        assert f"restore point {rp} disk {disk} at offset" in r.stderr, r.stderr
+        offset = int(r.stderr.split("at offset ")[1].split(":")[0])
+        assert start <= offset < end, (offset, start, end)
+        # Elsewhere the restore point still reads.
+        other = next(p for p, v in full["seeded"].items() if p.startswith("/fs_mbr/") and kind(v) == "ext4")
+        assert pipeline.cli("files", rp, "cat", f"{other}/etc/hostname").stdout == "fs_mbr-ext4\n"

@@ -18,11 +18,10 @@ import pytest
 
 from olvm_backup.cli.main import main
 from olvm_backup.config import S3Settings, Settings, to_environ
-from olvm_backup.objectstore import open_store
 from olvm_backup.secret import Secret
 from tests.cli_env import olvm_environ
 from tests.disk_images import LUKS_HEADER, MIB, SWAP_PAGE, WHEN, described, ext4, fat, partitioned, source_tree
-from tests.restore_points import make_restore_point
+from tests.restore_points import corrupt_chunk_at, make_restore_point
 
 pytestmark = pytest.mark.processes  # mke2fs, sfdisk, mtools make the images
 EFI_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
@@ -194,29 +193,14 @@ def test_errors_say_what_is_wrong(env, capsys, monkeypatch):
 
 
 def test_a_corrupt_pack_byte_under_a_file_names_restore_point_disk_and_offset(env, capsys):
-    import asyncio
-
-    from olvm_backup.repository import catalog
-    from olvm_backup.repository.sealedstore import open_sealed
-
     blob = (env.tree / "home/alice/data/blob.bin").read_bytes()
     where = env.sys_image.read_bytes().find(blob[MIB:MIB + 4096])  # a block in the middle of the file
     assert where > 0
-
-    async def corrupt() -> tuple[int, int]:
-        async with open_sealed(env.settings, ensure_bucket=False) as (store, _), open_store(env.settings.s3) as raw:
-            m = await catalog.find(store, "rp-bad")
-            seg = next(s for s in m.disk("sys").map if s.offset <= where < s.end)
-            loc = m.chunks[seg.digest]
-            pack = bytearray(await raw.get(loc.pack_key))
-            pack[loc.offset + loc.length // 2] ^= 0x01
-            await raw.put(loc.pack_key, bytes(pack))
-            return seg.offset, seg.end
-    start, end = asyncio.run(corrupt())
-    assert files("rp-bad", "cat", "/sys/p1/home/alice/data/blob.bin") == 1
-    err = capsys.readouterr().err
-    assert "restore point rp-bad disk sys at offset" in err and "corrupt chunk" in err, err
-    offset = int(err.split("at offset ")[1].split(":")[0])
-    assert start <= offset < end
-    assert files("rp-bad", "cat", "/sys/p1/etc/hosts") == 0  # the rest of the restore point still reads
-    assert capsys.readouterr().out.encode() == (env.tree / "etc/hosts").read_bytes()
+    with corrupt_chunk_at(env.settings, "rp-bad", "sys", where) as (start, end):
+        assert files("rp-bad", "cat", "/sys/p1/home/alice/data/blob.bin") == 1
+        err = capsys.readouterr().err
+        assert "restore point rp-bad disk sys at offset" in err and "corrupt chunk" in err, err
+        offset = int(err.split("at offset ")[1].split(":")[0])
+        assert start <= offset < end
+        assert files("rp-bad", "cat", "/sys/p1/etc/hosts") == 0  # the rest of the restore point still reads
+        assert capsys.readouterr().out.encode() == (env.tree / "etc/hosts").read_bytes()
