@@ -2,7 +2,7 @@
 ext4 on LVM, checked from a full backup's download with the file systems' own tools; then the guest replaces a file and
 removes another, and the incremental backup's dirty extents hold only those few blocks.
 
-The tests build on each other (seeded → changed) and run in file order."""
+The full backup is a module fixture, so each test runs alone or in any order."""
 from __future__ import annotations
 
 import json
@@ -39,8 +39,26 @@ def sim(tmp_path_factory, inv):
 
 
 @pytest.fixture(scope="module")
-def state(tmp_path_factory):
-    return {"dir": tmp_path_factory.mktemp("fsbackups")}
+def state(sim, connection, tmp_path_factory) -> dict:
+    """A full backup of both seeded disks, each downloaded raw (state["<disk>.full"]) with the layout the guest had
+    then (state["<disk>.layout"]), its checkpoint, the VM and its disks; state["dir"] is the module's scratch
+    directory."""
+    state = {"dir": tmp_path_factory.mktemp("fsbackups")}
+    admin = SimAdmin(sim.data)
+    state.update({f"{name}.layout": admin.filesystems(VM, name) for name in DISKS})
+    vm = vm_by_name(connection, VM)
+    disks = vm_disks(connection, vm)
+    backups = backups_service(connection, vm)
+    svc = backups.backup_service(backups.add(types.Backup(disks=[types.Disk(id=d.id) for d in disks.values()])).id)
+    backup = wait_ready(svc)
+    state["cp1"], state["vm"], state["disks"] = backup.to_checkpoint_id, vm, disks
+    for name in DISKS:
+        state[f"{name}.full"] = _download(connection, sim, disks[name], backup.id, state["dir"] / f"{name}.full.raw",
+                                          fmt="raw")
+    finalize_backup(svc)
+    for d in disks.values():
+        wait_disk_ok(connection, d.id, timeout=30)
+    return state
 
 
 def _download(connection, sim, disk, backup_id, dest, **kw):
@@ -50,18 +68,9 @@ def _download(connection, sim, disk, backup_id, dest, **kw):
     return dest
 
 
-def test_seeded_file_systems(sim, connection, inv, state):
-    admin = SimAdmin(sim.data)
-    vm = vm_by_name(connection, VM)
-    disks = vm_disks(connection, vm)
-    backups = backups_service(connection, vm)
-    svc = backups.backup_service(backups.add(types.Backup(disks=[types.Disk(id=d.id) for d in disks.values()])).id)
-    backup = wait_ready(svc)
-    state["cp1"], state["vm"], state["disks"] = backup.to_checkpoint_id, vm, disks
+def test_seeded_file_systems(inv, state):
     for name, table in DISKS.items():
-        raw = _download(connection, sim, disks[name], backup.id, state["dir"] / f"{name}.full.raw", fmt="raw")
-        state[f"{name}.full"] = raw
-        layout = admin.filesystems(VM, name)
+        raw, layout = state[f"{name}.full"], state[f"{name}.layout"]
         spec = next(d for d in inv["vms"][0]["disks"] if d["name"] == name)["filesystems"]
         assert layout["table"] == table
 
@@ -108,14 +117,9 @@ def test_seeded_file_systems(sim, connection, inv, state):
             if kind in ("ext4", "lvm"):
                 listing = guest_fs.run("debugfs", "-R", "ls -p /etc", str(image), text=True).stdout
                 assert "/link/" in listing
-    finalize_backup(svc)
-    for d in disks.values():
-        wait_disk_ok(connection, d.id, timeout=30)
 
 
 def test_guest_replaces_a_file(sim, connection, state):
-    if "cp1" not in state:
-        pytest.skip("needs the seeded disks' full backup")
     admin = SimAdmin(sim.data)
     vm, disks = state["vm"], state["disks"]
     before = {name: admin.filesystems(VM, name) for name in DISKS}
