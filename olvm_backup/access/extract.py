@@ -60,7 +60,11 @@ def to_directory(files: RestorePointFiles, paths: list[str], output: Path,
             os.symlink(node.target or "", dest)
         elif item.kind == FILE:
             with files.open(item) as src, open(dest, "xb") as dst:
-                _copy(src, dst)
+                try:
+                    _copy(src, dst)
+                except BaseException:
+                    dest.unlink()  # cut short (a damaged chunk, Ctrl-C): not left looking restored
+                    raise
         else:
             skipped(item)
             continue
@@ -86,28 +90,39 @@ def _set_meta(dest: Path, item: Item) -> None:
 
 def to_tar(files: RestorePointFiles, paths: list[str], output: Path,
            skipped: Callable[[Item], None] = lambda item: None) -> int:
-    """Write `paths` into a tar archive (gzip when the name ends .gz or .tgz). Returns the entries written."""
+    """Write `paths` into a tar archive (gzip when the name ends .gz or .tgz). Returns the entries written. An
+    archive cut short (a damaged chunk, Ctrl-C) is removed, not left to be taken for a whole one."""
     mode = "w:gz" if output.name.endswith((".gz", ".tgz")) else "w"
+    tar = tarfile.open(output, mode, format=tarfile.PAX_FORMAT)
+    try:
+        with tar:
+            return _fill_tar(tar, files, paths, skipped)
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+
+
+def _fill_tar(tar: tarfile.TarFile, files: RestorePointFiles, paths: list[str],
+              skipped: Callable[[Item], None]) -> int:
     count = 0
-    with tarfile.open(output, mode, format=tarfile.PAX_FORMAT) as tar:
-        for rel, item in _items(files, paths, skipped):
-            node = item.node
-            info = tarfile.TarInfo(_safe(rel))
-            info.mode = stat.S_IMODE(node.mode) if node.mode is not None else 0o644
-            info.uid, info.gid = node.uid or 0, node.gid or 0
-            info.mtime = node.mtime or 0
-            if item.kind == DIR:
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            elif item.kind == SYMLINK:
-                info.type, info.linkname = tarfile.SYMTYPE, node.target or ""
-                tar.addfile(info)
-            elif item.kind == FILE:
-                info.size = node.size
-                with files.open(item) as src:
-                    tar.addfile(info, src)
-            else:
-                skipped(item)
-                continue
-            count += 1
+    for rel, item in _items(files, paths, skipped):
+        node = item.node
+        info = tarfile.TarInfo(_safe(rel))
+        info.mode = stat.S_IMODE(node.mode) if node.mode is not None else 0o644
+        info.uid, info.gid = node.uid or 0, node.gid or 0
+        info.mtime = node.mtime or 0
+        if item.kind == DIR:
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+        elif item.kind == SYMLINK:
+            info.type, info.linkname = tarfile.SYMTYPE, node.target or ""
+            tar.addfile(info)
+        elif item.kind == FILE:
+            info.size = node.size
+            with files.open(item) as src:
+                tar.addfile(info, src)
+        else:
+            skipped(item)
+            continue
+        count += 1
     return count

@@ -192,7 +192,7 @@ def test_errors_say_what_is_wrong(env, capsys, monkeypatch):
         capsys.readouterr().err
 
 
-def test_a_corrupt_pack_byte_under_a_file_names_restore_point_disk_and_offset(env, capsys):
+def test_a_corrupt_pack_byte_under_a_file_names_restore_point_disk_and_offset(env, capsys, tmp_path):
     blob = (env.tree / "home/alice/data/blob.bin").read_bytes()
     where = env.sys_image.read_bytes().find(blob[MIB:MIB + 4096])  # a block in the middle of the file
     assert where > 0
@@ -204,3 +204,13 @@ def test_a_corrupt_pack_byte_under_a_file_names_restore_point_disk_and_offset(en
         assert start <= offset < end
         assert files("rp-bad", "cat", "/sys/p1/etc/hosts") == 0  # the rest of the restore point still reads
         assert capsys.readouterr().out.encode() == (env.tree / "etc/hosts").read_bytes()
+        # get stops at it too, and leaves no file cut short that would look restored: neither the file nor a tar
+        out, tar = tmp_path / "got", tmp_path / "got.tar"
+        assert files("rp-bad", "get", "/sys/p1/etc/hosts", "/sys/p1/home/alice/data/blob.bin", "--output",
+                     str(out)) == 1
+        assert "restore point rp-bad disk sys at offset" in capsys.readouterr().err
+        assert (out / "hosts").read_bytes() == (env.tree / "etc/hosts").read_bytes()
+        assert not (out / "blob.bin").exists()
+        assert files("rp-bad", "get", "/sys/p1/home/alice/data", "--tar", str(tar)) == 1
+        assert "restore point rp-bad disk sys at offset" in capsys.readouterr().err
+        assert not tar.exists()
