@@ -140,7 +140,7 @@ class RestorePointFiles:
                 continue
             if node.kind != DIR:
                 raise NotADirectory("not a directory: " + join(top + where), path=asked)
-            child = self._child(fs, node, name)
+            child = fs.child(node, name)
             if child is None:
                 raise NoSuchPath("no such file or directory", path=asked)
             if child.kind == SYMLINK and (pending or follow):
@@ -159,15 +159,11 @@ class RestorePointFiles:
     def _at(self, fs: FileSystem, where: list[str], asked: str) -> Node:
         node = fs.root()
         for name in where:
-            child = self._child(fs, node, name)
+            child = fs.child(node, name)
             if child is None:
                 raise NoSuchPath("no such file or directory", path=asked)
             node = child
         return node
-
-    @staticmethod
-    def _child(fs: FileSystem, node: Node, name: str) -> Node | None:
-        return fs.child(node, name)
 
     def listdir(self, path: str) -> list[Item]:
         """What the directory at `path` holds (a symlink to one is followed)."""
