@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from olvm_backup.repository import catalog, gc
+from olvm_backup.repository.catalog import manifest_key
 from olvm_backup.repository.chunkindex import ChunkIndex
 from olvm_backup.config import Settings
 from olvm_backup.engine import Engine, EngineError, EngineGaveUp
@@ -216,10 +217,12 @@ class BackupJob:
                 raise BackupError(f"VM {vm.name} has no disk to back up (all {len(excluded)} excluded)")
         return vm, disks, excluded
 
-    async def _runs_elsewhere(self, snapshot: SnapshotInfo) -> bool:
-        """Whether another backup that made `snapshot` still runs (the same VM asked for by another name goes to
-        another snapshotter): its snapshot is its own to keep or remove. A journal that cannot be read counts as
-        running: the janitor decides later. This backup's own (a twin of its snapshot) is never another's."""
+    async def _stays(self, snapshot: SnapshotInfo) -> bool:
+        """Whether a snapshot in the form of ours is not this backup's to remove: another backup that made it still
+        runs (the same VM asked for by another name goes to another snapshotter), or nothing in the repository names
+        it, neither a journal nor a restore point of the VM (anyone can type our form of description in the
+        administration portal). A journal that cannot be read counts as running: the janitor decides later. This
+        backup's own (a twin of its snapshot) is never another's."""
         backup_id = backup_of(snapshot.description)
         if backup_id == self.backup_id:
             return False
@@ -227,7 +230,11 @@ class BackupJob:
         try:
             entry = decode_journal(await self.ctx.store.get(key), key)
         except ObjectNotFound:
-            return False
+            if await self.ctx.store.head(manifest_key(snapshot.vm_id, backup_id)):
+                return False
+            log.warning("backup %s: snapshot %s (%r) left alone: no restore point or journal of this repository "
+                        "names its backup", self.backup_id, snapshot.snapshot_id, snapshot.description)
+            return True
         except Exception as e:
             log.warning("backup %s: snapshot %s left alone, its backup's journal cannot be read: %s", self.backup_id,
                         snapshot.snapshot_id, e)
@@ -242,13 +249,15 @@ class BackupJob:
         for the janitor; the next backup of the VM tries again)."""
         removed: list[str] = []
         try:
-            with self.steps.step("remove older snapshots"):
-                for s in ours(await list_snapshots(self.ctx.engine, vm_id)):
-                    if s.snapshot_id != keep and not await self._runs_elsewhere(s):
-                        await remove_snapshot(self.ctx.engine, vm_id, s.snapshot_id,
-                                              prefix=snapshot_prefix(backup_of(s.description) or "?"),
-                                              correlation_id=self.backup_id)
-                        removed.append(s.snapshot_id)
+            older = [s for s in ours(await list_snapshots(self.ctx.engine, vm_id)) if s.snapshot_id != keep]
+            if older:  # a step only when there is one: a CBT backup's steps are otherwise what they were
+                with self.steps.step("remove older snapshots"):
+                    for s in older:
+                        if not await self._stays(s):
+                            await remove_snapshot(self.ctx.engine, vm_id, s.snapshot_id,
+                                                  prefix=snapshot_prefix(backup_of(s.description) or "?"),
+                                                  correlation_id=self.backup_id)
+                            removed.append(s.snapshot_id)
         except Exception as e:
             log.warning("backup %s: could not remove the older snapshots of VM %s: %s", self.backup_id, vm_id, e)
             await self.event("progress", f"could not remove the older snapshot(s) of ours from the engine ({e}); "
@@ -340,13 +349,15 @@ class BackupJob:
             transfers.push_async_callback(self._cancel_if_open, journal, transfer.transfer_id)
             return transfer
 
-        async def open_one(plan: DiskPlan) -> OpenDisk:
-            return await self._probe(plan, await open_journaled(plan.disk.disk_id))
-
         with self.steps.step("open transfers"):
             # One transfer per disk, opened side by side: each takes the engine a few polls to start.
-            opened = await side_by_side(*(open_one(plan) for plan in plans))
+            infos = await side_by_side(*(open_journaled(plan.disk.disk_id) for plan in plans))
             await journal.save()
+        with self.steps.step("extents"):
+            # imageio's, side by side, a step of their own (not the engine's): over a big thin disk they walk its
+            # metadata. An extents request does not count as activity on a ticket, so each is timed against the
+            # transfers' inactivity timeout.
+            opened = await side_by_side(*(self._probe(plan, info) for plan, info in zip(plans, infos, strict=True)))
         reads = plan_reads(self.backup_id, opened, task_size=pipeline.task_size,
                            tasks_at_once=ctx.settings.kafka.partitions, wave_bytes=pipeline.wave_bytes)
         for disk in opened:
@@ -470,7 +481,15 @@ class BackupJob:
         async with Transfer(transfer.transfer_url, transfer.proxy_url, ca_file=engine.ca_file,
                             insecure=engine.insecure, local_socket=engine.imageio_local_socket,
                             connections=1) as imageio:
-            return OpenDisk(plan, transfer, await self._extents(plan, imageio), imageio.max_readers)
+            asked = time.monotonic()
+            extents = await self._extents(plan, imageio)
+            took = time.monotonic() - asked
+        log.info("backup %s: disk %s: %d extents from imageio in %.2f s", self.backup_id, plan.disk.name, len(extents),
+                 took)
+        if took > cbt.INACTIVITY_TIMEOUT / 2:  # the ticket sat idle meanwhile: the other disks' transfers too
+            await self.event("progress", f"disk {plan.disk.name}: imageio took {took:.0f} s for its extents, over half "
+                             f"the transfers' inactivity timeout ({cbt.INACTIVITY_TIMEOUT} s)")
+        return OpenDisk(plan, transfer, extents, imageio.max_readers)
 
     # What the snapshot strategy (snapjob.py) does its own way: how a disk's transfer opens, what of it is read, how
     # the engine's side ends once every task is read.
