@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pytest
 
@@ -167,6 +167,23 @@ def prepare_topics(settings: Settings) -> None:
     asyncio.run(ensure_topics(settings.kafka))
 
 
+def running_pipeline(broker: str, moto_endpoint: str, sim: Sim, logs: Path,
+                     services: Iterable[str] = ("snapshotter", "reader", "writer", "restorer"),
+                     **pipeline) -> Iterator[Pipeline]:
+    """Fresh topics and an encrypted repository, `services` started against the simulator (logs and data under
+    `logs`), stopped at the end: the body of a pipeline fixture, `yield from running_pipeline(...)`."""
+    settings = pipeline_settings(broker, moto_endpoint, sim, logs / "data", **pipeline)
+    prepare_topics(settings)
+    init_repository(settings)
+    p = Pipeline(settings, logs)
+    try:  # one that fails to start stops the ones started before it
+        for name in services:
+            p.start(name, name)
+        yield p
+    finally:
+        p.stop_all()
+
+
 INVENTORY = Path(__file__).with_name("inventory.yaml")
 
 
@@ -216,15 +233,8 @@ def admin(sim):
 def pipeline(broker, moto_endpoint, sim, tmp_path) -> Pipeline:
     """The four services against the simulator, with a fresh topic prefix and bucket."""
     # Small tasks and waves: app1's 1 GiB disk (132 MiB of data) makes several of each, two waves in flight.
-    settings = pipeline_settings(broker, moto_endpoint, sim, tmp_path / "data", task_size=64 * MIB,
-                                 wave_bytes=32 * MIB, waves_in_flight=2)
-    prepare_topics(settings)
-    init_repository(settings)
-    p = Pipeline(settings, tmp_path)
-    for name in ("snapshotter", "reader", "writer", "restorer"):
-        p.start(name, name)
-    yield p
-    p.stop_all()
+    yield from running_pipeline(broker, moto_endpoint, sim, tmp_path, task_size=64 * MIB, wave_bytes=32 * MIB,
+                                waves_in_flight=2)
 
 
 class EngineView:

@@ -16,7 +16,7 @@ import pytest
 
 from olvm_backup.commands import parse_spec, run_command
 
-from .conftest import EngineView, Pipeline, init_repository, module_sim, pipeline_settings, prepare_topics
+from .conftest import EngineView, Pipeline, module_sim, running_pipeline
 
 INVENTORY = """
 clusters: [{name: Default}]
@@ -49,15 +49,7 @@ def sim(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipeline(broker, moto_endpoint, sim, tmp_path_factory) -> Pipeline:
-    logs = tmp_path_factory.mktemp("commands-pipeline")
-    settings = pipeline_settings(broker, moto_endpoint, sim, logs / "data")
-    prepare_topics(settings)
-    init_repository(settings)
-    p = Pipeline(settings, logs)
-    for name in ("snapshotter", "reader", "writer", "restorer"):
-        p.start(name, name)
-    yield p
-    p.stop_all()
+    yield from running_pipeline(broker, moto_endpoint, sim, tmp_path_factory.mktemp("commands-pipeline"))
 
 
 @pytest.fixture(scope="module")

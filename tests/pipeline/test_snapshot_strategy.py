@@ -14,8 +14,8 @@ import pytest
 
 from services.snapshotter.main import SWEEP_EVERY
 
-from .conftest import MIB, EngineView, Pipeline, init_repository, module_sim, pipeline_settings, prepare_topics
-from .test_cbt_backup import exported_hash, restore_points
+from .conftest import MIB, EngineView, Pipeline, module_sim, running_pipeline
+from .test_cbt_backup import restore_points, sha256_file
 
 INVENTORY = """
 clusters: [{name: Default}]
@@ -66,15 +66,16 @@ def sim(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pipeline(broker, moto_endpoint, sim, tmp_path_factory) -> Pipeline:
     """One pipeline for the module: its backups build on each other VM by VM."""
-    logs = tmp_path_factory.mktemp("snapshot-pipeline")
-    settings = pipeline_settings(broker, moto_endpoint, sim, logs / "data")
-    prepare_topics(settings)
-    init_repository(settings)
-    p = Pipeline(settings, logs)
-    for name in ("snapshotter", "reader", "writer"):
-        p.start(name, name)
-    yield p
-    p.stop_all()
+    yield from running_pipeline(broker, moto_endpoint, sim, tmp_path_factory.mktemp("snapshot-pipeline"),
+                                services=("snapshotter", "reader", "writer"))
+
+
+# A user's snapshot described in our form, as anyone can type it in the administration portal.
+FORGED = "olvm-backup 0b6a4b47-2a5d-4d4c-9a59-0c8a1c7d1e2f (request typed by hand)"
+
+
+def _ours(description: str) -> bool:
+    return description.startswith("olvm-backup ") and description != FORGED
 
 
 class Snapshots(EngineView):
@@ -89,10 +90,10 @@ class Snapshots(EngineView):
                 if s.snapshot_type != types.SnapshotType.ACTIVE]
 
     def ours(self, vm: str) -> list[str]:
-        return [s.id for s in self.snapshots(vm) if s.description.startswith("olvm-backup ")]
+        return [s.id for s in self.snapshots(vm) if _ours(s.description)]
 
     def theirs(self, vm: str) -> dict[str, str]:
-        return {s.id: s.description for s in self.snapshots(vm) if not s.description.startswith("olvm-backup ")}
+        return {s.id: s.description for s in self.snapshots(vm) if not _ours(s.description)}
 
     def served(self) -> dict[str, int]:
         """Bytes imageio served per transfer (the daemon's own count)."""
@@ -185,6 +186,20 @@ def snap_backup(pipeline, vm: str, *args: str) -> dict:
     return points(pipeline, vm)[-1]
 
 
+def exported_hash(pipeline, tmp_path, backup_id: str, disk: str) -> str:
+    """What `olvm-backup export` writes of the disk (the CLI's own function, in this process: the CLI is proven in
+    test_cbt_backup, and a process per export would cost this module seconds each)."""
+    import asyncio
+
+    from olvm_backup.cli.checks import export_restore_point_disk
+
+    out = tmp_path / f"{backup_id}-{disk}.raw"
+    assert asyncio.run(export_restore_point_disk(pipeline.settings, backup_id, disk, str(out))) == 0
+    digest = sha256_file(out)
+    out.unlink()
+    return digest
+
+
 def check_exports(pipeline, admin, tmp_path, point: dict, vm: str) -> dict[str, str]:
     """Each disk of the restore point exports to exactly the disk's content at its snapshot."""
     sums = {}
@@ -248,13 +263,15 @@ def test_full_then_incrementals_read_only_what_the_guest_wrote(pipeline, admin, 
 
 
 def test_user_snapshots_between_backups(pipeline, admin, engine, tmp_path):
+    # In our form, but no restore point or journal of the repository names it: never removed.
+    users = {engine.take("users", FORGED): FORGED}
     first = snap_backup(pipeline, "users")
     admin.write("users", "users_os", MIB, MIB, seed=11)
     upgrade = engine.take("users", "before the upgrade")
     admin.write("users", "users_os", 8 * MIB, MIB, seed=12)
     admin.write("users", "users_os", MIB + 4096, 4096, seed=13)  # the same range again, in the next layer
     admin.write("users", "users_os", MIB + 512 * 1024, 256 * 1024, zero=True)  # zeros over the first layer's data
-    users = {upgrade: "before the upgrade"}
+    users[upgrade] = "before the upgrade"
     two = snap_backup(pipeline, "users")
     [disk] = two["disks"]
     assert disk["mode"] == "incremental" and len(disk["layers"]) == 2, disk
@@ -315,13 +332,20 @@ def test_failures_leave_at_most_the_snapshot_the_last_restore_point_needs(pipeli
 
     # The VM's snapshot lock held (a user's snapshot being created): the engine answers 409 and our snapshot is
     # retried with backoff until the lock goes. The backup then also removes what the failed removal left.
-    admin.fault("snapshot-hold", seconds=3)
+    # The request is published from this process: a CLI process starting on a loaded machine may take longer than
+    # the lock lasts.
+    import asyncio
+
+    from olvm_backup.cli.jobs import request_backup
+
+    admin.fault("snapshot-hold", seconds=5)
     vm_id = engine.vm_id("faulty")
     hurried = engine.call(lambda s: s.vms_service().vm_service(vm_id).snapshots_service().add(
         types.Snapshot(description="a user's, in a hurry", persist_memorystate=False)).id)
     users[hurried] = "a user's, in a hurry"
-    r = pipeline.cli("backup", "faulty", "--strategy", "snapshot", "--wait")
-    assert r.returncode == 0, r.stderr
+    rc, final = asyncio.run(request_backup(pipeline.settings, "faulty", "auto", [], True, True, 300,
+                                           strategy="snapshot"))
+    assert rc == 0, final
     assert re.search(r"create a snapshot of VM \S+ failed \(attempt 1/\d+\), retrying in .*409",
                      (pipeline.logs / "snapshotter.log").read_text()), "the locked VM was not retried"
     latest = points(pipeline, "faulty")[-1]
