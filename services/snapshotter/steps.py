@@ -2,7 +2,8 @@
 
 Reported in the outcome of the backup's "completed" and "failed" events and in
 the CLI's summary, so an admin can tell the engine's waits (starting the
-backup, opening and closing transfers) from the data's (reading, storing).
+backup, opening and closing transfers) from imageio's extent queries and the
+data's (reading, storing).
 Two steps run side by side: the engine is released while the writers seal the
 last packs, so the steps may add up to more than the backup's duration.
 """
@@ -13,8 +14,8 @@ import time
 from typing import AsyncContextManager, AsyncIterator, Iterator, TypeVar
 
 # The steps in the order they start; `engine release` overlaps the end of `read and store`.
-ORDER = ("prepare", "before commands", "engine start", "after commands", "open transfers", "read and store",
-         "engine release", "commit", "after-backup commands")
+ORDER = ("prepare", "before commands", "engine start", "after commands", "open transfers", "extents",
+         "read and store", "engine release", "commit", "after-backup commands")
 ENGINE_STEPS = ("engine start", "open transfers", "engine release")
 T = TypeVar("T")
 

@@ -72,8 +72,8 @@ def test_full_then_incremental_then_dedup(pipeline, admin, engine_view, tmp_path
     # The summary says where the time went, step by step, in the order the steps ran.
     [line] = [ln for ln in summary.splitlines() if ln.strip().startswith("time:")]
     steps = {name: float(value) for name, value in re.findall(r"([a-z][a-z -]*?) ([0-9.]+) s", line.split(":", 1)[1])}
-    assert list(steps) == ["prepare", "engine start", "open transfers", "read and store", "engine release",
-                           "commit"], line
+    assert list(steps) == ["prepare", "engine start", "open transfers", "extents", "read and store",
+                           "engine release", "commit"], line
     # All but the engine's release run one after another (it overlaps the sealing of the last packs).
     assert 0 < sum(v for k, v in steps.items() if k != "engine release") <= took, (line, took)
     (tmp_path / "points.json").write_text(json.dumps([full, inc], indent=1))
