@@ -1,0 +1,175 @@
+"""Scale benchmark (not a test): cost follows the data, not the disk (issue 26).
+
+    .venv/bin/python bench/scale.py [--work DIR] [--readers N] [--giant SIZE] [--small SIZE] [--data SIZE]
+                                    [--pieces N] [--keep]
+
+Thin giants: the simulator serves two VMs whose disks hold the same amount of data in as many pieces, spread evenly
+over the disk (not one run): `giant` with a thin qcow2 disk of --giant (default 8TiB) and `small` with one of --small
+(default 4GiB), each --data (default 1.5GiB) in --pieces (default 384) pieces of random data (seeds of their own, so
+neither dedups against the other). Printed, all measured in this run:
+- a full backup of each (each into a new repository, the stack restarted untimed): seconds, and the giant's over the
+  small's against the target 1.5x; where the time went (the backup's steps: engine start, open transfers, extents,
+  read and store, engine release, commit);
+- imageio's extent queries of the giant (the "extents" step) against the transfers' inactivity timeout;
+- the services' peak RSS (target: every service under 300 MiB; the broker and the object store are not ours);
+- an incremental of the giant after the guest changed 1 % of its data (1 MiB writes inside the data, spread):
+  bytes read from imageio against bytes changed (target: only what changed, + 2 MiB of bitmap granularity).
+Quick run: --giant 1TiB --data 96MiB --pieces 48.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from backup import steps_shown
+from site_setup import GIB, MIB, Site, human, say
+
+from olvm_backup.engine.cbt import INACTIVITY_TIMEOUT
+from services.snapshotter.steps import ENGINE_STEPS
+
+UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+RSS_BOUND = 300 * MIB
+NOT_OURS = ("broker", "object-store")
+
+
+def size(text: str) -> int:
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([kmgt]i?b?|b)?\s*", text.lower())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 8TiB, 1.5GiB, 512MiB)")
+    unit = (m.group(2) or "").replace("ib", "").replace("b", "")
+    return int(float(m.group(1)) * UNITS[unit + "ib" if unit else ""])
+
+
+def sized(n: int) -> str:
+    """A disk's size: TiB for a giant."""
+    return f"{n / (1 << 40):g} TiB" if n >= 1 << 40 else human(n)
+
+
+def pieces(disk_size: int, data: int, count: int, seed: int) -> list[dict]:
+    """`data` bytes in `count` MiB-aligned pieces of random data, spread evenly over the disk."""
+    piece = data // count // MIB * MIB
+    if piece < MIB or piece * count > disk_size:
+        raise SystemExit(f"cannot spread {human(data)} in {count} pieces of whole MiB over {sized(disk_size)}")
+    stride = disk_size // count // MIB * MIB
+    return [{"offset": i * stride, "length": piece, "pattern": "random", "seed": seed * 100000 + i}
+            for i in range(count)]
+
+
+def inventory(disks: dict[str, tuple[int, list[dict]]]) -> dict:
+    vms = [{"name": name, "cluster": "Default", "memory": "2GiB", "status": "up", "guest_agent": True,
+            "nics": [{"name": "nic1", "interface": "virtio", "network": "ovirtmgmt"}],
+            "disks": [{"name": f"{name}_os", "size": disk_size, "format": "cow", "interface": "virtio_scsi",
+                       "bootable": True, "storage_domain": "data1", "content": content}]}
+           for name, (disk_size, content) in disks.items()]
+    return {"data_centers": [{"name": "Default"}], "clusters": [{"name": "Default", "data_center": "Default"}],
+            "hosts": [{"name": "host1", "cluster": "Default"}],
+            "storage_domains": [{"name": "data1", "data_center": "Default"}], "vms": vms}
+
+
+def backup(site: Site, vm: str, mode: str) -> dict:
+    """One timed backup: seconds, the CLI's steps, and the restore point's bytes read from imageio."""
+    elapsed, run = site.cli("backup", vm, "--mode", mode, "--wait")
+    _, listed = site.cli("backups", vm, "--json")
+    point = json.loads(listed.stdout)[-1]
+    assert point["mode"] == mode, point
+    return {"s": elapsed, "steps": steps_shown(run.stderr), "read": sum(d["bytes_read"] for d in point["disks"])}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, help="scratch directory (default: a new one under /var/tmp)")
+    parser.add_argument("--readers", type=int, default=2)
+    parser.add_argument("--giant", type=size, default=8 << 40, help="the thin giant's virtual size (default 8TiB)")
+    parser.add_argument("--small", type=size, default=4 * GIB, help="the baseline disk's size (default 4GiB)")
+    parser.add_argument("--data", type=size, default=3 * GIB // 2, help="data on each disk (default 1.5GiB)")
+    parser.add_argument("--pieces", type=int, default=384, help="pieces the data is spread in (default 384)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = parser.parse_args()
+    giant, small = pieces(args.giant, args.data, args.pieces, 1), pieces(args.small, args.data, args.pieces, 2)
+    data = sum(p["length"] for p in giant)
+    work = args.work or Path(tempfile.mkdtemp(prefix="olvm-bench-scale-", dir="/var/tmp"))
+    try:
+        site = Site(work, readers=args.readers,
+                    site=inventory({"giant": (args.giant, giant), "small": (args.small, small)}))
+        say(f"seeding {human(data)} in {args.pieces} pieces on a {sized(args.giant)} and a {sized(args.small)} disk")
+        with site:
+            passphrase = work / "repository.passphrase"
+            passphrase.write_text(secrets.token_urlsafe(32) + "\n")
+            passphrase.chmod(0o600)
+            fulls = {}
+            for vm in ("small", "giant"):
+                say(f"olvm-backup: full backup of {vm} (new repository, stack restarted)")
+                site.fresh_repository(True, f"olvm-bench-scale-{vm}", passphrase, pause=2.0)
+                fulls[vm] = backup(site, vm, "full")
+                say(f"  {fulls[vm]['s']:.1f} s")
+            rss = site.service_rss()
+
+            # 1 % of the data changed, in 1 MiB writes inside the pieces (whole MiB, so bitmaps add nothing)
+            changed = max(1, data // 100 // MIB)
+            rnd = random.Random(26)
+            slots = rnd.sample([(p["offset"] + k * MIB) for p in giant for k in range(p["length"] // MIB)], changed)
+            say(f"guest: changing {human(changed * MIB)} (1 % of the data) in 1 MiB writes spread over the giant")
+            from sim.client import SimAdmin
+            admin = SimAdmin(work / "sim")
+            for i, offset in enumerate(slots):
+                admin.write("giant", "giant_os", offset, MIB, seed=900000 + i)
+            say("olvm-backup: incremental backup of giant")
+            inc = backup(site, "giant", "incremental")
+            rss_inc = site.service_rss()
+        rss = {name: max(value, rss_inc.get(name, 0)) for name, value in rss.items()}
+        report(args, data, fulls, inc, changed * MIB, rss)
+        return 0
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def report(args, data: int, fulls: dict, inc: dict, changed: int, rss: dict[str, int]) -> None:
+    def met(ok: bool) -> str:
+        return "met   " if ok else "MISSED"
+
+    print(f"\nthin giants: {human(data)} of random data in {args.pieces} pieces spread over each disk")
+    print(f"{'':34}{'seconds':>10}{'read':>12}")
+    for vm, disk_size in (("small", args.small), ("giant", args.giant)):
+        f = fulls[vm]
+        print(f"{'full backup, ' + sized(disk_size) + ' disk':<34}{f['s']:>8.1f} s{human(f['read']):>12}")
+        engine = sum(v for k, v in f["steps"].items() if k in ENGINE_STEPS)
+        print("  where the time went: " + ", ".join(f"{k} {v:.2f} s" for k, v in f["steps"].items())
+              + f"; engine steps {engine:.2f} s")
+    ratio = fulls["giant"]["s"] / fulls["small"]["s"]
+    print(f"{'incremental, giant (1 % changed)':<34}{inc['s']:>8.1f} s{human(inc['read']):>12}"
+          f"   for {human(changed)} changed")
+    print("  where the time went: " + ", ".join(f"{k} {v:.2f} s" for k, v in inc["steps"].items()))
+    extents = max(fulls["giant"]["steps"].get("extents", 0.0), inc["steps"].get("extents", 0.0))
+    print(f"extent queries of the giant: {fulls['giant']['steps'].get('extents', 0.0):.2f} s (full), "
+          f"{inc['steps'].get('extents', 0.0):.2f} s (incremental: dirty extents); transfers' inactivity timeout "
+          f"{INACTIVITY_TIMEOUT} s")
+    print("peak RSS:")
+    for name, value in sorted(rss.items()):
+        flag = "" if name in NOT_OURS or value < RSS_BOUND else "  (over 300 MiB)"
+        print(f"  {name:<16}{human(value):>12}{flag}")
+    targets = [
+        (f"full backup of the {sized(args.giant)} disk within 1.5x of the {sized(args.small)} disk's "
+         f"({ratio:.2f}x)", ratio <= 1.5),
+        (f"incremental reads only what changed: {human(inc['read'])} read for {human(changed)} changed (+2 MiB)",
+         inc["read"] <= changed + 2 * MIB),
+        (f"extent queries within the transfers' inactivity timeout ({extents:.2f} s of {INACTIVITY_TIMEOUT} s)",
+         extents < INACTIVITY_TIMEOUT),
+        ("every service < 300 MiB RSS", all(v < RSS_BOUND for n, v in rss.items() if n not in NOT_OURS)),
+    ]
+    for name, ok in targets:
+        print(f"target {met(ok)}  {name}")
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    code = main()
+    say(f"done in {time.monotonic() - started:.0f}s")
+    raise SystemExit(code)
