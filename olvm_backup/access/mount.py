@@ -26,7 +26,7 @@ from ..config import Settings
 from ..errors import BackupError
 from .image import MIB, RestorePointImage, opened_point
 from .loopthread import LoopThread
-from .mounts import is_mounted
+from .mounts import is_dead, is_mounted, unmount
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,9 @@ def mount(settings: Settings, backup_id: str, where: Path, disks: list[str], *, 
           ready: Callable[[list[str]], None] = lambda names: None) -> None:
     """Mount `backup_id` (its `disks`, or all) on the directory `where` until unmounted or signalled; `files`: the
     file tree too (needs the optional `files` extra)."""
+    if is_dead(where):  # a killed mount's leftover: nothing serves it, and it would refuse the new one
+        log.warning("%s: a mount whose process is gone, unmounted", where)
+        unmount(where)
     if not where.is_dir():
         raise MountError("not a directory", backup_id=backup_id, where=where)
     if is_mounted(where) or any(where.iterdir()):

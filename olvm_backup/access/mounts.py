@@ -5,6 +5,7 @@ the kernel's mount table (/proc/self/mountinfo) is asked instead.
 """
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from pathlib import Path
@@ -24,6 +25,17 @@ def mount_points() -> set[str]:
 
 def is_mounted(path: Path) -> bool:
     return os.path.abspath(path) in mount_points()
+
+
+def is_dead(path: Path) -> bool:
+    """`path` is a FUSE mount whose process is gone (killed): every access to it fails with ENOTCONN."""
+    if not is_mounted(path):
+        return False
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+    return False
 
 
 def unmount(path: Path) -> None:

@@ -256,9 +256,11 @@ def test_stop_cleans_up_after_a_killed_export(point, tmp_path):
 
 
 @contextlib.contextmanager
-def mounted(settings: Settings, backup_id: str, where: Path, *args: str):
-    """`olvm-backup mount` in its own process until the block ends, then SIGTERM: it must unmount and exit 0."""
-    where.mkdir()
+def mounted(settings: Settings, backup_id: str, where: Path, *args: str, make: bool = True):
+    """`olvm-backup mount` in its own process until the block ends, then SIGTERM: it must unmount and exit 0.
+    `make`: the directory is made first."""
+    if make:
+        where.mkdir()
     log = where.with_suffix(".log")
     mounting = start_foreground(settings, "mount", backup_id, str(where), *args, log=log)
     try:
@@ -292,6 +294,26 @@ def test_mount_shows_each_disk_as_a_raw_file(point, tmp_path):
         subprocess.run(["fusermount3", "-u", str(where)], check=True)
     wait_for(lambda: not pid_alive(pid), "the mount's process to end")
     assert not is_mounted(where)
+
+
+def test_a_killed_mount_is_taken_down_by_the_next(point, tmp_path):
+    """A mount SIGKILLed leaves a dead FUSE mount (every access fails with ENOTCONN); the next mount on the same
+    directory takes it down and mounts."""
+    settings, backup_id, raw = point
+    where = tmp_path / "mnt"
+    where.mkdir()
+    log = tmp_path / "killed.log"
+    killed = start_foreground(settings, "mount", backup_id, str(where), log=log)
+    try:
+        wait_for(lambda: "mounted read-only" in log.read_text(), f"the mount ({log})")
+    finally:
+        killed.kill()
+        killed.wait(10)
+    assert is_mounted(where)
+    with pytest.raises(OSError):
+        os.listdir(where)
+    with mounted(settings, backup_id, where, make=False) as mnt:
+        assert sha((mnt / "root.raw").read_bytes()) == sha(raw)
 
 
 def test_mount_with_files_shows_the_file_systems_files(point, tmp_path):
