@@ -13,7 +13,6 @@ import concurrent.futures
 import contextlib
 import io
 import threading
-from dataclasses import dataclass
 from typing import Iterator
 
 from ..actors import actor
@@ -32,18 +31,6 @@ MIB = 1 << 20
 WINDOW = 16 * MIB          # one pread fetches at most this much of the map at a time: bounds what it holds
 SEQUENTIAL_SLACK = 1 * MIB  # a read starting this close to where the last one ended continues it (threads reorder)
 SEQUENTIAL_AFTER = 2        # reads in a row that make a reader sequential
-READERS = 8                 # readers going forward followed at once: nbdcopy reads one region per thread, side by side
-READER_IDLE = 64            # a reader not continued in this many reads has stopped (or jumped: a new one)
-
-
-@dataclass
-class _Reader:
-    """One reader going forward: where its last read ended, its reads in a row, how far ahead is asked for."""
-
-    end: int
-    streak: int = 0
-    ahead_until: int = 0
-    seen: int = 0  # the image's read count when it last read
 
 
 class ImageReadError(BackupError):
@@ -74,8 +61,9 @@ class RestorePointImage:
         self._readahead = min(readahead_bytes, cache_bytes // 2)  # what is fetched ahead must still be there
         self._lock = threading.RLock()
         self._pending: dict[str, concurrent.futures.Future[Fetched]] = {}
-        self._readers: list[_Reader] = []  # least recently continued first
-        self._reads = 0
+        self._last_end: int | None = None
+        self._streak = 0
+        self._ahead_until = 0
         self._closed = False
 
     # --- reading ---------------------------------------------------------------------------------------------------
@@ -163,31 +151,19 @@ class RestorePointImage:
                     self._cache.put(d, result[d])  # errors are not kept: the next read asks the store again
 
     def _noticed(self, offset: int, end: int) -> None:
-        """Follow the readers: once one reads forward, keep its next read-ahead window asked for. Several are
-        followed apart (one alone would take readers interleaving at distant offsets for random reads, and fetch
-        every chunk with a GET of its own), sharing the read-ahead budget, which the cache must hold."""
+        """Follow the reader: once it reads forward, keep the next read-ahead window asked for."""
         with self._lock:
-            self._reads += 1
-            self._readers = [r for r in self._readers if self._reads - r.seen <= READER_IDLE]
-            reader = next((r for r in reversed(self._readers) if abs(offset - r.end) <= SEQUENTIAL_SLACK), None)
-            if reader is None:
-                reader = _Reader(end)
-                if len(self._readers) >= READERS:
-                    self._readers.pop(0)
+            if self._last_end is not None and abs(offset - self._last_end) <= SEQUENTIAL_SLACK:
+                self._streak += 1
             else:
-                self._readers.remove(reader)
-                reader.streak += 1
-                reader.end = end
-            reader.seen = self._reads
-            self._readers.append(reader)
-            if reader.streak < SEQUENTIAL_AFTER or not self._readahead:
+                self._streak, self._ahead_until = 0, 0
+            self._last_end = end
+            if self._streak < SEQUENTIAL_AFTER or not self._readahead \
+                    or self._ahead_until >= end + self._readahead // 2:
                 return
-            window = self._readahead // sum(1 for r in self._readers if r.streak >= SEQUENTIAL_AFTER)
-            if reader.ahead_until >= end + window // 2:
-                return
-            start = max(end, reader.ahead_until)
-            stop = min(self.size, end + window)
-            reader.ahead_until = stop
+            start = max(end, self._ahead_until)
+            stop = min(self.size, end + self._readahead)
+            self._ahead_until = stop
             if start >= stop:
                 return
             wanted = {seg.digest for _, _, seg in self._map.plan(start, stop) if seg is not None}

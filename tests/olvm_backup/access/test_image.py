@@ -170,17 +170,3 @@ def test_open_image_holds_the_restore_point_while_open(s3_settings, tmp_path):
         assert held() == {"rp9"}
         assert image.stream().read() == raw
     assert held() == set()
-
-
-def test_readers_going_forward_side_by_side_each_read_ahead():
-    """nbdcopy reads one region of the disk per thread, its requests interleaved: each reader is followed, so its
-    chunks still come in read-ahead batches (a GET for several), not one GET each."""
-    raw = random.Random(13).randbytes(64 * CHUNK)
-    store, manifest = stored(raw)
-    store.requests.clear()
-    with RestorePointImage(store, PLAIN, manifest, manifest.disk("root"), cache_bytes=16 * CHUNK,
-                           readahead_bytes=8 * CHUNK) as image:
-        for offset in range(0, 32 * CHUNK, 64 * 1024):
-            for base in (0, 32 * CHUNK):
-                assert image.pread(64 * 1024, base + offset) == raw[base + offset:base + offset + 64 * 1024]
-    assert store.requests["get_object"] <= 64 // 2  # one reader followed at a time: a GET per chunk
