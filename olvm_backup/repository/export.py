@@ -12,7 +12,8 @@ from ..format.chunks import ChunkCodec
 from ..format.manifest import DiskRecord, Manifest
 from ..objectstore import ObjectStore
 
-WINDOW = 64 * 1024 * 1024
+# What one step of an export fetches and holds: 64 MiB peaked at 225 MiB RSS exporting a 1 GiB disk, 32 MiB at 161.
+WINDOW = 32 * 1024 * 1024
 
 
 class ExportError(BackupError):
