@@ -14,11 +14,12 @@ fi
 scripts/setup.sh
 .venv/bin/ruff check .
 if [ ${#select[@]} -eq 0 ] && [ $# -eq 0 ]; then
-  # The whole suite on two workers, a test module each at a time (a module's simulator stays on its worker):
-  # most of its time is spent waiting on the engine, the broker and the store, so two share the machine well.
-  .venv/bin/python -m pytest -q -rfEs --durations=15 -n 2 --dist loadfile
+  # The whole suite on three workers, a test module each at a time (a module's simulator stays on its worker):
+  # most of its time is spent waiting on the engine, the broker and the store, so three share two cores well
+  # (fresh clones of the same tree, the machine busy with other work both times: 29 min on two, 14 on three).
+  .venv/bin/python -m pytest -q -rfEs --durations=15 -n 3 --dist loadfile
   echo "== the data path again, over TLS =="
-  OLVM_TEST_IMAGEIO=tls .venv/bin/python -m pytest -q -rfEs -n 2 --dist loadfile -m data_path tests/pipeline
+  OLVM_TEST_IMAGEIO=tls .venv/bin/python -m pytest -q -rfEs -n 3 --dist loadfile -m data_path tests/pipeline
 else
   .venv/bin/python -m pytest -q -rfEs --durations=15 "${select[@]}" "$@"
 fi
