@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 
-from site_setup import GIB, MIB, REPO, Site, human, peak_rss, plain_upload_into, run_measured, say, settle
+from site_setup import (GIB, MIB, REPO, Site, each, human, peak_rss, plain_upload_into, run_measured, say,
+                        settle)
 
 from olvm_backup.config import to_environ
 
@@ -184,10 +185,6 @@ def qemu_nbd_read(image: Path, work: Path, cold: bool) -> float:
         proc.wait(30)
 
 
-def _each(seconds: list[float]) -> str:
-    return ", ".join(f"{s:.1f}" for s in seconds)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, help="scratch directory (default: a new one under /var/tmp)")
@@ -256,19 +253,19 @@ def main() -> int:
         print(f"\nfile-level restore benchmark: {human(DISK_SIZE)} disk ({human(data)} of data), ext4 on MBR, "
               f"{SMALL_FILES:,} small files and one {human(BIG)} file; median of {args.runs} run(s); "
               "rates are of data bytes")
-        print(f"  list the small files (files find)      {med(lists):7.1f} s                ({_each(lists)}); "
+        print(f"  list the small files (files find)      {med(lists):7.1f} s                ({each(lists)}); "
               f"{listed:,} listed")
-        print(f"  files get of the 1 GiB file            {get_s:7.1f} s  {human(get_rate):>10}/s  ({_each(gets)})")
+        print(f"  files get of the 1 GiB file            {get_s:7.1f} s  {human(get_rate):>10}/s  ({each(gets)})")
         print(f"  export of the whole disk               {export_s:7.1f} s  {human(export_rate):>10}/s  "
-              f"({_each(exports)})")
+              f"({each(exports)})")
         print(f"  verify (every chunk: the store's limit){verify_s:7.1f} s  {human(verify_rate):>10}/s  "
-              f"({_each(verifies)})")
+              f"({each(verifies)})")
         print(f"  get / export {get_rate / export_rate:.2f}x (target >= 0.5x): "
               f"{'met' if get_rate >= export_rate / 2 else 'MISSED'}")
         print(f"  serve, nbdcopy of the whole disk       {serve_s:7.1f} s  {human(serve_rate):>10}/s  "
-              f"({_each(serves)})")
-        print(f"  qemu-nbd of the raw export, cold cache {cold_s:7.1f} s  {human(cold_rate):>10}/s  ({_each(colds)})")
-        print(f"  qemu-nbd of the raw export, warm cache {warm_s:7.1f} s  {human(warm_rate):>10}/s  ({_each(warms)})")
+              f"({each(serves)})")
+        print(f"  qemu-nbd of the raw export, cold cache {cold_s:7.1f} s  {human(cold_rate):>10}/s  ({each(colds)})")
+        print(f"  qemu-nbd of the raw export, warm cache {warm_s:7.1f} s  {human(warm_rate):>10}/s  ({each(warms)})")
         print(f"  serve / qemu-nbd cold {serve_rate / cold_rate:.2f}x, warm {serve_rate / warm_rate:.2f}x "
               f"(target >= 0.5x): {'met' if serve_rate >= cold_rate / 2 else 'MISSED'} against the cold read; "
               f"serve / verify {serve_rate / verify_rate:.2f}x (what serving costs over fetching the chunks)")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import ovirtsdk4.types as types
 
-from site_setup import DISK, DISK_SIZE, VM, Site, _wait, human, plain_download, plain_upload_into, say
+from site_setup import DISK, DISK_SIZE, VM, Site, _wait, each, human, plain_download, plain_upload_into, say
 
 TARGET = 1.5
 
@@ -36,10 +36,6 @@ def plain_upload(site: Site, image: Path, name: str = "bench1_upload") -> tuple[
     finally:
         conn.close()
     return plain_upload_into(site, disk.id, image), name
-
-
-def _each(seconds: list[float]) -> str:
-    return ", ".join(f"{s:.1f}" for s in seconds)
 
 
 def main() -> int:
@@ -76,8 +72,8 @@ def main() -> int:
         ratio = restore_s / upload_s
         print(f"\nrestore benchmark: {human(DISK_SIZE)} disk {DISK}, 2 GiB written (random, text, zeros); "
               f"median of {args.runs} run(s)")
-        print(f"  olvm-backup restore (whole job: VM, disk, upload, attach) {restore_s:8.1f} s   ({_each(restores)})")
-        print(f"  plain ovirt_imageio.client.upload (upload only)            {upload_s:8.1f} s   ({_each(uploads)})")
+        print(f"  olvm-backup restore (whole job: VM, disk, upload, attach) {restore_s:8.1f} s   ({each(restores)})")
+        print(f"  plain ovirt_imageio.client.upload (upload only)            {upload_s:8.1f} s   ({each(uploads)})")
         print(f"  ratio {ratio:.2f}x (target <= {TARGET}x): {'met' if ratio <= TARGET else 'MISSED'}")
         print(f"  every restored disk equals the source: {'yes' if restored_ok else 'NO'}")
         print(f"  restorer peak RSS {human(rss.get('restorer-1', 0))}")

@@ -51,6 +51,11 @@ def human(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
+def each(seconds: list[float]) -> str:
+    """Every run's seconds, as the benchmarks print them beside a median."""
+    return ", ".join(f"{s:.1f}" for s in seconds)
+
+
 def say(text: str) -> None:
     print(f"[bench] {text}", file=sys.stderr, flush=True)
 
