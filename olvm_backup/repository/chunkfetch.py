@@ -87,6 +87,8 @@ class ChunkFetcher:
         self._codec = codec
         self._limit = asyncio.Semaphore(parallel)
         self._relocator = Relocator(store)
+        self.gets = 0          # ranged GETs issued, and the bytes they asked for: what a restore costs the store
+        self.fetched = 0
 
     async def fetch(self, wanted: dict[str, Location], *, relocate: bool = True
                     ) -> dict[str, bytes | memoryview | BackupError]:
@@ -97,6 +99,8 @@ class ChunkFetcher:
 
         async def one_span(pack: str, start: int, end: int, members) -> None:
             async with self._limit:
+                self.gets += 1
+                self.fetched += end - start
                 try:
                     blob = await self._store.get(pack, start, end - start)
                 except ObjectNotFound:

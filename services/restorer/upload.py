@@ -87,6 +87,10 @@ class Windows:
             wanted[seg.digest] = self._manifest.chunks[seg.digest]
         return plan, await self._fetcher.fetch(wanted)
 
+    @property
+    def fetcher(self) -> ChunkFetcher:
+        return self._fetcher
+
     def __aiter__(self) -> "Windows":
         return self
 
@@ -136,8 +140,9 @@ async def upload_disk(disk: DiskRecord, windows: Windows, writer: Transfer,
         raise first_failure(failed) from None
     await progress(sent - reported)
     await writer.flush()
-    log.info("disk %s: %d data bytes sent; waited %.1fs for chunks from the store, %.1fs for imageio", disk.name,
-             sent, windows.waited, waited)
+    log.info("disk %s: %d data bytes sent; waited %.1fs for chunks from the store, %.1fs for imageio; "
+             "store reads so far: %d GETs, %d bytes", disk.name, sent, windows.waited, waited, windows.fetcher.gets,
+             windows.fetcher.fetched)
     return sent
 
 

@@ -122,3 +122,24 @@ async def test_a_map_naming_a_chunk_with_no_location_fails_naming_the_disk_and_o
         with pytest.raises(RestoreDataError, match=f"disk disk1 at offset {3 * C}"):
             async for _ in windows:
                 pass
+
+
+async def test_scattered_chunks_cost_one_get_per_pack_and_window_and_are_counted(monkeypatch):
+    """Chunks of a window scattered over two packs, in any order on the disk: each pack is read with one coalesced
+    GET per window, not one per chunk; the fetcher counts the GETs and bytes it asked the store for."""
+    monkeypatch.setattr(upload, "WINDOW", 8 * C)  # the whole disk in one window
+    store = MemoryStore()
+    raw = [os.urandom(C) for _ in range(6)]
+    chunks = {digest(r): r for r in raw}
+    d = list(chunks)
+    order = [d[5], d[0], d[3], d[1], d[4], d[2]]  # packs of two chunks each: the map jumps between them
+    segments = [Segment(i * C, C, name) for i, name in enumerate(order)]
+    manifest = await restore_point(store, 8 * C, segments, chunks)
+    packs = {loc.pack_key for loc in manifest.chunks.values()}
+    assert len(packs) == 3
+    fetcher = ChunkFetcher(store, ChunkCodec(manifest.chunk_hash))
+    async with Windows(manifest, manifest.disk("disk1"), fetcher) as windows:
+        async for _, fetched in windows:
+            assert all(bytes(fetched[name]) == chunks[name] for name in order)
+    assert fetcher.gets == len(packs)
+    assert fetcher.fetched == sum(loc.length for loc in manifest.chunks.values())
