@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/scale.py [--work DIR] [--readers N] [--giant SIZE] [--small SIZE] [--data SIZE]
                                     [--pieces N] [--keep]
+    .venv/bin/python bench/scale.py --chain [--work DIR] [--chain-disk SIZE] [--chain-data SIZE]
+                                    [--incrementals N] [--keep]
 
 Thin giants: the simulator serves two VMs whose disks hold the same amount of data in as many pieces, spread evenly
 over the disk (not one run): `giant` with a thin qcow2 disk of --giant (default 8TiB) and `small` with one of --small
@@ -15,6 +17,13 @@ neither dedups against the other). Printed, all measured in this run:
 - an incremental of the giant after the guest changed 1 % of its data (1 MiB writes inside the data, spread):
   bytes read from imageio against bytes changed (target: only what changed, + 2 MiB of bitmap granularity).
 Quick run: --giant 1TiB --data 96MiB --pieces 48.
+
+Chain depth (--chain, instead of the thin giants): a VM whose thin qcow2 disk of --chain-disk (default 4GiB) holds
+--chain-data (default 2GiB) of random data, backed up full and then --incrementals (default 30) times, the guest
+changing 1 % of the data before each (1 MiB writes, never the same place twice). Restored as a new VM (the whole
+job: VM, disk, upload, attach): the first restore point, then the newest. Printed: seconds, the restorer's GETs and
+bytes read from the store for each, the newest's over the first's against the target 1.1x, and whether the newest
+restored disk equals the source. Quick run: --chain --chain-disk 1GiB --chain-data 512MiB --incrementals 10.
 """
 from __future__ import annotations
 
@@ -91,7 +100,13 @@ def main() -> int:
     parser.add_argument("--data", type=size, default=3 * GIB // 2, help="data on each disk (default 1.5GiB)")
     parser.add_argument("--pieces", type=int, default=384, help="pieces the data is spread in (default 384)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--chain", action="store_true", help="the chain depth section instead of the thin giants")
+    parser.add_argument("--chain-disk", type=size, default=4 * GIB, help="the chain's disk size (default 4GiB)")
+    parser.add_argument("--chain-data", type=size, default=2 * GIB, help="data on the chain's disk (default 2GiB)")
+    parser.add_argument("--incrementals", type=int, default=30, help="incrementals after the full (default 30)")
     args = parser.parse_args()
+    if args.chain:
+        return chain_depth(args)
     giant, small = pieces(args.giant, args.data, args.pieces, 1), pieces(args.small, args.data, args.pieces, 2)
     data = sum(p["length"] for p in giant)
     work = args.work or Path(tempfile.mkdtemp(prefix="olvm-bench-scale-", dir="/var/tmp"))
@@ -126,6 +141,80 @@ def main() -> int:
         rss = {name: max(value, rss_inc.get(name, 0)) for name, value in rss.items()}
         report(args, data, fulls, inc, changed * MIB, rss)
         return 0
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+CHAIN_TARGET = 1.1
+STORE_READS = re.compile(r"waited ([0-9.]+)s for chunks from the store, ([0-9.]+)s for imageio; "
+                         r"store reads so far: (\d+) GETs, (\d+) bytes")
+
+
+def restore_timed(site: Site, backup_id: str, name: str, disk: str) -> dict:
+    """One restore as a new VM, timed (the whole job), with the restorer's GETs and bytes read from the store
+    (from the line its upload logs at the end; the restorer's counters are per job)."""
+    log = site.settings.data_dir / "logs" / "restorer-1.log"
+    seen = log.read_text(errors="replace") if log.exists() else ""
+    elapsed, _ = site.cli("restore", backup_id, "--name", name, "--disk", disk, "--wait")
+    new = log.read_text(errors="replace")[len(seen):] if log.exists() else ""
+    reads = STORE_READS.findall(new)
+    store_wait, imageio_wait, gets, fetched = (float(reads[-1][0]), float(reads[-1][1]), int(reads[-1][2]),
+                                               int(reads[-1][3])) if reads else (-1.0, -1.0, -1, -1)
+    return {"s": elapsed, "gets": gets, "bytes": fetched, "store_wait": store_wait, "imageio_wait": imageio_wait}
+
+
+def chain_depth(args) -> int:
+    """A full and --incrementals incrementals, each after 1 % of the data changed; restore the first and the newest."""
+    count = max(1, args.chain_data // (8 * MIB))
+    content = pieces(args.chain_disk, args.chain_data, count, 3)
+    data = sum(p["length"] for p in content)
+    vm, disk = "chain", "chain_os"
+    slots = [p["offset"] + k * MIB for p in content for k in range(p["length"] // MIB)]
+    per_inc = max(1, data // 100 // MIB)
+    if per_inc * args.incrementals > len(slots):
+        raise SystemExit("not enough data for that many incrementals in different places")
+    rnd = random.Random(2626)
+    changes = rnd.sample(slots, per_inc * args.incrementals)
+    work = args.work or Path(tempfile.mkdtemp(prefix="olvm-bench-chain-", dir="/var/tmp"))
+    try:
+        site = Site(work, site=inventory({vm: (args.chain_disk, content)}))
+        say(f"chain depth: {human(data)} on a {sized(args.chain_disk)} disk, a full and {args.incrementals} "
+            f"incrementals of {human(per_inc * MIB)} changed each")
+        with site:
+            from sim.client import SimAdmin
+            admin = SimAdmin(work / "sim")
+            t = time.monotonic()
+            site.cli("backup", vm, "--mode", "full", "--wait")
+            for n in range(args.incrementals):
+                for i, offset in enumerate(changes[n * per_inc:(n + 1) * per_inc]):
+                    admin.write(vm, disk, offset, MIB, seed=700000 + n * 1000 + i)
+                site.cli("backup", vm, "--mode", "incremental", "--wait")
+            say(f"  chain backed up in {time.monotonic() - t:.0f} s")
+            source = admin.checksum(vm, disk)
+            _, listed = site.cli("backups", vm, "--json")
+            points = json.loads(listed.stdout)
+            assert len(points) == args.incrementals + 1 and points[0]["mode"] == "full", points
+            say("olvm-backup: restore of the first restore point (the full)")
+            first = restore_timed(site, points[0]["backup_id"], "chain-first", disk)
+            say(f"  {first['s']:.1f} s")
+            say(f"olvm-backup: restore of the newest restore point (incremental {args.incrementals})")
+            newest = restore_timed(site, points[-1]["backup_id"], "chain-newest", disk)
+            say(f"  {newest['s']:.1f} s")
+            equal = admin.checksum("chain-newest", disk) == source
+            rss = site.service_rss()
+        ratio = newest["s"] / first["s"]
+        print(f"\nchain depth: {human(data)} of random data on a {sized(args.chain_disk)} disk; a full and "
+              f"{args.incrementals} incrementals ({human(per_inc * MIB)}, 1 %, changed before each)")
+        print(f"{'restore (whole job)':<34}{'seconds':>10}{'GETs':>8}{'fetched':>12}   upload waited for")
+        for label, r in (("first restore point (full)", first), (f"newest (incremental {args.incrementals})", newest)):
+            print(f"{label:<34}{r['s']:>8.1f} s{r['gets']:>8}{human(r['bytes']):>12}   the store "
+                  f"{r['store_wait']:.1f} s, imageio {r['imageio_wait']:.1f} s")
+        print(f"restorer peak RSS {human(rss.get('restorer-1', 0))}")
+        print(f"target {'met   ' if ratio <= CHAIN_TARGET else 'MISSED'}  newest restore within {CHAIN_TARGET}x "
+              f"of the first ({ratio:.2f}x)")
+        print(f"newest restored disk equals the source: {'yes' if equal else 'NO'}")
+        return 0 if equal else 1
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
