@@ -4,6 +4,8 @@
                                     [--pieces N] [--keep]
     .venv/bin/python bench/scale.py --chain [--work DIR] [--chain-disk SIZE] [--chain-data SIZE]
                                     [--incrementals N] [--keep]
+    .venv/bin/python bench/scale.py --slow-links [--work DIR] [--link-disk SIZE] [--link-data SIZE] [--pieces N]
+                                    [--latency-ms MS] [--keep]
 
 Thin giants: the simulator serves two VMs whose disks hold the same amount of data in as many pieces, spread evenly
 over the disk (not one run): `giant` with a thin qcow2 disk of --giant (default 8TiB) and `small` with one of --small
@@ -24,15 +26,27 @@ changing 1 % of the data before each (1 MiB writes, never the same place twice).
 job: VM, disk, upload, attach): the first restore point, then the newest. Printed: seconds, the restorer's GETs and
 bytes read from the store for each, the newest's over the first's against the target 1.1x, and whether the newest
 restored disk equals the source. Quick run: --chain --chain-disk 1GiB --chain-data 512MiB --incrementals 10.
+
+Slow links (--slow-links, instead of the thin giants): two VMs `near` and `far`, each a --link-disk (default 4GiB)
+disk holding --link-data (default 2GiB) of random data in --pieces pieces (seeds of their own, so the second backup
+dedups nothing against the first), one stack and one repository, the object store behind bench/latency_proxy.py.
+A full backup and a restore (as a new VM, the restored disk checked against the source) of `near` with the proxy
+adding nothing, then of `far` with --latency-ms (default 50) added to every request to the store (after an
+untimed backup and restore of a small disk, so neither is the stack's first): each one's throughput with the
+latency against without, target at least 70 %. The proxy stays in the path for both, so only its latency differs.
+Quick run: --slow-links --link-disk 1GiB --link-data 512MiB --pieces 48.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import secrets
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +55,8 @@ from backup import steps_shown
 from site_setup import GIB, MIB, Site, human, say
 
 from olvm_backup.engine.cbt import INACTIVITY_TIMEOUT
+from olvm_backup.stack import components, embedded
+from olvm_backup.stack.processes import ManagedProcess, free_port, port_open
 from services.snapshotter.steps import ENGINE_STEPS
 
 UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
@@ -104,7 +120,13 @@ def main() -> int:
     parser.add_argument("--chain-disk", type=size, default=4 * GIB, help="the chain's disk size (default 4GiB)")
     parser.add_argument("--chain-data", type=size, default=2 * GIB, help="data on the chain's disk (default 2GiB)")
     parser.add_argument("--incrementals", type=int, default=30, help="incrementals after the full (default 30)")
+    parser.add_argument("--slow-links", action="store_true", help="the slow links section instead of thin giants")
+    parser.add_argument("--link-disk", type=size, default=4 * GIB, help="slow links: each disk's size (default 4GiB)")
+    parser.add_argument("--link-data", type=size, default=2 * GIB, help="slow links: data on each (default 2GiB)")
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="slow links: added per request (default 50)")
     args = parser.parse_args()
+    if args.slow_links:
+        return slow_links(args)
     if args.chain:
         return chain_depth(args)
     giant, small = pieces(args.giant, args.data, args.pieces, 1), pieces(args.small, args.data, args.pieces, 2)
@@ -216,6 +238,76 @@ def chain_depth(args) -> int:
         print(f"newest restored disk equals the source: {'yes' if equal else 'NO'}")
         return 0 if equal else 1
     finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def slow_links(args) -> int:
+    near, far = (pieces(args.link_disk, args.link_data, args.pieces, seed) for seed in (3, 4))
+    data = sum(p["length"] for p in near)
+    work = args.work or Path(tempfile.mkdtemp(prefix="olvm-bench-links-", dir="/var/tmp"))
+    proxy: ManagedProcess | None = None
+    store_port = free_port()
+    real_store = components.object_store
+
+    def behind_proxy(host: str, port: int, *a, **kw) -> ManagedProcess:
+        """The stack's store on a port of its own; the proxy on the one the services use."""
+        nonlocal proxy
+        if proxy is None:
+            proxy = ManagedProcess("latency-proxy", [
+                sys.executable, str(Path(__file__).with_name("latency_proxy.py")), "--listen", f"{host}:{port}",
+                "--target", f"{host}:{store_port}", "--latency-ms", str(args.latency_ms), "--off"],
+                log_file=work / "latency-proxy.log", ready=lambda: port_open(host, port)).start()
+        return real_store(host, store_port, *a, **kw)
+
+    embedded.components.object_store = behind_proxy
+    try:
+        site = Site(work, readers=args.readers,
+                    site=inventory({"near": (args.link_disk, near), "far": (args.link_disk, far),
+                                    "warm": (64 * MIB, pieces(64 * MIB, 16 * MIB, 4, 5))}))
+        say(f"seeding {human(data)} in {args.pieces} pieces on each of two {sized(args.link_disk)} disks")
+        measured = {}
+        with site:
+            say("warming up (untimed): a backup and a restore of a 64 MiB disk, so neither measured run is the first")
+            backup(site, "warm", "full")
+            point = json.loads(site.cli("backups", "warm", "--json")[1].stdout)[-1]
+            site.cli("restore", point["backup_id"], "--name", "warm-restored", "--disk", "warm_os", "--wait")
+            for vm, latency in (("near", 0.0), ("far", args.latency_ms)):
+                os.kill(proxy.pid, signal.SIGUSR1 if latency else signal.SIGUSR2)
+                say(f"olvm-backup: full backup of {vm}, {latency:g} ms added per request to the store")
+                b = backup(site, vm, "full")
+                point = json.loads(site.cli("backups", vm, "--json")[1].stdout)[-1]
+                say(f"  {b['s']:.1f} s; restore of {vm} as a new VM")
+                r, _ = site.cli("restore", point["backup_id"], "--name", f"{vm}-restored", "--disk", f"{vm}_os",
+                                "--wait")
+                same = site.checksum(f"{vm}-restored", f"{vm}_os") == site.checksum(vm, f"{vm}_os")
+                say(f"  {r:.1f} s, restored disk equals the source: {same}")
+                measured[vm] = {"backup": b["s"], "restore": r, "same": same, "steps": b["steps"]}
+            rss = site.service_rss()
+        print(f"\nslow links: {human(data)} of random data on a {sized(args.link_disk)} disk, "
+              f"{args.latency_ms:g} ms added per request to the object store (bench/latency_proxy.py)")
+        print(f"{'':24}{'no latency':>16}{f'{args.latency_ms:g} ms':>16}{'kept':>8}")
+        for what in ("backup", "restore"):
+            fast, slow = measured["near"][what], measured["far"][what]
+            kept = fast / slow
+            label = "full backup" if what == "backup" else "restore (whole job)"
+            print(f"{label:<24}{human(data / fast) + '/s':>16}{human(data / slow) + '/s':>16}{kept:>7.0%}"
+                  f"   ({fast:.1f} s, {slow:.1f} s)")
+        for vm in ("near", "far"):
+            print(f"  backup of {vm}, where the time went: "
+                  + ", ".join(f"{k} {v:.2f} s" for k, v in measured[vm]["steps"].items()))
+        same = all(m["same"] for m in measured.values())
+        print(f"every restored disk equals its source: {'yes' if same else 'NO'}")
+        print("peak RSS: " + ", ".join(f"{n} {human(v)}" for n, v in sorted(rss.items())))
+        for what in ("backup", "restore"):
+            kept = measured["near"][what] / measured["far"][what]
+            print(f"target {'met   ' if kept >= 0.7 else 'MISSED'}  {what} keeps >= 70 % of its throughput "
+                  f"with {args.latency_ms:g} ms per request ({kept:.0%})")
+        return 0 if same else 1
+    finally:
+        embedded.components.object_store = real_store
+        if proxy is not None:
+            proxy.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
