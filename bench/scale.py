@@ -5,7 +5,7 @@
     .venv/bin/python bench/scale.py --chain [--work DIR] [--chain-disk SIZE] [--chain-data SIZE]
                                     [--incrementals N] [--keep]
     .venv/bin/python bench/scale.py --slow-links [--work DIR] [--link-disk SIZE] [--link-data SIZE] [--pieces N]
-                                    [--latency-ms MS] [--keep]
+                                    [--latency-ms MS] [--latency-first] [--keep]
 
 Thin giants: the simulator serves two VMs whose disks hold the same amount of data in as many pieces, spread evenly
 over the disk (not one run): `giant` with a thin qcow2 disk of --giant (default 8TiB) and `small` with one of --small
@@ -34,6 +34,7 @@ A full backup and a restore (as a new VM, the restored disk checked against the 
 adding nothing, then of `far` with --latency-ms (default 50) added to every request to the store (after an
 untimed backup and restore of a small disk, so neither is the stack's first): each one's throughput with the
 latency against without, target at least 70 %. The proxy stays in the path for both, so only its latency differs.
+--latency-first measures `far` (with the latency) before `near`.
 Quick run: --slow-links --link-disk 1GiB --link-data 512MiB --pieces 48.
 """
 from __future__ import annotations
@@ -124,6 +125,7 @@ def main() -> int:
     parser.add_argument("--link-disk", type=size, default=4 * GIB, help="slow links: each disk's size (default 4GiB)")
     parser.add_argument("--link-data", type=size, default=2 * GIB, help="slow links: data on each (default 2GiB)")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="slow links: added per request (default 50)")
+    parser.add_argument("--latency-first", action="store_true", help="slow links: measure with the latency first")
     args = parser.parse_args()
     if args.slow_links:
         return slow_links(args)
@@ -272,7 +274,8 @@ def slow_links(args) -> int:
             backup(site, "warm", "full")
             point = json.loads(site.cli("backups", "warm", "--json")[1].stdout)[-1]
             site.cli("restore", point["backup_id"], "--name", "warm-restored", "--disk", "warm_os", "--wait")
-            for vm, latency in (("near", 0.0), ("far", args.latency_ms)):
+            runs = [("near", 0.0), ("far", args.latency_ms)]
+            for vm, latency in reversed(runs) if args.latency_first else runs:
                 os.kill(proxy.pid, signal.SIGUSR1 if latency else signal.SIGUSR2)
                 say(f"olvm-backup: full backup of {vm}, {latency:g} ms added per request to the store")
                 b = backup(site, vm, "full")
